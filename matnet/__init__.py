@@ -1,0 +1,88 @@
+"""matnet: dense neural networks in matrix form.
+
+The article's formulas, batch-major (rows are examples), W of shape (n_in, n_out)::
+
+    Z = A_prev @ W + b        A = act(Z)
+    dW = A_prev.T @ dZ        db = dZ.sum(axis=0, keepdims=True)        dA_prev = dZ @ W.T
+
+Quick start::
+
+    import matnet
+    model = matnet.MLP([64, 64, 10], activation="relu", loss="cross_entropy", seed=0)
+    history = model.fit(X_train, y_train, optimizer="adam", epochs=30, batch_size=32,
+                        validation_fraction=0.1, early_stopping=True)
+    accuracy = (model.predict(X_test) == y_test).mean()
+    matnet.save(model, "digits.safetensors")
+"""
+
+from matnet import functional
+from matnet.activations import ACTIVATION_NAMES, get_activation
+from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
+from matnet.gradcheck import gradcheck, numerical_gradient
+from matnet.io import load, save
+from matnet.layers import Activation, Dense, Dropout, Layer
+from matnet.losses import (
+    LOSS_NAMES,
+    BinaryCrossEntropy,
+    Loss,
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
+    get_loss,
+)
+from matnet.model import MLP, Sequential
+from matnet.optim import OPTIMIZER_NAMES, SGD, Adam, AdamW, Optimizer, get_optimizer
+from matnet.schedules import (
+    Constant,
+    CosineDecay,
+    ExponentialDecay,
+    ReduceLROnPlateau,
+    Schedule,
+    StepDecay,
+    get_schedule,
+)
+from matnet.train import Callback, History, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATION_NAMES",
+    "LOSS_NAMES",
+    "MLP",
+    "OPTIMIZER_NAMES",
+    "SGD",
+    "Activation",
+    "Adam",
+    "AdamW",
+    "BinaryCrossEntropy",
+    "Callback",
+    "Constant",
+    "CosineDecay",
+    "Dense",
+    "Dropout",
+    "ExponentialDecay",
+    "History",
+    "Layer",
+    "Loss",
+    "MatnetError",
+    "MeanSquaredError",
+    "ModelFileError",
+    "NotFittedError",
+    "Optimizer",
+    "ReduceLROnPlateau",
+    "Schedule",
+    "Sequential",
+    "SoftmaxCrossEntropy",
+    "StepDecay",
+    "TrainingDivergedError",
+    "fit",
+    "functional",
+    "get_activation",
+    "get_loss",
+    "get_optimizer",
+    "get_schedule",
+    "gradcheck",
+    "load",
+    "numerical_gradient",
+    "save",
+    "__version__",
+]

@@ -1,0 +1,326 @@
+"""Model files in the safetensors layout, written and read with NumPy alone; never pickle.
+
+Layout (https://github.com/huggingface/safetensors)::
+
+    8 bytes   N, the header length, unsigned little-endian
+    N bytes   JSON: {"<key>": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+                     "__metadata__": {"<str>": "<str>", ...}}   (space-padded to a multiple of 8)
+    rest      the tensors' raw little-endian bytes, back to back, offsets relative to this section
+
+matnet keeps in ``__metadata__`` (whose values must be strings) the architecture as JSON, its own and the
+format's version, a SHA-256 of the data section (so a flipped bit is caught), and any user metadata such as
+an input scaler or label names. Loading rebuilds layers from matnet's own registry and never imports or
+unpickles anything named in the file. Every defect raises :class:`matnet.errors.ModelFileError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matnet.errors import ModelFileError
+
+__all__ = ["save", "load", "save_tensors", "load_tensors", "atomic_write", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+_DTYPES = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"),
+    "U32": np.dtype("<u4"),
+    "U16": np.dtype("<u2"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+_CODES = {dtype: code for code, dtype in _DTYPES.items()}
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, whole.
+
+    The bytes go to a temporary file in the same folder, which is flushed and fsynced and then renamed
+    over ``path`` with ``os.replace``; the folder is fsynced so the rename itself survives a power cut.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def encode_tensors(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
+    """The bytes of a safetensors file holding ``tensors`` and string ``metadata``."""
+    header: dict[str, Any] = {}
+    chunks = []
+    offset = 0
+    for key, array in tensors.items():
+        if not isinstance(key, str) or key == "__metadata__":
+            raise ValueError(f"tensor name {key!r} is not allowed")
+        array = np.asarray(array)
+        code = _CODES.get(array.dtype.newbyteorder("<"))
+        if code is None:
+            raise ValueError(
+                f"tensor {key!r} has dtype {array.dtype}, which the format cannot hold"
+            )
+        raw = np.ascontiguousarray(array, dtype=_DTYPES[code]).tobytes()
+        header[key] = {
+            "dtype": code,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        chunks.append(raw)
+        offset += len(raw)
+    data = b"".join(chunks)
+    meta = dict(metadata or {})
+    meta["matnet.sha256"] = hashlib.sha256(data).hexdigest()
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise ValueError("safetensors metadata keys and values must all be strings")
+    header["__metadata__"] = meta
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)  # align the data section to 8 bytes, as safetensors does
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def save_tensors(
+    path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``tensors`` (and string metadata) to ``path`` in the safetensors layout, atomically."""
+    atomic_write(path, encode_tensors(tensors, metadata))
+
+
+def _fail(path: Any, problem: str) -> ModelFileError:
+    return ModelFileError(f"{path}: {problem}")
+
+
+def decode_tensors(
+    blob: bytes, source: Any = "<bytes>"
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Parse and check the bytes of a safetensors file; see :func:`load_tensors`."""
+    size = len(blob)
+    if size < 8:
+        raise _fail(source, f"file of {size} bytes is too short to be a model file (truncated?)")
+    n = int.from_bytes(blob[:8], "little")
+    if n > MAX_HEADER_BYTES:
+        raise _fail(source, f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
+    if 8 + n > size:
+        raise _fail(
+            source, f"header length {n} runs past the end of the {size}-byte file (truncated?)"
+        )
+    try:
+        header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(source, f"header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _fail(source, "header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise _fail(source, "__metadata__ must map strings to strings")
+    data = memoryview(blob)[8 + n :]
+    spans = []
+    for key, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise _fail(source, f"tensor {key!r} needs exactly dtype, shape and data_offsets")
+        code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if code not in _DTYPES:
+            raise _fail(source, f"tensor {key!r} has unknown dtype {code!r}")
+        if not (
+            isinstance(shape, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
+            raise _fail(source, f"tensor {key!r} has an invalid shape {shape!r}")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
+            raise _fail(source, f"tensor {key!r} has invalid data_offsets {offsets!r}")
+        begin, end = offsets
+        if not 0 <= begin <= end <= len(data):
+            raise _fail(
+                source,
+                f"tensor {key!r} data_offsets {offsets} lie outside the "
+                f"{len(data)}-byte data section",
+            )
+        # Python integers: a lying shape cannot overflow, and nothing is allocated from it.
+        expected = math.prod(shape) * _DTYPES[code].itemsize
+        if end - begin != expected:
+            raise _fail(
+                source,
+                f"tensor {key!r} of shape {shape} and dtype {code} needs {expected} "
+                f"bytes but its offsets span {end - begin}",
+            )
+        spans.append((begin, end, key))
+    spans.sort()
+    position = 0
+    for begin, end, key in spans:
+        if begin < position:
+            raise _fail(source, f"tensor {key!r} overlaps the tensor before it")
+        if begin > position:
+            raise _fail(
+                source, f"bytes {position}..{begin} of the data section belong to no tensor"
+            )
+        position = end
+    if position != len(data):
+        raise _fail(source, f"the data section has {len(data) - position} trailing bytes")
+    digest = metadata.get("matnet.sha256")
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise _fail(
+            source, "checksum mismatch: the tensor data is corrupted (bit flip or partial write)"
+        )
+    tensors = {}
+    for key, entry in header.items():
+        begin, end = entry["data_offsets"]
+        array = np.frombuffer(data[begin:end], dtype=_DTYPES[entry["dtype"]])
+        tensors[key] = array.reshape(entry["shape"]).copy()
+    return tensors, metadata
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read a safetensors file, checking every offset, shape and dtype before using it.
+
+    Returns
+    -------
+    tensors : dict of str to ndarray
+    metadata : dict of str to str
+
+    Raises
+    ------
+    ModelFileError
+        For a missing, unreadable, truncated, corrupted or inconsistent file.
+    """
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, not a model file") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror})") from None
+    return decode_tensors(blob, path)
+
+
+def model_metadata(model: Any, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """The ``__metadata__`` strings that describe ``model`` (architecture, versions, user data)."""
+    from matnet import __version__
+
+    meta = {
+        "format": "matnet",
+        "format_version": str(FORMAT_VERSION),
+        "matnet_version": __version__,
+        "model": json.dumps(model.config()),
+    }
+    user = {**getattr(model, "metadata", {}), **(extra or {})}
+    if user:
+        meta["user"] = json.dumps(user)
+    return meta
+
+
+def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> None:
+    """Write a model to ``path`` (atomically) in the safetensors layout.
+
+    Parameters
+    ----------
+    model : Sequential
+    path : str or path-like
+    metadata : dict, optional
+        Extra JSON-serializable information (an input scaler, label names, a training config); merged
+        over ``model.metadata`` and returned by :func:`load` as ``model.metadata``.
+    """
+    tensors = {key: np.asarray(value) for key, value in model.params.items()}
+    save_tensors(path, tensors, model_metadata(model, metadata))
+
+
+def model_from_tensors(
+    tensors: dict[str, np.ndarray], metadata: dict[str, str], source: Any
+) -> Any:
+    """Rebuild a :class:`~matnet.model.Sequential` from decoded tensors and metadata."""
+    from matnet.model import Sequential
+
+    if metadata.get("format") != "matnet" or "model" not in metadata:
+        raise _fail(source, "not a matnet model file (no matnet architecture in its metadata)")
+    version = metadata.get("format_version", "")
+    if not version.isdigit():
+        raise _fail(source, f"format_version {version!r} is not an integer")
+    if int(version) > FORMAT_VERSION:
+        raise _fail(
+            source,
+            f"format version {version} is newer than this matnet reads "
+            f"({FORMAT_VERSION}); upgrade matnet",
+        )
+    try:
+        config = json.loads(metadata["model"])
+        user = json.loads(metadata.get("user", "{}"))
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("the architecture must be an object with a list of layers")
+        if not isinstance(user, dict):
+            raise ValueError("user metadata must be an object")
+        model = Sequential.from_config(config)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
+    expected = {key: view.shape for key, view in model.params.items()}
+    found = {key: tuple(t.shape) for key, t in tensors.items()}
+    if expected != found:
+        raise _fail(
+            source, f"tensors {found} do not match the architecture, which needs {expected}"
+        )
+    for key, tensor in tensors.items():
+        if tensor.dtype.kind != "f":
+            raise _fail(source, f"parameter {key!r} has non-float dtype {tensor.dtype}")
+    model.set_weights(tensors)
+    model.metadata = user
+    return model
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Read a model written by :func:`save`.
+
+    Returns
+    -------
+    Sequential
+        With ``model.metadata`` holding the user metadata saved with it.
+
+    Raises
+    ------
+    ModelFileError
+        For a file that is missing, truncated, corrupted, of a newer format version, not a matnet
+        model, or whose tensors do not match its architecture.
+    """
+    tensors, metadata = load_tensors(path)
+    return model_from_tensors(tensors, metadata, path)

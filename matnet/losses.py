@@ -1,0 +1,308 @@
+"""Losses: each returns ``(value, dZ)`` together, from the network's raw outputs (logits).
+
+The model's last layer is linear; the loss owns the output link (softmax, sigmoid or identity). Fusing
+the link with the loss gives the short gradients
+
+* softmax + cross-entropy:        ``dZ = (softmax(Z) - Y) / n``
+* sigmoid + binary cross-entropy: ``dZ = (sigmoid(Z) - Y) / n``
+* identity + squared error:       ``dZ = 2 (Z - Y) / (n k)``
+
+which hold only for these pairs. Values come from log-sum-exp forms, so no probability is clipped and no
+``exp`` overflows: logits of ±1e4 give finite, correct values and gradients.
+
+Targets: class indices (n,) or one-hot (n, k) for cross-entropy; 0/1 of shape (n,) or (n, k) for
+binary cross-entropy (k independent labels: multi-label); real values (n,) or (n, k) for squared error.
+``sample_weight`` of shape (n,) weights each example: ``value = sum_i w_i l_i / n``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from matnet import functional as F
+
+__all__ = [
+    "Loss",
+    "SoftmaxCrossEntropy",
+    "BinaryCrossEntropy",
+    "MeanSquaredError",
+    "get_loss",
+    "LOSS_NAMES",
+]
+
+Array = Any
+
+
+class Loss(ABC):
+    """Base class. Subclasses define ``__call__``, ``link``, ``predict``, targets and a metric."""
+
+    name = ""
+    metric_name = ""
+
+    def __init__(self) -> None:
+        self._grad: Array | None = None
+
+    def _grad_buffer(self, Z: Array) -> Array:
+        buf = self._grad
+        if (
+            buf is None
+            or buf.shape[0] < Z.shape[0]
+            or buf.shape[1:] != Z.shape[1:]
+            or (buf.dtype != Z.dtype)
+        ):
+            buf = self._grad = np.empty_like(Z)
+        return buf[: Z.shape[0]]
+
+    @abstractmethod
+    def __call__(
+        self, Z: Array, Y: Array, sample_weight: Array | None = None
+    ) -> tuple[float, Array]:
+        """Return the mean loss over the batch and its gradient with respect to ``Z``.
+
+        Parameters
+        ----------
+        Z : array of shape (n, k)
+            Logits, the output of the model's last (linear) layer.
+        Y : array of shape (n,) or (n, k)
+            Targets, encoded by :meth:`encode_targets`.
+        sample_weight : array of shape (n,), optional
+
+        Returns
+        -------
+        value : float
+        dZ : array of shape (n, k)
+            Valid until the next call (a reused buffer).
+        """
+
+    @abstractmethod
+    def link(self, Z: Array) -> Array:
+        """Map logits to the model's outputs (probabilities or predicted values)."""
+
+    @abstractmethod
+    def predict(self, Z: Array) -> Array:
+        """Map logits to decisions: class indices, 0/1 labels, or values."""
+
+    @abstractmethod
+    def encode_targets(self, y: Array, n_outputs: int, dtype: Any) -> Array:
+        """Validate ``y`` against ``n_outputs`` and return it in the form ``__call__`` expects."""
+
+    @abstractmethod
+    def metric(self, Z: Array, Y: Array) -> float:
+        """The loss's natural score (higher is better): accuracy or R²."""
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_grad": None}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _weights(sample_weight: Array | None, n: int) -> Array | None:
+    if sample_weight is None:
+        return None
+    return np.asarray(sample_weight).reshape(n, 1)
+
+
+def _check_finite_targets(y: Array, name: str) -> None:
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} targets contain NaN or infinity; remove or impute those rows")
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax cross-entropy from logits: ``l = logsumexp(Z_i) - Z_i[y_i]``."""
+
+    name = "softmax_cross_entropy"
+    metric_name = "accuracy"
+
+    def __call__(self, Z, Y, sample_weight=None):
+        n = Z.shape[0]
+        G = self._grad_buffer(Z)
+        np.subtract(Z, Z.max(axis=1, keepdims=True), out=G)  # shifted logits, max 0 per row
+        if Y.ndim == 1:
+            picked = np.take_along_axis(G, Y[:, None], axis=1)
+        else:
+            picked = np.sum(G * Y, axis=1, keepdims=True)
+        np.exp(G, out=G)
+        S = G.sum(axis=1, keepdims=True)
+        losses = np.log(S) - picked  # logsumexp(Z) - Z[y], both shifted by the row max
+        G /= S  # softmax(Z)
+        if Y.ndim == 1:
+            G[np.arange(n), Y] -= 1  # dZ = softmax(Z) - onehot(y), valid for softmax + CE only
+        else:
+            G -= Y
+        w = _weights(sample_weight, n)
+        if w is None:
+            G /= n
+            return float(losses.mean()), G
+        G *= w / n
+        return float(np.sum(losses * w) / n), G
+
+    def link(self, Z):
+        return F.softmax(Z)
+
+    def predict(self, Z):
+        return np.argmax(Z, axis=1)
+
+    def encode_targets(self, y, n_outputs, dtype):
+        y = np.asarray(y)
+        if y.ndim == 1:
+            if y.dtype.kind == "f":
+                _check_finite_targets(y, "class")
+                if not np.all(y == np.round(y)):
+                    raise ValueError(
+                        "cross-entropy targets must be integer class indices or one-hot rows; "
+                        "got non-integer floats"
+                    )
+            elif y.dtype.kind not in "iub":
+                raise ValueError(
+                    f"cross-entropy targets must be integer class indices, got dtype {y.dtype}; "
+                    "encode string labels first (e.g. with numpy.unique(..., return_inverse=True))"
+                )
+            y = y.astype(np.intp)
+            if y.size and (y.min() < 0 or y.max() >= n_outputs):
+                raise ValueError(
+                    f"class indices must lie in [0, {n_outputs - 1}] for a model with "
+                    f"{n_outputs} outputs; got values from {y.min()} to {y.max()}"
+                )
+            return y
+        if y.ndim == 2 and y.shape[1] == n_outputs:
+            _check_finite_targets(y, "one-hot")
+            return y.astype(dtype)
+        raise ValueError(
+            f"cross-entropy targets of shape {y.shape} do not fit a model with {n_outputs} "
+            f"outputs; give class indices of shape (n,) or one-hot rows of shape (n, {n_outputs})"
+        )
+
+    def metric(self, Z, Y):
+        labels = Y if Y.ndim == 1 else np.argmax(Y, axis=1)
+        return float(np.mean(np.argmax(Z, axis=1) == labels))
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy from logits, one or many independent outputs (multi-label).
+
+    ``l = sum_j max(z_j, 0) - z_j y_j + log1p(exp(-|z_j|))``, summed over outputs, averaged over the batch.
+    """
+
+    name = "binary_cross_entropy"
+    metric_name = "accuracy"
+
+    def __call__(self, Z, Y, sample_weight=None):
+        n = Z.shape[0]
+        Y = Y.reshape(Z.shape)
+        losses = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+        G = self._grad_buffer(Z)
+        G[...] = F.sigmoid(Z)
+        G -= Y  # dZ = sigmoid(Z) - Y, valid for sigmoid + BCE only
+        w = _weights(sample_weight, n)
+        if w is None:
+            G /= n
+            return float(losses.sum() / n), G
+        G *= w / n
+        return float(np.sum(losses * w) / n), G
+
+    def link(self, Z):
+        return F.sigmoid(Z)
+
+    def predict(self, Z):
+        return (Z > 0).astype(np.intp)
+
+    def encode_targets(self, y, n_outputs, dtype):
+        y = np.asarray(y)
+        if y.ndim == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim != 2 or y.shape[1] != n_outputs:
+            raise ValueError(
+                f"binary cross-entropy targets of shape {y.shape} do not fit a model with "
+                f"{n_outputs} outputs; give 0/1 values of shape (n, {n_outputs})"
+            )
+        if y.dtype.kind not in "iubf":
+            raise ValueError(f"binary targets must be 0/1 numbers, got dtype {y.dtype}")
+        _check_finite_targets(y, "binary")
+        if np.any((y < 0) | (y > 1)):
+            raise ValueError("binary cross-entropy targets must lie in [0, 1]")
+        return y.astype(dtype)
+
+    def metric(self, Z, Y):
+        hits = (Z > 0) == (Y.reshape(Z.shape) > 0.5)
+        return float(np.mean(np.all(hits, axis=1)))  # subset accuracy for several labels
+
+
+class MeanSquaredError(Loss):
+    """Mean squared error over all outputs: ``value = mean((Z - Y)**2)``."""
+
+    name = "mse"
+    metric_name = "r2"
+
+    def __call__(self, Z, Y, sample_weight=None):
+        n, k = Z.shape
+        G = self._grad_buffer(Z)
+        np.subtract(Z, Y.reshape(Z.shape), out=G)  # residual
+        w = _weights(sample_weight, n)
+        if w is None:
+            value = float(np.vdot(G, G) / (n * k))
+            G *= 2.0 / (n * k)
+        else:
+            value = float(np.sum(G * G * w) / (n * k))
+            G *= w * (2.0 / (n * k))
+        return value, G
+
+    def link(self, Z):
+        return Z
+
+    def predict(self, Z):
+        return Z
+
+    def encode_targets(self, y, n_outputs, dtype):
+        y = np.asarray(y)
+        if y.dtype.kind not in "iubf":
+            raise ValueError(f"regression targets must be numbers, got dtype {y.dtype}")
+        if y.ndim == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim != 2 or y.shape[1] != n_outputs:
+            raise ValueError(
+                f"regression targets of shape {y.shape} do not fit a model with {n_outputs} "
+                f"outputs; give shape (n,) or (n, {n_outputs})"
+            )
+        _check_finite_targets(y, "regression")
+        return y.astype(dtype)
+
+    def metric(self, Z, Y):
+        Y = Y.reshape(Z.shape)
+        ss_res = np.sum((Y - Z) ** 2, axis=0)
+        ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 0.0)
+        return float(np.mean(r2))
+
+
+_REGISTRY: dict[str, type[Loss]] = {
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "cross_entropy": SoftmaxCrossEntropy,
+    "categorical_cross_entropy": SoftmaxCrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+    "bce": BinaryCrossEntropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "squared_error": MeanSquaredError,
+}
+LOSS_NAMES = tuple(_REGISTRY)
+
+
+def get_loss(spec: str | dict | Loss) -> Loss:
+    """Build a loss from its name (or config dict), or return a :class:`Loss` unchanged."""
+    if isinstance(spec, Loss):
+        return spec
+    if isinstance(spec, dict):
+        spec = spec.get("name", "")
+    if not isinstance(spec, str):
+        raise TypeError(f"loss must be a name such as 'cross_entropy', got {type(spec).__name__}")
+    if spec not in _REGISTRY:
+        raise ValueError(f"unknown loss {spec!r}; choose one of {', '.join(LOSS_NAMES)}")
+    return _REGISTRY[spec]()

@@ -1,0 +1,384 @@
+"""Sequential models: layers chained, with every parameter a view into one flat vector.
+
+Parameter keys are ``"<layer index>.<name>"`` (``"0.W"``, ``"0.b"``, ``"2.W"``, ...), the one scheme used
+by the optimizer state, model files, :func:`matnet.gradcheck` and the estimators' ``coefs_``. In the flat
+vectors all weights come first (``flat_params[:n_decay]``), then the biases, so L2 and weight decay touch
+a prefix slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from matnet.backend import resolve_dtype
+from matnet.errors import NotFittedError
+from matnet.layers import Activation, Dense, Dropout, Layer, layer_from_config
+from matnet.losses import Loss, get_loss
+
+__all__ = ["Sequential", "MLP", "as_generator"]
+
+Array = Any
+
+# Rows per forward pass in predict: large enough for BLAS to run at full speed, small enough that the
+# activations of one chunk stay modest.
+PREDICT_CHUNK = 16384
+
+
+def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from a seed, an existing generator, or None (fresh entropy)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed={seed!r} must be a non-negative integer")
+        return np.random.default_rng(seed)
+    raise TypeError(
+        f"seed must be an int, a numpy.random.Generator or None, got {type(seed).__name__}"
+    )
+
+
+class Sequential:
+    """A chain of layers that owns the flat parameter and gradient vectors.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        The first layer must fix the input width (a :class:`~matnet.layers.Dense`).
+    dtype : {"float32", "float64"}
+        Precision of parameters, activations and gradients.
+    seed : int or numpy.random.Generator, optional
+        Source of the initial weights.
+    loss : str or Loss, optional
+        The training loss; it also supplies the output link for :meth:`predict_proba`.
+        :func:`matnet.fit` sets it when given one.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        *,
+        dtype: Any = "float32",
+        seed: int | np.random.Generator | None = 0,
+        loss: str | Loss | None = None,
+    ) -> None:
+        layers = list(layers)
+        if not layers or not isinstance(layers[0], Dense):
+            raise ValueError(
+                "a Sequential model needs at least one layer and must start with Dense"
+            )
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"{layer!r} is not a matnet layer")
+        self.layers = layers
+        self.dtype = resolve_dtype(dtype)
+        self.loss = None if loss is None else get_loss(loss)
+        #: JSON-serializable extras saved in model files (input scaler, label names, ...).
+        self.metadata: dict[str, Any] = {}
+        self.n_features = layers[0].n_in
+        width = self.n_features
+        for layer in layers:
+            width = layer.output_width(width)
+        self.n_outputs = width
+        self._wire_layers()
+        self._allocate()
+        self.initialize(seed)
+
+    # --- structure --------------------------------------------------------------------------
+
+    def _wire_layers(self) -> None:
+        for i, layer in enumerate(self.layers):
+            layer.needs_input_grad = i > 0
+            if isinstance(layer, Activation):
+                # Write A over Z when Z is a buffer of the previous layer that only this layer reads.
+                layer.inplace = i > 0 and self.layers[i - 1].owns_output
+
+    def _allocate(self) -> None:
+        specs = [
+            (f"{i}.{name}", i, name, shape, decayed)
+            for i, layer in enumerate(self.layers)
+            for name, shape, decayed in layer.param_specs()
+        ]
+        specs.sort(key=lambda s: not s[4])  # weights first; stable, so layer order is kept
+        sizes = [int(np.prod(shape)) for *_, shape, _ in specs]
+        self.n_params = sum(sizes)
+        self.n_decay = sum(size for size, spec in zip(sizes, specs, strict=True) if spec[4])
+        self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
+        self.flat_grads = np.zeros(self.n_params, dtype=self.dtype)
+        self.params: dict[str, Array] = {}
+        self.grads: dict[str, Array] = {}
+        #: Where each parameter lives in the flat vectors.
+        self.slices: dict[str, slice] = {}
+        per_layer: dict[int, tuple[dict, dict]] = {i: ({}, {}) for i in range(len(self.layers))}
+        offset = 0
+        for (key, i, name, shape, _), size in zip(specs, sizes, strict=True):
+            p = self.flat_params[offset : offset + size].reshape(shape)
+            g = self.flat_grads[offset : offset + size].reshape(shape)
+            self.params[key], self.grads[key] = p, g
+            self.slices[key] = slice(offset, offset + size)
+            per_layer[i][0][name], per_layer[i][1][name] = p, g
+            offset += size
+        self.params = {key: self.params[key] for key, *_ in sorted(specs, key=lambda s: s[1])}
+        self.grads = {key: self.grads[key] for key in self.params}
+        for i, layer in enumerate(self.layers):
+            layer.bind(*per_layer[i])
+
+    def initialize(self, seed: int | np.random.Generator | None = 0) -> None:
+        """Redraw every parameter (He/Glorot weights, zero biases) from ``seed``."""
+        rng = as_generator(seed)
+        for layer in self.layers:
+            layer.initialize(rng)
+
+    @property
+    def dense_layers(self) -> list[Dense]:
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    # --- forward and backward ---------------------------------------------------------------
+
+    def forward(
+        self, X: Array, *, training: bool = False, rng: np.random.Generator | None = None
+    ) -> tuple[Array, Callable[[Array], None]]:
+        """Run the layers on a batch.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_features), the model's dtype
+        training : bool
+            Enables dropout (which then needs ``rng``).
+
+        Returns
+        -------
+        Z : array of shape (n, n_outputs)
+            The logits, in a buffer valid until the next forward pass.
+        backward : callable
+            ``backward(dZ)`` fills :attr:`flat_grads` (through the views in :attr:`grads`).
+            It may overwrite ``dZ``.
+        """
+        backwards = []
+        A = X
+        for layer in self.layers:
+            A, backward = layer.forward(A, training, rng)
+            backwards.append(backward)
+
+        def backward_all(dZ: Array) -> None:
+            for backward in reversed(backwards):
+                dZ = backward(dZ)
+
+        return A, backward_all
+
+    def logits(self, X: Array) -> Array:
+        """The raw outputs (before the loss's link), as a new array of shape (n, n_outputs)."""
+        X = self._check_input(X)
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        for start in range(0, X.shape[0], PREDICT_CHUNK):
+            Z, _ = self.forward(X[start : start + PREDICT_CHUNK])
+            out[start : start + PREDICT_CHUNK] = Z
+        return out
+
+    def _require_loss(self) -> Loss:
+        if self.loss is None:
+            raise NotFittedError(
+                "this model has no loss, so its outputs have no link; pass loss=... to the model "
+                "or to fit()"
+            )
+        return self.loss
+
+    def predict(self, X: Array) -> Array:
+        """Class indices (cross-entropy), 0/1 labels (binary cross-entropy) or values (regression).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features)
+
+        Returns
+        -------
+        array of shape (n,) for a single output or class index, else (n, n_outputs)
+        """
+        result = self._require_loss().predict(self.logits(X))
+        if result.ndim == 2 and result.shape[1] == 1:
+            return result[:, 0]
+        return result
+
+    def predict_proba(self, X: Array) -> Array:
+        """The loss's link applied to the logits: softmax or sigmoid probabilities.
+
+        Returns
+        -------
+        array of shape (n, n_outputs)
+        """
+        return self._require_loss().link(self.logits(X))
+
+    def evaluate(self, X: Array, y: Array) -> dict[str, float]:
+        """Mean loss and the loss's metric (accuracy or R²) on ``(X, y)``."""
+        from matnet.train import check_targets
+
+        loss = self._require_loss()
+        Z = self.logits(X)
+        Y = check_targets(loss, y, Z.shape[0], self.n_outputs, self.dtype)
+        value, _ = loss(Z, Y)
+        return {"loss": value, loss.metric_name: loss.metric(Z, Y)}
+
+    def fit(self, X: Array, y: Array, **kwargs: Any) -> Any:
+        """Train on ``(X, y)``; see :func:`matnet.fit` for every option. Returns the History."""
+        from matnet.train import fit
+
+        return fit(self, X, y, **kwargs)
+
+    def _check_input(self, X: Array) -> Array:
+        from matnet.train import check_features
+
+        return check_features(X, self.n_features, self.dtype)
+
+    # --- parameters -------------------------------------------------------------------------
+
+    def get_weights(self) -> dict[str, Array]:
+        """A copy of every parameter, keyed ``"0.W"``, ``"0.b"``, ..."""
+        return {key: value.copy() for key, value in self.params.items()}
+
+    def set_weights(self, weights: dict[str, Array]) -> None:
+        """Copy values into the parameters; keys and shapes must match :attr:`params` exactly."""
+        if set(weights) != set(self.params):
+            missing = sorted(set(self.params) - set(weights))
+            extra = sorted(set(weights) - set(self.params))
+            raise ValueError(
+                f"weights do not match the model: missing {missing}, unexpected {extra}"
+            )
+        for key, value in weights.items():
+            value = np.asarray(value)
+            if value.shape != self.params[key].shape:
+                raise ValueError(
+                    f"weight {key!r} has shape {value.shape}; the model expects "
+                    f"{self.params[key].shape}"
+                )
+            self.params[key][...] = value
+
+    def config(self) -> dict[str, Any]:
+        """The architecture as plain JSON values: layers, dtype, loss."""
+        return {
+            "layers": [layer.config() for layer in self.layers],
+            "dtype": np.dtype(self.dtype).name,
+            "loss": None if self.loss is None else self.loss.config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, dtype: Any = None) -> Sequential:
+        """Rebuild a model (with freshly drawn weights) from :meth:`config`."""
+        layers = [layer_from_config(c) for c in config["layers"]]
+        return cls(layers, dtype=dtype or config.get("dtype", "float32"), loss=config.get("loss"))
+
+    def astype(self, dtype: Any) -> Sequential:
+        """A copy of this model with parameters converted to ``dtype``."""
+        model = Sequential.from_config(self.config(), dtype=dtype)
+        model.flat_params[...] = self.flat_params
+        return model
+
+    def copy(self) -> Sequential:
+        """An independent copy (same dtype, same weights)."""
+        return self.astype(self.dtype)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config(), "flat_params": self.flat_params, "metadata": self.metadata}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        model = Sequential.from_config(state["config"])
+        self.__dict__.update(model.__dict__)
+        self.flat_params[...] = state["flat_params"]
+        self.metadata = state.get("metadata", {})
+
+    # --- display ----------------------------------------------------------------------------
+
+    def summary(self, print_fn: Callable[[str], None] | None = print) -> str:
+        """Print (and return) one line per layer with the shapes of W and b and its parameter count."""
+        rows = [("#", "layer", "output", "W", "b", "params")]
+        width = self.n_features
+        for i, layer in enumerate(self.layers):
+            width = layer.output_width(width)
+            shapes = {name: shape for name, shape, _ in layer.param_specs()}
+            count = sum(int(np.prod(shape)) for shape in shapes.values())
+            fmt = lambda s: "" if s is None else "(" + ", ".join(map(str, s)) + ")"  # noqa: E731
+            rows.append(
+                (
+                    str(i),
+                    repr(layer),
+                    f"(n, {width})",
+                    fmt(shapes.get("W")),
+                    fmt(shapes.get("b")),
+                    f"{count:,}" if count else "",
+                )
+            )
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
+        lines.insert(1, "-" * len(lines[0]))
+        loss = f", loss {self.loss.name}" if self.loss is not None else ""
+        lines.append(f"{self.n_params:,} parameters ({np.dtype(self.dtype).name}{loss})")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Sequential([{', '.join(map(repr, self.layers))}])"
+
+
+def MLP(
+    sizes: Sequence[int],
+    activation: str | Sequence[str] = "relu",
+    *,
+    dropout: float | Sequence[float] = 0.0,
+    init: str | None = None,
+    loss: str | Loss | None = None,
+    dtype: Any = "float32",
+    seed: int | np.random.Generator | None = 0,
+) -> Sequential:
+    """A multilayer perceptron ``[n_in, h1, ..., n_out]``: Dense and activation layers, linear output.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths, input first, at least two entries.
+    activation : str or sequence of str
+        The hidden activation, or one per hidden layer.
+    dropout : float or sequence of float
+        Dropout rate after each hidden activation (one for all, or one per hidden layer).
+    init : str, optional
+        Weight initializer; by default He for ReLU-like activations and Glorot for the others.
+    loss : str or Loss, optional
+        The loss that the logits feed (its link gives :meth:`Sequential.predict_proba`).
+    dtype, seed
+        As for :class:`Sequential`.
+
+    Examples
+    --------
+    >>> model = MLP([64, 32, 10], "relu", loss="cross_entropy", seed=0)
+    >>> model.n_params
+    2410
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"MLP sizes={sizes!r} needs at least an input and an output width")
+    n_hidden = len(sizes) - 2
+    activations = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+    rates = [dropout] * n_hidden if isinstance(dropout, (int, float)) else list(dropout)
+    if len(activations) != n_hidden:
+        raise ValueError(f"{len(activations)} activations given for {n_hidden} hidden layers")
+    if len(rates) != n_hidden:
+        raise ValueError(f"{len(rates)} dropout rates given for {n_hidden} hidden layers")
+    layers: list[Layer] = []
+    for i in range(len(sizes) - 1):
+        act = activations[i] if i < n_hidden else None
+        if init is not None:
+            layer_init = init
+        else:
+            relu_like = act in (None, "relu", "leaky_relu", "gelu")
+            layer_init = "he_normal" if relu_like else "glorot_uniform"
+        layers.append(Dense(sizes[i], sizes[i + 1], init=layer_init))
+        if act is not None:
+            layers.append(Activation(act))
+            if rates[i]:
+                layers.append(Dropout(rates[i]))
+    return Sequential(layers, dtype=dtype, seed=seed, loss=loss)

@@ -1,0 +1,154 @@
+"""Learning-rate schedules, applied by :func:`matnet.fit` at the start of every epoch.
+
+A schedule maps ``(epoch, base_lr)`` to the learning rate of that epoch (epochs count from 0).
+:class:`ReduceLROnPlateau` also watches the monitored loss through :meth:`Schedule.observe`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "Schedule",
+    "Constant",
+    "StepDecay",
+    "ExponentialDecay",
+    "CosineDecay",
+    "ReduceLROnPlateau",
+    "get_schedule",
+]
+
+
+def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(
+            f"{name}={value!r} must be a {'non-negative' if allow_zero else 'positive'} number"
+        )
+    return float(value)
+
+
+class Schedule:
+    """Base class: the constant schedule."""
+
+    name = "constant"
+
+    def learning_rate(self, epoch: int, base_lr: float) -> float:
+        """The learning rate for ``epoch`` (0-based) given the optimizer's initial rate."""
+        return base_lr
+
+    def observe(self, value: float) -> None:
+        """Called once per epoch with the monitored loss (validation loss when there is one)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class Constant(Schedule):
+    """``lr = base_lr`` every epoch."""
+
+
+class StepDecay(Schedule):
+    """``lr = base_lr * gamma ** (epoch // step_size)``."""
+
+    name = "step"
+
+    def __init__(self, step_size: int = 10, gamma: float = 0.1) -> None:
+        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"step_size={step_size!r} must be a positive integer")
+        self.step_size, self.gamma = step_size, _positive("gamma", gamma)
+
+    def learning_rate(self, epoch, base_lr):
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialDecay(Schedule):
+    """``lr = base_lr * gamma ** epoch``."""
+
+    name = "exponential"
+
+    def __init__(self, gamma: float = 0.95) -> None:
+        self.gamma = _positive("gamma", gamma)
+
+    def learning_rate(self, epoch, base_lr):
+        return base_lr * self.gamma**epoch
+
+
+class CosineDecay(Schedule):
+    """Cosine annealing from ``base_lr`` to ``min_lr`` over ``total_epochs``, then ``min_lr``."""
+
+    name = "cosine"
+
+    def __init__(self, total_epochs: int, min_lr: float = 0.0) -> None:
+        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
+            raise ValueError(f"total_epochs={total_epochs!r} must be a positive integer")
+        self.total_epochs, self.min_lr = total_epochs, _positive("min_lr", min_lr, allow_zero=True)
+
+    def learning_rate(self, epoch, base_lr):
+        progress = min(epoch, self.total_epochs) / self.total_epochs
+        return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+class ReduceLROnPlateau(Schedule):
+    """Multiply the rate by ``factor`` after ``patience`` epochs without an improvement of the
+    monitored loss by more than ``min_delta``; never go below ``min_lr``."""
+
+    name = "plateau"
+
+    def __init__(
+        self, factor: float = 0.1, patience: int = 5, min_delta: float = 1e-4, min_lr: float = 0.0
+    ) -> None:
+        self.factor = _positive("factor", factor)
+        if self.factor >= 1:
+            raise ValueError(f"factor={factor!r} must be below 1")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience={patience!r} must be a non-negative integer")
+        self.patience = patience
+        self.min_delta = _positive("min_delta", min_delta, allow_zero=True)
+        self.min_lr = _positive("min_lr", min_lr, allow_zero=True)
+        self.scale, self.best, self.bad_epochs = 1.0, math.inf, 0
+
+    def learning_rate(self, epoch, base_lr):
+        return max(base_lr * self.scale, self.min_lr)
+
+    def observe(self, value):
+        if value < self.best - self.min_delta:
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= max(self.patience, 1):
+            self.scale *= self.factor
+            self.bad_epochs = 0
+
+    def state_dict(self):
+        return {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state):
+        self.scale = float(state["scale"])
+        self.best = float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
+
+
+_REGISTRY = {
+    "constant": Constant,
+    "step": StepDecay,
+    "exponential": ExponentialDecay,
+    "cosine": CosineDecay,
+    "plateau": ReduceLROnPlateau,
+}
+
+
+def get_schedule(spec: str | Schedule | None, **kwargs: Any) -> Schedule:
+    """A schedule from its name (``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``,
+    ``"plateau"``) and keyword arguments, an instance, or None for constant."""
+    if spec is None:
+        return Constant()
+    if isinstance(spec, Schedule):
+        return spec
+    if not isinstance(spec, str) or spec not in _REGISTRY:
+        raise ValueError(f"unknown schedule {spec!r}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[spec](**kwargs)
