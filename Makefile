@@ -1,0 +1,40 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each sets up .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test test-fast lint format bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files: re-install only when pyproject.toml changes.
+$(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[sklearn,plot,progress]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(PY) examples/demo.py
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest -q
+
+# Skips the slow end-to-end tests (CI runs everything through `make test`).
+test-fast: $(VENV)/.dev-installed
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check matnet tests benchmarks examples
+	$(VENV)/bin/ruff format --check matnet tests benchmarks examples
+
+format: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff format matnet tests benchmarks examples
+	$(VENV)/bin/ruff check --fix matnet tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache out
