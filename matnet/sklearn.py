@@ -818,11 +818,27 @@ class _BaseMLP(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
+    def _objective(
+        self, X: np.ndarray, Y: np.ndarray, sample_weight: np.ndarray | None, loss_fn: Loss
+    ) -> float:
+        """scikit-learn's full objective at the current parameters; fills ``model.flat_grads``.
+
+        ``sum_i w_i l_i / sum(w) + alpha / 2 * ||W||**2 / sum(w)`` and its gradient: the article's
+        backward pass for the data term, ``alpha * W / sum(w)`` added on the weights.
+        """
+        model = self._model
+        Z, backward = model.forward(X)
+        value, dZ, sw_sum = self._loss_and_grad(loss_fn, Z, Y, sample_weight)
+        value += self._penalty(sw_sum)
+        backward(dZ)
+        k = model.n_decay
+        model.flat_grads[:k] += (self.alpha / sw_sum) * model.flat_params[:k]
+        return value
+
     def _fit_lbfgs(self, X: Any, Y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         import scipy.optimize
 
-        model = self._model
-        params, grads = model.flat_params, model.flat_grads
+        params, grads = self._model.flat_params, self._model.flat_grads
         loss_fn = self._make_loss()
         if sp.issparse(X):
             X = X.toarray()
@@ -831,12 +847,7 @@ class _BaseMLP(BaseEstimator):
 
         def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
             params[...] = x
-            Z, backward = model.forward(X)
-            value, dZ, sw_sum = self._loss_and_grad(loss_fn, Z, Y, sample_weight)
-            value += self._penalty(sw_sum)
-            backward(dZ)
-            k = model.n_decay
-            grads[:k] += (self.alpha / sw_sum) * params[:k]  # d/dW of the L2 term
+            value = self._objective(X, Y, sample_weight, loss_fn)
             return value, grads.astype(np.float64)
 
         iteration, stopped = [0], [False]
