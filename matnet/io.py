@@ -142,7 +142,7 @@ def decode_tensors(
         )
     try:
         header = json.loads(blob[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _fail(source, f"header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise _fail(source, "header is not a JSON object")
@@ -157,7 +157,7 @@ def decode_tensors(
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise _fail(source, f"tensor {key!r} needs exactly dtype, shape and data_offsets")
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if code not in _DTYPES:
+        if not isinstance(code, str) or code not in _DTYPES:
             raise _fail(source, f"tensor {key!r} has unknown dtype {code!r}")
         if not (
             isinstance(shape, list)
@@ -271,6 +271,7 @@ def model_from_tensors(
     tensors: dict[str, np.ndarray], metadata: dict[str, str], source: Any
 ) -> Any:
     """Rebuild a :class:`~matnet.model.Sequential` from decoded tensors and metadata."""
+    from matnet.layers import layer_from_config
     from matnet.model import Sequential
 
     if metadata.get("format") != "matnet" or "model" not in metadata:
@@ -291,15 +292,24 @@ def model_from_tensors(
             raise ValueError("the architecture must be an object with a list of layers")
         if not isinstance(user, dict):
             raise ValueError("user metadata must be an object")
-        model = Sequential.from_config(config)
-    except (ValueError, TypeError, KeyError) as exc:
+        # The shapes the architecture needs, from the layers alone: a file that lies about its
+        # widths must not make us allocate a model that its tensors cannot fill.
+        expected = {
+            f"{i}.{name}": tuple(shape)
+            for i, layer in enumerate(layer_from_config(c) for c in config["layers"])
+            for name, shape, _ in layer.param_specs()
+        }
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
-    expected = {key: view.shape for key, view in model.params.items()}
     found = {key: tuple(t.shape) for key, t in tensors.items()}
     if expected != found:
         raise _fail(
             source, f"tensors {found} do not match the architecture, which needs {expected}"
         )
+    try:
+        model = Sequential.from_config(config)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
     for key, tensor in tensors.items():
         if tensor.dtype.kind != "f":
             raise _fail(source, f"parameter {key!r} has non-float dtype {tensor.dtype}")
