@@ -211,7 +211,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         "not a matnet checkpoint (a model file? checkpoints are written by fit(checkpoint=...))",
     )
     version = meta.get("format_version", "")
-    _need(version.isdigit(), path, f"format_version {version!r} is not an integer")
+    _need(
+        version.isascii() and version.isdigit() and len(version) < 10,
+        path,
+        f"format_version {version!r} is not an integer",
+    )
     _need(
         int(version) <= CHECKPOINT_VERSION,
         path,
@@ -238,7 +242,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
         _need(fields["epoch"] >= 1, path, "epoch must be at least 1")
         _need(_is_number(fields["loss_sum"]), path, "loss_sum must be a number")
-        _need(_is_number(fields["base_lr"]), path, "base_lr must be a number")
+        _need(
+            _is_number(fields["base_lr"]) and 0 < fields["base_lr"] < math.inf,
+            path,
+            "base_lr must be a positive number",
+        )
         _need(
             isinstance(fields["records"], list)
             and all(isinstance(r, dict) for r in fields["records"]),
@@ -280,6 +288,10 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     except KeyError as exc:
         raise ModelFileError(f"{path}: checkpoint state lacks {exc.args[0]!r}") from None
+    except OverflowError as exc:
+        raise ModelFileError(
+            f"{path}: a number in the checkpoint state is out of range ({exc})"
+        ) from None
     params = tensors.pop("params", None)
     _need(
         params is not None and params.ndim == 1 and params.dtype.kind == "f",
@@ -339,7 +351,7 @@ def restore_generator(rng: np.random.Generator, state: dict[str, Any], source: A
     """Put ``state`` (a ``bit_generator.state``) into ``rng``, or into a new generator of the named
     kind when ``rng``'s bit generator differs; returns the generator to use."""
     name = state.get("bit_generator")
-    if name not in _BIT_GENERATORS:
+    if not isinstance(name, str) or name not in _BIT_GENERATORS:
         raise ModelFileError(
             f"{source}: unknown random bit generator {name!r}; expected one of "
             f"{', '.join(_BIT_GENERATORS)}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -126,6 +125,18 @@ def _fail(path: Any, problem: str) -> ModelFileError:
     return ModelFileError(f"{path}: {problem}")
 
 
+def _nbytes(shape: list[int], itemsize: int, limit: int) -> int | None:
+    """The byte size of a tensor of ``shape``, or None when it exceeds ``limit``."""
+    if 0 in shape:
+        return 0
+    total = itemsize
+    for d in shape:
+        total *= d
+        if total > limit:
+            return None
+    return total
+
+
 def decode_tensors(
     blob: bytes, source: Any = "<bytes>"
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -142,7 +153,7 @@ def decode_tensors(
         )
     try:
         header = json.loads(blob[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, a 5000-digit int
         raise _fail(source, f"header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise _fail(source, "header is not a JSON object")
@@ -177,13 +188,15 @@ def decode_tensors(
                 f"tensor {key!r} data_offsets {offsets} lie outside the "
                 f"{len(data)}-byte data section",
             )
-        # Python integers: a lying shape cannot overflow, and nothing is allocated from it.
-        expected = math.prod(shape) * _DTYPES[code].itemsize
+        # Python integers, and a product cut short once past the file: a lying shape cannot
+        # overflow, cost time in giant-number arithmetic, or cause an allocation.
+        expected = _nbytes(shape, _DTYPES[code].itemsize, len(data))
         if end - begin != expected:
+            needs = "more bytes than the file has" if expected is None else f"{expected} bytes"
             raise _fail(
                 source,
-                f"tensor {key!r} of shape {shape} and dtype {code} needs {expected} "
-                f"bytes but its offsets span {end - begin}",
+                f"tensor {key!r} of {len(shape)}-D shape and dtype {code} needs {needs} "
+                f"but its offsets span {end - begin}",
             )
         spans.append((begin, end, key))
     spans.sort()
@@ -277,7 +290,7 @@ def model_from_tensors(
     if metadata.get("format") != "matnet" or "model" not in metadata:
         raise _fail(source, "not a matnet model file (no matnet architecture in its metadata)")
     version = metadata.get("format_version", "")
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit() and len(version) < 10):
         raise _fail(source, f"format_version {version!r} is not an integer")
     if int(version) > FORMAT_VERSION:
         raise _fail(

@@ -127,6 +127,8 @@ def _check_sample_weight(sample_weight: Any, n: int, dtype: Any) -> np.ndarray |
         )
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("sample_weight must be finite and non-negative")
+    if not np.any(w > 0):
+        raise ValueError("sample_weight is zero everywhere, which leaves nothing to learn from")
     return w.astype(dtype)
 
 
@@ -543,6 +545,11 @@ def fit(
         if learning_rate is not None:
             options["learning_rate"] = learning_rate
         opt = get_optimizer(optimizer, **options)
+    if isinstance(loss_fn, SoftmaxCrossEntropy) and model.n_outputs < 2:
+        raise ValueError(
+            "softmax cross-entropy needs one output per class, at least 2; this model has 1 "
+            "output (use 2 outputs, or loss='binary_cross_entropy' for a single 0/1 output)"
+        )
     epochs = _check_positive_int("epochs", epochs)
     batch_size = _check_positive_int("batch_size", batch_size)
     if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
@@ -564,7 +571,10 @@ def fit(
     if on_divergence not in ("raise", "warn"):
         raise ValueError(f"on_divergence={on_divergence!r} must be 'raise' or 'warn'")
     resume_from = _check_checkpoint_options(checkpoint, checkpoint_every, resume)
-    sched = get_schedule(schedule)
+    if schedule == "cosine":  # named by string: anneal over this run's epochs
+        sched = get_schedule("cosine", total_epochs=epochs)
+    else:
+        sched = get_schedule(schedule)
     cbs = _as_callbacks(callbacks)
     rng = as_generator(seed)
     ckpt = read_checkpoint(resume_from) if resume_from is not None else None

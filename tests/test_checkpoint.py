@@ -17,7 +17,7 @@ from matnet.checkpoint import CHECKPOINT_VERSION, load_model, read_checkpoint
 from matnet.io import decode_tensors, encode_tensors
 
 
-class Crash(Exception):
+class CrashError(Exception):
     """Stands in for the process dying right after a given step."""
 
 
@@ -27,7 +27,7 @@ class CrashAt(matnet.Callback):
 
     def on_batch_end(self, step, logs):
         if step == self.step:
-            raise Crash
+            raise CrashError
 
 
 def make_data(n=150, d=6, k=3, seed=1):
@@ -67,7 +67,7 @@ def train(path=None, *, dtype="float32", crash_at=None, **kwargs):
 def test_resume_is_bit_identical(tmp_path, dtype, every, crash_at):
     reference, ref_history = train(dtype=dtype)
     path = tmp_path / "run.ckpt"
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         train(path, dtype=dtype, checkpoint_every=every, crash_at=crash_at)
     assert path.exists()
     state = read_checkpoint(path).state
@@ -94,7 +94,7 @@ def test_resume_with_early_stopping_schedule_and_momentum(tmp_path):
     path = tmp_path / "run.ckpt"
     options["optimizer"] = matnet.SGD(0.05, momentum=0.9, nesterov=True)
     options["schedule"] = matnet.ReduceLROnPlateau(factor=0.5, patience=1)
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         train(path, checkpoint_every=5, crash_at=37, **options)
     options["optimizer"] = matnet.SGD(0.05, momentum=0.9, nesterov=True)
     options["schedule"] = matnet.ReduceLROnPlateau(factor=0.5, patience=1)
@@ -125,7 +125,7 @@ def test_resume_true_without_a_file_starts_fresh_and_finished_run_resumes_to_its
 
 def test_resume_from_explicit_path_writes_elsewhere(tmp_path):
     first = tmp_path / "a.ckpt"
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         train(first, checkpoint_every=2, crash_at=11)
     before = first.read_bytes()
     reference, _ = train()
@@ -137,7 +137,7 @@ def test_resume_from_explicit_path_writes_elsewhere(tmp_path):
 
 def test_checkpoint_contents_and_load_model(tmp_path):
     path = tmp_path / "run.ckpt"
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         train(path, checkpoint_every=3, crash_at=10, early_stopping=True)
     ckpt = read_checkpoint(path)
     assert ckpt.state.step == 9 and ckpt.state.epoch == 2 and ckpt.state.batch == 1
@@ -175,7 +175,7 @@ def test_stale_temporary_files_are_removed(tmp_path):
 @pytest.fixture
 def checkpoint_file(tmp_path):
     path = tmp_path / "run.ckpt"
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         train(path, checkpoint_every=2, crash_at=9)
     return path
 
