@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +358,13 @@ def _check_resumable(
             f"checkpoint {source} was written with optimizer "
             f"{ckpt.optimizer_config.get('name')!r}, not {opt.name!r}; pass the same optimizer"
         )
+    # The optimizer's current rate is the schedule's; its settings and the base rate must match.
+    saved = {**ckpt.optimizer_config, "learning_rate": ckpt.state.base_lr}
+    if saved != opt.config():
+        raise ValueError(
+            f"checkpoint {source} was written with optimizer settings {saved}; this run has "
+            f"{opt.config()}. Resume with the same settings."
+        )
     saved = {k: ckpt.data.get(k) for k in ("n_samples", "n_features", "crc32")}
     current = {k: data[k] for k in saved}
     if saved != current:
@@ -646,104 +654,104 @@ def fit(
     progress = _Progress(int(verbose), epochs, min(state.epoch - 1, epochs))
     resumed_from = (state.epoch, state.batch) if ckpt is not None else None
     diverged: str | None = None  # what went wrong, when the loss or parameters stop being finite
+    diverged_step = 0
     unsaved = False  # the state has moved on since the last checkpoint
     # Overflow and NaN warnings are silenced: the checks below turn them into one clear error.
-    with _InterruptFlag() as interrupt, np.errstate(over="ignore", invalid="ignore"):
-        try:
-            while state.epoch <= epochs and not state.stopped:
-                epoch = state.epoch
-                started = time.perf_counter()
-                opt.learning_rate = sched.learning_rate(epoch - 1, state.base_lr)
-                if state.batch == 0:
-                    for cb in cbs:
-                        cb.on_epoch_begin(epoch, {"learning_rate": opt.learning_rate})
-                    state.perm = rng.permutation(n) if shuffle else order
-                perm = state.perm
-                stop = False
-                for start in range(state.batch * batch_size, n, batch_size):
-                    idx = perm[start : start + batch_size]
-                    m = idx.shape[0]
-                    xb = np.take(X, idx, axis=0, out=X_buf[:m], mode="clip")
-                    yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
-                    wb = (
-                        None
-                        if W_buf is None
-                        else np.take(W_sample, idx, out=W_buf[:m], mode="clip")
-                    )
-                    Z, backward = model.forward(xb, training=True, rng=rng)
-                    value, dZ = loss_fn(Z, yb, wb)
-                    if not math.isfinite(value):
-                        diverged = f"the loss of batch {state.batch + 1} of {n_batches} is {value}"
-                        break
-                    backward(dZ)
-                    if clip_norm is not None:
-                        norm = math.sqrt(float(np.dot(grads, grads)))
-                        if norm > clip_norm:
-                            grads *= clip_norm / norm
-                    opt.step(params, grads)
-                    state.loss_sum += value * m
-                    state.batch += 1
-                    state.step += 1
-                    unsaved = True
-                    if every_steps and state.step % every_steps == 0:
-                        save_checkpoint()
-                        unsaved = False
-                    if cbs:
-                        logs = {"loss": value, "batch_size": m, "epoch": epoch}
-                        if any(cb.on_batch_end(state.step, logs) for cb in cbs):
-                            stop = True
-                            break
-                    if interrupt.requested:
-                        break
-                if diverged or interrupt.requested:
+    with (
+        _InterruptFlag() as interrupt,
+        closing(progress),
+        np.errstate(over="ignore", invalid="ignore"),
+    ):
+        while state.epoch <= epochs and not state.stopped:
+            epoch = state.epoch
+            started = time.perf_counter()
+            opt.learning_rate = sched.learning_rate(epoch - 1, state.base_lr)
+            if state.batch == 0:
+                for cb in cbs:
+                    cb.on_epoch_begin(epoch, {"learning_rate": opt.learning_rate})
+                state.perm = rng.permutation(n) if shuffle else order
+            perm = state.perm
+            stop = False
+            for start in range(state.batch * batch_size, n, batch_size):
+                idx = perm[start : start + batch_size]
+                m = idx.shape[0]
+                xb = np.take(X, idx, axis=0, out=X_buf[:m], mode="clip")
+                yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
+                wb = None if W_buf is None else np.take(W_sample, idx, out=W_buf[:m], mode="clip")
+                Z, backward = model.forward(xb, training=True, rng=rng)
+                value, dZ = loss_fn(Z, yb, wb)
+                if not math.isfinite(value):
+                    diverged = f"the loss of batch {state.batch + 1} of {n_batches} is {value}"
+                    diverged_step = state.step + 1
                     break
-
-                record: dict[str, Any] = {"epoch": epoch, "loss": state.loss_sum / n}
-                if X_val is not None:
-                    Z_val = model.logits(X_val)
-                    record["val_loss"] = loss_fn(Z_val, Y_val)[0]
-                    record[f"val_{loss_fn.metric_name}"] = loss_fn.metric(Z_val, Y_val)
-                record["learning_rate"] = opt.learning_rate
-                record["seconds"] = time.perf_counter() - started
-                if not np.all(np.isfinite(params)):
-                    diverged = "the parameters are no longer all finite"
-                elif not math.isfinite(record[monitor]):
-                    diverged = f"the epoch's {monitor} is {record[monitor]}"
-                if diverged:
-                    break
-                np.copyto(last_good, params)
-                last_good_at = f"the end of epoch {epoch}"
-
-                state.records.append(record)
-                sched.observe(record[monitor])
-                progress.update(record)
-                if record[monitor] < state.best_value - min_delta:
-                    state.best_value, state.bad_epochs = record[monitor], 0
-                    state.best_epoch = epoch
-                    if early_stopping:
-                        if state.best_params is None:
-                            state.best_params = params.copy()
-                        else:
-                            np.copyto(state.best_params, params)
-                else:
-                    state.bad_epochs += 1
-                if any(cb.on_epoch_end(epoch, record) for cb in cbs):
-                    stop = True
-                if early_stopping and state.bad_epochs > patience:
-                    state.stopped_early = True
-                    stop = True
-                state.stopped = stop
-                state.end_epoch()
+                backward(dZ)
+                if clip_norm is not None:
+                    norm = math.sqrt(float(np.dot(grads, grads)))
+                    if norm > clip_norm:
+                        grads *= clip_norm / norm
+                opt.step(params, grads)
+                state.loss_sum += value * m
+                state.batch += 1
+                state.step += 1
                 unsaved = True
-                if checkpoint is not None and every_steps is None:
+                if every_steps and state.step % every_steps == 0:
                     save_checkpoint()
                     unsaved = False
+                if cbs:
+                    logs = {"loss": value, "batch_size": m, "epoch": epoch}
+                    if any(cb.on_batch_end(state.step, logs) for cb in cbs):
+                        stop = True
+                        break
                 if interrupt.requested:
                     break
-            if checkpoint is not None and unsaved and not diverged:
-                save_checkpoint()  # the final state, or where Ctrl-C stopped
-        finally:
-            progress.close()
+            if diverged or interrupt.requested:
+                break
+
+            record: dict[str, Any] = {"epoch": epoch, "loss": state.loss_sum / n}
+            if X_val is not None:
+                Z_val = model.logits(X_val)
+                record["val_loss"] = loss_fn(Z_val, Y_val)[0]
+                record[f"val_{loss_fn.metric_name}"] = loss_fn.metric(Z_val, Y_val)
+            record["learning_rate"] = opt.learning_rate
+            record["seconds"] = time.perf_counter() - started
+            if not np.all(np.isfinite(params)):
+                diverged = "the parameters are no longer all finite"
+            elif not math.isfinite(record[monitor]):
+                diverged = f"the epoch's {monitor} is {record[monitor]}"
+            if diverged:
+                diverged_step = state.step
+                break
+            np.copyto(last_good, params)
+            last_good_at = f"the end of epoch {epoch}"
+
+            state.records.append(record)
+            sched.observe(record[monitor])
+            progress.update(record)
+            if record[monitor] < state.best_value - min_delta:
+                state.best_value, state.bad_epochs = record[monitor], 0
+                state.best_epoch = epoch
+                if early_stopping:
+                    if state.best_params is None:
+                        state.best_params = params.copy()
+                    else:
+                        np.copyto(state.best_params, params)
+            else:
+                state.bad_epochs += 1
+            if any(cb.on_epoch_end(epoch, record) for cb in cbs):
+                stop = True
+            if early_stopping and state.bad_epochs > patience:
+                state.stopped_early = True
+                stop = True
+            state.stopped = stop
+            state.end_epoch()
+            unsaved = True
+            if checkpoint is not None and every_steps is None:
+                save_checkpoint()
+                unsaved = False
+            if interrupt.requested:
+                break
+        if checkpoint is not None and unsaved and not diverged:
+            save_checkpoint()  # the final state, or where Ctrl-C stopped
 
     history = History(state.records)
     history.best_epoch = state.best_epoch
@@ -759,14 +767,14 @@ def fit(
             params[...] = last_good
             restored = f"the weights at {last_good_at}"
         message = (
-            f"training diverged at epoch {state.epoch}, step {state.step + 1}: {diverged}. "
+            f"training diverged at epoch {state.epoch}, step {diverged_step}: {diverged}. "
             f"Restored {restored}. Likely fix: a smaller learning rate (it was "
             f"{opt.learning_rate:.3g}; try {opt.learning_rate / 10:.3g}), clip_norm=1.0, or "
             "standardized features."
         )
         if on_divergence == "raise":
             error = TrainingDivergedError(message)
-            error.epoch, error.step, error.history = state.epoch, state.step + 1, history
+            error.epoch, error.step, error.history = state.epoch, diverged_step, history
             raise error
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         history.diverged = True

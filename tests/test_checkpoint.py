@@ -190,6 +190,8 @@ def fresh_model(sizes=(6, 12, 3), dtype="float32"):
         (dict(model=((6, 13, 3), "float32")), "another model"),
         (dict(model=((6, 12, 3), "float64")), "another model"),
         (dict(optimizer="sgd"), "optimizer 'adam', not 'sgd'"),
+        (dict(learning_rate=0.02), "optimizer settings"),
+        (dict(l2=0.1), "optimizer settings"),
         (dict(rows=149), "other training data"),
         (dict(shift=1e-9), "other training data"),
         (dict(batch_size=8), "batch_size=16"),
@@ -206,7 +208,13 @@ def test_mismatched_resume_is_refused_before_any_change(checkpoint_file, change,
         X = X.copy()
         X[3, 2] += change.pop("shift")
     options = dict(
-        epochs=6, batch_size=16, seed=7, validation_fraction=0.2, verbose=0, optimizer="adam"
+        epochs=6,
+        batch_size=16,
+        seed=7,
+        validation_fraction=0.2,
+        verbose=0,
+        optimizer="adam",
+        learning_rate=0.01,
     )
     options.update(change)
     before = model.flat_params.copy()
@@ -278,6 +286,7 @@ def test_hand_edited_checkpoint_is_refused(checkpoint_file, meta_edit, tensor_ed
             X,
             y,
             resume=checkpoint_file,
+            learning_rate=0.01,
             epochs=6,
             batch_size=16,
             seed=7,

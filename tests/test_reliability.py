@@ -78,7 +78,10 @@ def test_parameters_checked_every_epoch():
     net = model()
     snaps = Snapshots(net)
     # Poisoned at the last step of epoch 2: no loss sees it before the end-of-epoch check.
-    with pytest.raises(matnet.TrainingDivergedError, match="parameters are no longer all finite"):
+    with pytest.raises(
+        matnet.TrainingDivergedError,
+        match="epoch 2, step 8: the parameters are no longer all finite",
+    ):
         net.fit(X, y, epochs=4, verbose=0, callbacks=[snaps, Poison(net, 8, np.inf)])
     assert np.array_equal(net.flat_params, snaps.weights[1])
 
