@@ -326,3 +326,24 @@ def test_checkpoint_option_errors(tmp_path):
             model.fit(X, y, verbose=0, **options)
     assert np.array_equal(model.flat_params, before)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_resume_without_shuffling_and_with_validation_data(tmp_path, dtype):
+    X, y = make_data()
+    options = dict(
+        shuffle=False,
+        validation_fraction=0.0,
+        validation_data=(X[:20], y[:20]),
+        schedule="cosine",
+        dtype=dtype,
+    )
+    reference, ref_history = train(**options)
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(CrashError):
+        train(path, checkpoint_every=7, crash_at=30, **options)
+    assert read_checkpoint(path).state.perm is not None  # step 28: mid-epoch 3
+    resumed, history = train(path, resume=True, **options)
+    assert np.array_equal(resumed.flat_params, reference.flat_params)
+    assert history["val_loss"] == ref_history["val_loss"]
+    assert history["learning_rate"] == ref_history["learning_rate"]
