@@ -282,7 +282,12 @@ class _BaseMLP(BaseEstimator):
 
     def _dropout_rates(self, n_hidden: int) -> list[float]:
         rates = self.dropout
-        rates = [rates] * n_hidden if _is_real(rates) else list(rates)
+        if _is_real(rates):
+            rates = [rates] * n_hidden
+        elif isinstance(rates, (list, tuple, np.ndarray)):
+            rates = list(rates)
+        else:
+            raise _bad("dropout", rates, "a float in [0, 1) or a list of them")
         if len(rates) != n_hidden:
             raise ValueError(
                 f"dropout has {len(rates)} rates for {n_hidden} hidden layers; give one rate, or "
@@ -700,10 +705,12 @@ class _BaseMLP(BaseEstimator):
                     cb.on_epoch_begin(self.n_iter_ + 1, {"learning_rate": opt.learning_rate})
                 perm = rng.permutation(n) if self.shuffle else None
                 accumulated_loss = 0.0
+                seen = 0
                 stop = False
                 for start in range(0, n, batch_size):
                     end = min(start + batch_size, n)
                     m = end - start
+                    seen += m
                     idx = None if perm is None else perm[start:end]
                     xb = self._rows(X_tr, start, end, idx, X_buf)
                     if idx is None:
@@ -731,8 +738,8 @@ class _BaseMLP(BaseEstimator):
                             break
 
                 self.n_iter_ += 1
-                self.loss_ = accumulated_loss / n
-                self.t_ += n
+                self.loss_ = accumulated_loss / seen  # seen < n only when a callback stopped
+                self.t_ += seen
                 self.loss_curve_.append(self.loss_)
                 logs: dict[str, Any] = {"loss": self.loss_}
                 if self.early_stopping:
