@@ -76,6 +76,8 @@ from matnet.train import Callback
 __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
+# What input validation sets on the estimator; restored when a fit fails before training.
+_VALIDATION_STATE = ("n_features_in_", "feature_names_in_", "classes_", "_label_binarizer")
 _SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 _EXTRA_ACTIVATIONS = ("leaky_relu", "gelu")
 # Rows per forward pass at prediction time (as matnet.Sequential.logits).
@@ -549,34 +551,49 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and incremental and self.solver in _STOCHASTIC_SOLVERS:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        X, y = self._validate_input(X, y, incremental, reset=first_pass)
-        n_samples, n_features = X.shape
-        sample_weight = self._check_sample_weight(sample_weight, n_samples, X.dtype)
-        sample_weight = self._apply_class_weight(sample_weight, y, incremental, X.dtype)
-        Y, y_labels = self._encode_targets(y, X.dtype)
-        hidden = self._hidden_sizes()
-        n_outputs = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
-        layer_units = [n_features, *hidden, n_outputs]
-        rng = _as_generator(self.random_state)
+        # Every check runs before the network changes; a failed fit leaves a fitted estimator as
+        # it was (validation would otherwise already have replaced classes_ or n_features_in_).
+        saved = {k: self.__dict__[k] for k in _VALIDATION_STATE if k in self.__dict__}
+        try:
+            X, y = self._validate_input(X, y, incremental, reset=first_pass)
+            n_samples, n_features = X.shape
+            sample_weight = self._check_sample_weight(sample_weight, n_samples, X.dtype)
+            sample_weight = self._apply_class_weight(sample_weight, y, incremental, X.dtype)
+            Y, y_labels = self._encode_targets(y, X.dtype)
+            n_outputs = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
+            layer_units = [n_features, *self._hidden_sizes(), n_outputs]
+            if first_pass:
+                dtype = np.dtype(self.dtype).type if self.dtype is not None else X.dtype
+            else:
+                dtype = self._model.dtype
+                units = [self._model.n_features] + [d.n_out for d in self._model.dense_layers]
+                if units != layer_units:
+                    raise ValueError(
+                        f"the network has layer sizes {units} but the data and "
+                        f"hidden_layer_sizes need {layer_units}; fit without warm_start to start "
+                        "over"
+                    )
+            if X.dtype != dtype:
+                X = X.astype(dtype)
+            if not sp.issparse(X):
+                X = np.ascontiguousarray(X)
+            rng = _as_generator(self.random_state)
+            split = None
+            if self.early_stopping and self.solver in _STOCHASTIC_SOLVERS:
+                split = self._split(X, Y, y_labels, sample_weight, rng, n_outputs)
+        except BaseException:
+            for key in _VALIDATION_STATE:
+                self.__dict__.pop(key, None)
+            self.__dict__.update(saved)
+            raise
 
         if first_pass:
             self.n_outputs_ = n_outputs
-            self._initialize(y, layer_units, X.dtype, rng)
+            self._initialize(y, layer_units, dtype, rng)
         else:
-            units = [self._model.n_features] + [d.n_out for d in self._model.dense_layers]
-            if units != layer_units:
-                raise ValueError(
-                    f"the network has layer sizes {units} but the data and hidden_layer_sizes "
-                    f"need {layer_units}; fit without warm_start to start over"
-                )
             self._sync_from_attributes()
-        if X.dtype != self._model.dtype:
-            X = X.astype(self._model.dtype)
-        if not sp.issparse(X):
-            X = np.ascontiguousarray(X)
-
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, Y, y_labels, sample_weight, rng, incremental)
+            self._fit_stochastic(X, Y, sample_weight, split, rng, incremental)
         else:
             self._fit_lbfgs(X, Y, sample_weight)
 
@@ -593,8 +610,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         self.t_ = 0
         self.out_activation_ = self._out_activation()
-        fit_dtype = np.dtype(self.dtype).type if self.dtype is not None else dtype
-        self._build_model(layer_units, fit_dtype, rng)
+        self._build_model(layer_units, dtype, rng)
         self._optimizer = None
         self._best_params = self._model.flat_params.copy()
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -631,9 +647,17 @@ class _BaseMLP(BaseEstimator):
         return Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
 
     def _split(
-        self, X: Any, Y: np.ndarray, y_labels: Any, w: np.ndarray | None, rng: np.random.Generator
+        self,
+        X: Any,
+        Y: np.ndarray,
+        y_labels: Any,
+        w: np.ndarray | None,
+        rng: np.random.Generator,
+        n_outputs: int,
     ) -> tuple:
-        stratify = y_labels if is_classifier(self) and self.n_outputs_ == 1 else None
+        """``(train, validation)``, each ``[X, Y, y_labels, w]``, as scikit-learn's early stopping
+        splits (stratified for single-output classification)."""
+        stratify = y_labels if is_classifier(self) and n_outputs == 1 else None
         arrays = [X, Y, y_labels] + ([] if w is None else [w])
         parts = train_test_split(
             *arrays,
@@ -656,8 +680,8 @@ class _BaseMLP(BaseEstimator):
         self,
         X: Any,
         Y: np.ndarray,
-        y_labels: Any,
         sample_weight: np.ndarray | None,
+        split: tuple | None,
         rng: np.random.Generator,
         incremental: bool,
     ) -> None:
@@ -670,10 +694,8 @@ class _BaseMLP(BaseEstimator):
         loss_fn = self._make_loss()
         callbacks = self._callbacks()
 
-        if self.early_stopping:
-            (X_tr, Y_tr, _, w_tr), (X_val, Y_val, y_val, w_val) = self._split(
-                X, Y, y_labels, sample_weight, rng
-            )
+        if split is not None:
+            (X_tr, Y_tr, _, w_tr), (X_val, Y_val, y_val, w_val) = split
         else:
             X_tr, Y_tr, w_tr = X, Y, sample_weight
             X_val = Y_val = y_val = w_val = None

@@ -573,3 +573,16 @@ def test_batch_size_larger_than_data_warns_and_clips():
         warnings.simplefilter("always")
         MLPClassifier((4,), batch_size=100, max_iter=2).fit(X, y)
     assert any("batch_size" in str(w.message) for w in caught)
+
+
+def test_failed_fit_leaves_a_fitted_estimator_unchanged():
+    X, y = blobs(labels=["a", "b", "c"])
+    clf = MLPClassifier((8,), random_state=0, max_iter=20, early_stopping=True).fit(X, y)
+    before = clf.predict_proba(X)
+    X2, y2 = blobs(n=50, d=6, k=2, labels=["p", "q"])
+    with pytest.raises(ValueError, match="sample_weight"):
+        clf.fit(X2, y2, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="test_size"):  # scikit-learn's split refuses
+        clf.set_params(validation_fraction=0.01).fit(X2[:20], y2[:20])
+    assert list(clf.classes_) == ["a", "b", "c"] and clf.n_features_in_ == 4
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
