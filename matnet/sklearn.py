@@ -508,21 +508,27 @@ class _BaseMLP(BaseEstimator):
         return 0.5 * self.alpha * float(np.dot(W, W)) / sw_sum
 
     def _logits(self, X: Any) -> np.ndarray:
-        """Raw network outputs for validated X (dense or sparse), in chunks; a new array."""
+        """Raw network outputs for validated X (dense or sparse), in chunks; a new array.
+
+        Written with the article's pure functions (``Z = A_prev @ W + b``, ``A = act(Z)``) rather
+        than the layers' reusable training buffers, so that threads may predict concurrently with
+        one estimator. Dropout is the identity at inference.
+        """
         model = self._model
         n = X.shape[0]
         out = np.empty((n, model.n_outputs), dtype=model.dtype)
-        buf = None
         for start in range(0, n, _PREDICT_CHUNK):
             stop = min(start + _PREDICT_CHUNK, n)
-            if sp.issparse(X):
-                if buf is None:
-                    buf = np.empty((min(_PREDICT_CHUNK, n), X.shape[1]), dtype=model.dtype)
-                xb = self._rows(X, start, stop, None, buf)
-            else:
-                xb = X[start:stop]
-            Z, _ = model.forward(xb)
-            out[start:stop] = Z
+            A = X[start:stop]
+            if sp.issparse(A):
+                A = A.toarray()
+            A = np.asarray(A, dtype=model.dtype)
+            for layer in model.layers:
+                if isinstance(layer, Dense):
+                    A = F.linear_forward(A, layer.W, layer.b)
+                elif isinstance(layer, Activation):
+                    A = F.ACTIVATIONS[layer.fn.name][0](A)
+            out[start:stop] = A
         return out
 
     def _output(self, Z: np.ndarray) -> np.ndarray:

@@ -586,3 +586,26 @@ def test_failed_fit_leaves_a_fitted_estimator_unchanged():
         clf.set_params(validation_fraction=0.01).fit(X2[:20], y2[:20])
     assert list(clf.classes_) == ["a", "b", "c"] and clf.n_features_in_ == 4
     np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_threads_may_predict_concurrently():
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = blobs(n=400)
+    clf = MLPClassifier((64, 32), random_state=0, max_iter=20, dropout=0.1).fit(X, y)
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(size=(int(rng.integers(1, 300)), 4)) for _ in range(64)]
+    expected = [clf.predict_proba(b) for b in batches]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(clf.predict_proba, batches))
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_verbose_without_tqdm_prints_lines(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    X, y = blobs(n=60)
+    MLPClassifier((4,), max_iter=2, verbose=1, random_state=0).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 2, loss = " in out
