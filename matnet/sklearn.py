@@ -25,7 +25,8 @@ What scikit-learn's MLP lacks, as extra keyword parameters whose defaults keep i
 * ``dtype``: None (scikit-learn's rule: float32 input trains in float32, anything else in float64),
   'float32' or 'float64';
 * ``callbacks``: :class:`matnet.Callback` objects or callables ``f(epoch, logs)``; returning True stops;
-* ``validation_loss_curve_``: the validation loss per epoch beside ``validation_scores_``;
+* ``validation_loss_curve_``: the validation loss per epoch beside ``validation_scores_``, and
+  ``early_stopping_on='loss'`` to stop on it instead of the score;
 * ``verbose=1``: a progress bar (tqdm when installed, else one line per epoch), ``verbose=2`` lines;
 * ``save(path)`` / ``load(path)``: a safetensors model file (no pickle), also readable by
   :func:`matnet.load` as a plain :class:`matnet.Sequential`.
@@ -345,6 +346,7 @@ class _BaseMLP(BaseEstimator):
                 f"optimizer='adamw' replaces Adam's update and needs solver='adam', got "
                 f"solver={self.solver!r}"
             )
+        _check_options("early_stopping_on", self.early_stopping_on, ("score", "loss"))
         _check_real("weight_decay", self.weight_decay, 0, np.inf, low_open=False, high_open=True)
         if self.dtype is not None:
             try:
@@ -626,12 +628,14 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_ = []
                 self.validation_loss_curve_ = []
                 self.best_validation_score_ = -np.inf
+                self.best_validation_loss_ = np.inf
                 self.best_loss_ = None
             else:
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
                 self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
+                self.best_validation_loss_ = None
 
     def _make_optimizer(self) -> Optimizer:
         if self.solver == "sgd":
@@ -779,13 +783,16 @@ class _BaseMLP(BaseEstimator):
                 logs["learning_rate"] = opt.learning_rate
                 progress.update(self.n_iter_, logs)
                 self._update_no_improvement_count()
+                if any(cb.on_epoch_end(self.n_iter_, dict(logs)) for cb in callbacks):
+                    stop = True
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     opt.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     if self.early_stopping:
+                        watched = "loss" if self.early_stopping_on == "loss" else "score"
                         msg = (
-                            f"Validation score did not improve more than tol={self.tol:f} for "
+                            f"Validation {watched} did not improve more than tol={self.tol:f} for "
                             f"{self.n_iter_no_change} consecutive epochs."
                         )
                     else:
@@ -803,8 +810,6 @@ class _BaseMLP(BaseEstimator):
                     else:
                         progress.message(msg + " Stopping.")
                         break
-                if any(cb.on_epoch_end(self.n_iter_, dict(logs)) for cb in callbacks):
-                    stop = True
                 if stop or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
@@ -836,7 +841,22 @@ class _BaseMLP(BaseEstimator):
         return float(self._score_outputs(out, y_val, w_val)), float(val_loss)
 
     def _update_no_improvement_count(self) -> None:
-        if self.early_stopping:
+        if self.early_stopping and self.early_stopping_on == "loss":
+            last = self.validation_loss_curve_[-1]
+            self.best_validation_score_ = max(
+                self.best_validation_score_, self.validation_scores_[-1]
+            )
+            if not last <= self.best_validation_loss_ - self.tol:  # NaN counts as no improvement
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last < self.best_validation_loss_:
+                self.best_validation_loss_ = last
+                self._best_params = self._model.flat_params.copy()
+        elif self.early_stopping:
+            self.best_validation_loss_ = min(
+                self.best_validation_loss_, self.validation_loss_curve_[-1]
+            )
             last = self.validation_scores_[-1]
             if last < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
@@ -1067,6 +1087,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     callbacks : matnet.Callback, callable or list of them, default=None
         Called at train begin/end, epoch begin/end (``logs`` with loss, validation_score,
         validation_loss, learning_rate) and after each batch; returning True stops training.
+    early_stopping_on : {'score', 'loss'}, default='score'
+        What ``early_stopping`` (and the ``tol`` rule with it) watches: scikit-learn's validation
+        score, or the validation loss (lower is better; the best-loss weights are restored).
 
     Attributes
     ----------
@@ -1078,6 +1101,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     validation_loss_curve_ : list of float or None
         The validation loss (with the L2 term) per epoch when ``early_stopping``; matnet's extra.
     best_validation_score_ : float or None
+    best_validation_loss_ : float or None
+        The lowest validation loss when ``early_stopping``; matnet's extra.
     t_ : int
     coefs_ : list of ndarray of shape (n_in, n_out)
     intercepts_ : list of ndarray of shape (n_out,)
@@ -1124,6 +1149,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         class_weight=None,
         dtype=None,
         callbacks=None,
+        early_stopping_on="score",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -1154,6 +1180,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.class_weight = class_weight
         self.dtype = dtype
         self.callbacks = callbacks
+        self.early_stopping_on = early_stopping_on
 
     def _out_activation(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -1317,14 +1344,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     hidden_layer_sizes, activation, solver, ..., max_fun
         As in :class:`sklearn.neural_network.MLPRegressor`, same defaults; see
         :class:`MLPClassifier` for ``activation``, ``random_state`` and ``verbose``.
-    dropout, optimizer, weight_decay, dtype, callbacks
+    dropout, optimizer, weight_decay, dtype, callbacks, early_stopping_on
         matnet's extras, as in :class:`MLPClassifier`.
 
     Attributes
     ----------
     loss_, best_loss_, loss_curve_, validation_scores_, validation_loss_curve_,
-    best_validation_score_, t_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_,
-    n_layers_, n_outputs_
+    best_validation_score_, best_validation_loss_, t_, coefs_, intercepts_, n_features_in_,
+    feature_names_in_, n_iter_, n_layers_, n_outputs_
         As in :class:`MLPClassifier` (the validation score is R²).
     out_activation_ : {'identity', 'exp'}
     """
@@ -1361,6 +1388,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         weight_decay=0.01,
         dtype=None,
         callbacks=None,
+        early_stopping_on="score",
     ):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -1391,6 +1419,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.weight_decay = weight_decay
         self.dtype = dtype
         self.callbacks = callbacks
+        self.early_stopping_on = early_stopping_on
 
     def _check_params(self) -> None:
         _check_options("loss", self.loss, ("squared_error", "poisson"))
@@ -1479,6 +1508,7 @@ _SAVED_ATTRIBUTES = (
     "validation_scores_",
     "validation_loss_curve_",
     "best_validation_score_",
+    "best_validation_loss_",
 )
 _ESTIMATORS = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
 

@@ -609,3 +609,35 @@ def test_verbose_without_tqdm_prints_lines(capsys, monkeypatch):
     MLPClassifier((4,), max_iter=2, verbose=1, random_state=0).fit(X, y)
     out = capsys.readouterr().out
     assert "Iteration 2, loss = " in out
+
+
+def test_early_stopping_on_validation_loss():
+    X, y = blobs(n=300, seed=2)
+    clf = MLPClassifier(
+        (16,), early_stopping=True, early_stopping_on="loss", random_state=0, max_iter=400
+    ).fit(X, y)
+    losses = clf.validation_loss_curve_
+    assert clf.best_validation_loss_ == min(losses)
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    # It stopped because each of the last n_iter_no_change + 1 epochs failed to beat the best loss
+    # before it by tol.
+    assert clf.n_iter_ < 400
+    for i in range(len(losses) - clf.n_iter_no_change - 1, len(losses)):
+        assert losses[i] > min(losses[:i]) - clf.tol
+    score_based = MLPClassifier((16,), early_stopping=True, random_state=0, max_iter=400).fit(X, y)
+    assert score_based.best_validation_loss_ == min(score_based.validation_loss_curve_)
+
+
+@pytest.mark.parametrize("on", ["score", "loss"])
+def test_early_stopping_restores_the_best_epochs_weights(on):
+    X, y = blobs(n=300, seed=2)
+    clf = MLPClassifier((16,), early_stopping=True, early_stopping_on=on, random_state=0)
+    snapshots = []
+    clf.set_params(callbacks=lambda epoch, logs: snapshots.append(clf.coefs_[0].copy()))
+    clf.fit(X, y)
+    if on == "loss":
+        best = int(np.argmin(clf.validation_loss_curve_))
+    else:
+        best = int(np.argmax(clf.validation_scores_))
+    assert len(snapshots) == clf.n_iter_
+    np.testing.assert_array_equal(clf.coefs_[0], snapshots[best])
