@@ -600,6 +600,7 @@ class _BaseMLP(BaseEstimator):
             self._initialize(y, layer_units, dtype, rng)
         else:
             self._sync_from_attributes()
+            self._ensure_records()
         if self.solver in _STOCHASTIC_SOLVERS:
             self._fit_stochastic(X, Y, sample_weight, split, rng, incremental)
         else:
@@ -636,6 +637,26 @@ class _BaseMLP(BaseEstimator):
                 self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
                 self.best_validation_loss_ = None
+
+    def _ensure_records(self) -> None:
+        """Start the records a warm start needs but the first fit did not keep (it used 'lbfgs',
+        or ran without ``early_stopping``); scikit-learn fails with an AttributeError there."""
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            return
+        if getattr(self, "loss_curve_", None) is None:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self.best_loss_ = np.inf
+        if self.early_stopping and getattr(self, "validation_scores_", None) is None:
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_validation_loss_ = np.inf
+            self.best_loss_ = None
+            self._no_improvement_count = 0
+        if not self.early_stopping and self.best_loss_ is None:
+            self.best_loss_ = np.inf
+            self._no_improvement_count = 0
 
     def _make_optimizer(self) -> Optimizer:
         if self.solver == "sgd":
@@ -1523,6 +1544,8 @@ def _to_json(value: Any) -> Any:
         return {"float": repr(value)}
     if isinstance(value, (list, tuple)):
         return [_to_json(v) for v in value]
+    if isinstance(value, dict):  # e.g. class_weight: keys may be ints, which JSON would stringify
+        return {"dict": [[_to_json(k), _to_json(v)] for k, v in value.items()]}
     return value
 
 
@@ -1536,6 +1559,8 @@ def _from_json(value: Any) -> Any:
         return np.asarray(value["values"], dtype=dtype)
     if isinstance(value, dict) and "float" in value:
         return float(value["float"])
+    if isinstance(value, dict) and "dict" in value:
+        return {_from_json(k): _from_json(v) for k, v in value["dict"]}
     if isinstance(value, list):
         return [_from_json(v) for v in value]
     return value

@@ -308,7 +308,10 @@ def test_clone_and_pickle_round_trip():
     "make",
     [
         lambda: (MLPClassifier((8,), random_state=0, max_iter=30), *blobs(labels=["x", "y", "z"])),
-        lambda: (MLPClassifier((8,), random_state=0, max_iter=30), *blobs(k=2, labels=[3, 9])),
+        lambda: (
+            MLPClassifier((8,), random_state=0, max_iter=30, class_weight={3: 2.0, 9: 0.5}),
+            *blobs(k=2, labels=[3, 9]),
+        ),
         lambda: (
             MLPClassifier((8,), random_state=0, max_iter=30, dtype="float32"),
             *blobs(labels=[1.0, 2.0, 3.0]),
@@ -641,3 +644,13 @@ def test_early_stopping_restores_the_best_epochs_weights(on):
         best = int(np.argmax(clf.validation_scores_))
     assert len(snapshots) == clf.n_iter_
     np.testing.assert_array_equal(clf.coefs_[0], snapshots[best])
+
+
+def test_warm_start_may_switch_solver_and_early_stopping():
+    X, y = blobs(n=200)
+    clf = MLPClassifier((8,), solver="lbfgs", warm_start=True, max_iter=20, random_state=0)
+    clf.fit(X, y)
+    clf.set_params(solver="adam", early_stopping=True).fit(X, y)
+    assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
+    clf.set_params(early_stopping=False).fit(X, y)
+    assert clf.best_loss_ == min(clf.loss_curve_[-clf.n_iter_ :])
