@@ -27,7 +27,15 @@ import numpy as np
 
 from matnet.errors import ModelFileError
 
-__all__ = ["save", "load", "save_tensors", "load_tensors", "atomic_write", "FORMAT_VERSION"]
+__all__ = [
+    "save",
+    "load",
+    "save_tensors",
+    "load_tensors",
+    "atomic_write",
+    "model_bytes",
+    "FORMAT_VERSION",
+]
 
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -59,6 +67,15 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would have,
+        # or keep the mode of the file it replaces.
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -135,7 +152,11 @@ def decode_tensors(
         raise _fail(source, f"file of {size} bytes is too short to be a model file (truncated?)")
     n = int.from_bytes(blob[:8], "little")
     if n > MAX_HEADER_BYTES:
-        raise _fail(source, f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
+        raise _fail(
+            source,
+            f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte (100 MB) limit "
+            "(not a safetensors model file?)",
+        )
     if 8 + n > size:
         raise _fail(
             source, f"header length {n} runs past the end of the {size}-byte file (truncated?)"
@@ -144,6 +165,8 @@ def decode_tensors(
         header = json.loads(blob[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail(source, f"header is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise _fail(source, "header JSON is nested too deeply") from None
     if not isinstance(header, dict):
         raise _fail(source, "header is not a JSON object")
     metadata = header.pop("__metadata__", {})
@@ -263,14 +286,21 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
         Extra JSON-serializable information (an input scaler, label names, a training config); merged
         over ``model.metadata`` and returned by :func:`load` as ``model.metadata``.
     """
+    atomic_write(path, model_bytes(model, metadata=metadata))
+
+
+def model_bytes(model: Any, *, metadata: dict[str, Any] | None = None) -> bytes:
+    """The bytes :func:`save` writes: encode first, write later, so nothing is left half-done when
+    a later step (another file, a plot) fails."""
     tensors = {key: np.asarray(value) for key, value in model.params.items()}
-    save_tensors(path, tensors, model_metadata(model, metadata))
+    return encode_tensors(tensors, model_metadata(model, metadata))
 
 
 def model_from_tensors(
     tensors: dict[str, np.ndarray], metadata: dict[str, str], source: Any
 ) -> Any:
     """Rebuild a :class:`~matnet.model.Sequential` from decoded tensors and metadata."""
+    from matnet.layers import layer_from_config
     from matnet.model import Sequential
 
     if metadata.get("format") != "matnet" or "model" not in metadata:
@@ -291,10 +321,16 @@ def model_from_tensors(
             raise ValueError("the architecture must be an object with a list of layers")
         if not isinstance(user, dict):
             raise ValueError("user metadata must be an object")
-        model = Sequential.from_config(config)
-    except (ValueError, TypeError, KeyError) as exc:
+        # Layers first, without allocating: the shapes they declare are checked against the tensors
+        # before the model's parameter vectors exist, so a file claiming a huge layer costs nothing.
+        layers = [layer_from_config(c) for c in config["layers"]]
+        expected = {
+            f"{i}.{name}": tuple(shape)
+            for i, layer in enumerate(layers)
+            for name, shape, _ in layer.param_specs()
+        }
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
-    expected = {key: view.shape for key, view in model.params.items()}
     found = {key: tuple(t.shape) for key, t in tensors.items()}
     if expected != found:
         raise _fail(
@@ -303,6 +339,12 @@ def model_from_tensors(
     for key, tensor in tensors.items():
         if tensor.dtype.kind != "f":
             raise _fail(source, f"parameter {key!r} has non-float dtype {tensor.dtype}")
+    try:
+        model = Sequential(
+            layers, dtype=config.get("dtype", "float32"), seed=0, loss=config.get("loss")
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
     model.set_weights(tensors)
     model.metadata = user
     return model
