@@ -312,7 +312,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = _choose_task(args, table)
     loss = args.loss or ("cross_entropy" if task == "classification" else "mse")
     if (task == "classification") != (loss != "mse"):
-        raise UsageError(f"--loss {loss} does not fit a {task} task")
+        raise UsageError(
+            f"--loss {loss} does not fit {table.source}, a {task} task "
+            f"({'cross_entropy or binary_cross_entropy' if task == 'classification' else 'mse'} does)"
+        )
     check_writable(args.out, "model file")
     _plot_requested(args.plot)
     if args.plot is not None and Path(args.plot).resolve() == Path(args.out).resolve():

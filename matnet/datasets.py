@@ -191,7 +191,7 @@ def _split_name(spec: str) -> tuple[str, str | None]:
 def is_dataset_name(spec: str) -> bool:
     """True for ``digits``, ``iris:train`` and the like (an existing file of that name wins)."""
     name, split = _split_name(str(spec))
-    return name in DATASETS and split in (None, *SPLITS) and not os.path.exists(spec)
+    return name in DATASETS and not os.path.exists(spec)
 
 
 def load_dataset(spec: str) -> Table:

@@ -194,11 +194,15 @@ def decode_tensors(
         ):
             raise _fail(source, f"tensor {key!r} has invalid data_offsets {offsets!r}")
         begin, end = offsets
-        if not 0 <= begin <= end <= len(data):
+        if not 0 <= begin <= end:
+            raise _fail(
+                source, f"tensor {key!r} has out-of-range data_offsets {offsets} (begin > end)"
+            )
+        if end > len(data):
             raise _fail(
                 source,
-                f"tensor {key!r} data_offsets {offsets} lie outside the "
-                f"{len(data)}-byte data section",
+                f"tensor {key!r} data_offsets {offsets} run past the end of the "
+                f"{len(data)}-byte data section (truncated file, or out-of-range offsets)",
             )
         # Python integers: a lying shape cannot overflow, and nothing is allocated from it.
         expected = math.prod(shape) * _DTYPES[code].itemsize
