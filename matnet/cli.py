@@ -206,8 +206,14 @@ def _read_for_model(
     else:
         table = datasets.read_csv(spec, target, require_target=need_target, features=features)
     if table.X.shape[1] != model.n_features:
+        hint = (
+            ""
+            if features
+            else " (the model stores no feature names, so every column but the target is one)"
+        )
         raise UsageError(
-            f"{spec} has {table.X.shape[1]} feature columns but the model expects {model.n_features}"
+            f"{spec} has {table.X.shape[1]} feature columns but the model expects "
+            f"{model.n_features}{hint}"
         )
     return table
 
@@ -814,6 +820,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # The reader of our output went away (`matnet predict ... | head`): not an error worth a line.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (MatnetError, ValueError, ImportError, OSError) as exc:
         if os.environ.get("MATNET_DEBUG"):
             raise

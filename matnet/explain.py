@@ -94,8 +94,7 @@ def _plan(model: Sequential, n: int) -> tuple[list[_Step], list[_Step], str, lis
                     _Step(
                         "",
                         f"(no d{current} = d{Zname} · W{ell}ᵀ)",
-                        f"{current} is the input batch: it needs no gradient, which saves "
-                        f"2·{n}·{o}·{i} = {_count(2 * n * o * i)} flops",
+                        f"the input needs no gradient: saves {_count(2 * n * o * i)} flops",
                     )
                 )
             backward[:0] = grads
@@ -154,7 +153,7 @@ def _plan(model: Sequential, n: int) -> tuple[list[_Step], list[_Step], str, lis
                 f"d{out}",
                 f"d{out} = (P − Y) / n",
                 f"{nk} − {nk} → {nk}",
-                "Y one-hot; this short form holds for softmax with cross-entropy only",
+                "Y one-hot; softmax with cross-entropy only",
             ),
         )
     elif isinstance(loss, BinaryCrossEntropy):
@@ -173,7 +172,7 @@ def _plan(model: Sequential, n: int) -> tuple[list[_Step], list[_Step], str, lis
                 f"d{out}",
                 f"d{out} = (P − Y) / n",
                 f"{nk} − {nk} → {nk}",
-                "this short form holds for sigmoid with binary cross-entropy only",
+                "sigmoid with binary cross-entropy only",
             ),
         )
     elif isinstance(loss, MeanSquaredError):
@@ -463,9 +462,10 @@ def explain(
     for ell, layer in enumerate(model.dense_layers, start=1):
         parts.append(f"W{ell} {layer.n_in}×{layer.n_out} = {_count(layer.n_in * layer.n_out)}")
         parts.append(f"b{ell} {_count(layer.n_out)}")
+    lines.append(f"Parameters: {_count(model.n_params)} = " + " + ".join(parts))
     lines.append(
-        f"Parameters: {_count(model.n_params)} = " + " + ".join(parts) + f"  "
-        f"({_bytes(model.n_params * dtype.itemsize)} in {dtype.name}; the gradient vector is the same size)"
+        f"  {_bytes(model.n_params * dtype.itemsize)} in {dtype.name}, and as much again for "
+        "their gradients"
     )
     held, grads = _activation_numbers(model, n)
     lines.append(

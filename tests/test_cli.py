@@ -478,3 +478,24 @@ def test_metadata_is_json_in_the_file(iris_model):
     user = json.loads(metadata["user"])
     assert user["labels"] == ["setosa", "versicolor", "virginica"]
     assert metadata["format"] == "matnet"
+
+
+def test_a_model_saved_from_python_works_with_the_cli(work, capsys):
+    # No scaler, label names or feature names in the file: columns are taken in order, labels 0..k-1.
+    table = load_dataset("iris")
+    y = np.unique(table.y, return_inverse=True)[1]
+    model = matnet.MLP([4, 16, 3], loss="cross_entropy", seed=0)
+    model.fit(table.X, y, epochs=150, learning_rate=0.01, verbose=0)
+    matnet.save(model, work / "py.safetensors")
+    with open(work / "numbers.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["a", "b", "c", "d", "label"])
+        w.writerows([*x.tolist(), label] for x, label in zip(table.X, y, strict=True))
+    code, out, err = run(capsys, "evaluate", "py.safetensors", "numbers.csv", "--target", "label")
+    assert code == 0, err
+    accuracy = float(out.splitlines()[1].split()[1])
+    assert accuracy == pytest.approx(np.mean(model.predict(table.X) == y), abs=1e-4)
+    code, out, err = run(capsys, "predict", "py.safetensors", "numbers.csv")
+    _assert_user_error(code, out, err, "5 feature columns", "expects 4", "no feature names")
+    code, out, err = run(capsys, "evaluate", "py.safetensors", "numbers.csv")
+    _assert_user_error(code, out, err, "--target")
