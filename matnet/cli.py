@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from matnet import datasets
-from matnet.errors import MatnetError
+from matnet.errors import MatnetError, ModelFileError
 from matnet.io import atomic_write, load, model_bytes
 from matnet.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
 from matnet.model import MLP, Sequential
@@ -146,7 +146,59 @@ def _load_model(path: str) -> Sequential:
     model = load(path)
     if model.loss is None:
         raise UsageError(f"{path}: the model has no loss, so its outputs cannot be interpreted")
+    _check_metadata(model, path)
     return model
+
+
+def _is_numbers(value: Any, length: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+    )
+
+
+def _check_metadata(model: Sequential, path: str) -> None:
+    """The command line's own metadata (written by ``matnet train``) must fit the network."""
+    meta, d = model.metadata, model.n_features
+
+    def bad(key: str, problem: str) -> ModelFileError:
+        return ModelFileError(f"{path}: metadata {key!r} {problem}")
+
+    if "task" in meta and meta["task"] not in ("classification", "regression"):
+        raise bad("task", f"is {meta['task']!r}, not classification or regression")
+    features = meta.get("features")
+    if features is not None and not (
+        isinstance(features, list)
+        and len(features) == d
+        and all(isinstance(f, str) for f in features)
+    ):
+        raise bad("features", f"must be {d} column names, one per input")
+    labels = meta.get("labels")
+    if labels is not None:
+        k = 2 if isinstance(model.loss, BinaryCrossEntropy) else model.n_outputs
+        if not (isinstance(labels, list) and len(labels) == k):
+            raise bad("labels", f"must list {k} class names, one per output")
+    scaler = meta.get("scaler")
+    if scaler is not None:
+        if not (
+            isinstance(scaler, dict)
+            and _is_numbers(scaler.get("mean"), d)
+            and _is_numbers(scaler.get("scale"), d)
+            and all(v != 0 for v in scaler["scale"])
+        ):
+            raise bad(
+                "scaler", f"must hold finite 'mean' and non-zero 'scale' lists of {d} numbers"
+            )
+    target_scaler = meta.get("target_scaler")
+    if target_scaler is not None:
+        if not (
+            isinstance(target_scaler, dict)
+            and _is_numbers([target_scaler.get("mean"), target_scaler.get("scale")], 2)
+            and target_scaler["scale"] != 0
+        ):
+            raise bad("target_scaler", "must hold a finite 'mean' and a non-zero 'scale'")
 
 
 def _task_of(model: Sequential) -> str:
@@ -168,13 +220,7 @@ def _standardize(model: Sequential, X: np.ndarray) -> np.ndarray:
     scaler = model.metadata.get("scaler")
     if not scaler:
         return X
-    mean = np.asarray(scaler["mean"], dtype=np.float64)
-    scale = np.asarray(scaler["scale"], dtype=np.float64)
-    if mean.shape != (X.shape[1],) or scale.shape != (X.shape[1],):
-        raise UsageError(
-            f"the model's input scaler has {mean.shape[0]} features but the data has {X.shape[1]}"
-        )
-    return (X - mean) / scale
+    return (X - np.asarray(scaler["mean"])) / np.asarray(scaler["scale"])  # checked at load
 
 
 def _class_proba(model: Sequential, X: np.ndarray) -> np.ndarray:
@@ -220,7 +266,7 @@ def _read_for_model(
 
 def _class_indices(model: Sequential, table: datasets.Table) -> np.ndarray:
     labels = _labels_of(model)
-    numeric = all(datasets._number_or_none(label) is not None for label in labels)
+    numeric = all(datasets.is_number(label) for label in labels)
     y = datasets.canonical_labels(table.y, numeric)
     lookup = {label: i for i, label in enumerate(labels)}
     unknown = sorted({v for v in y.tolist() if v not in lookup})
@@ -363,8 +409,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
     else:
         train_idx, val_idx = np.arange(n), np.arange(0)
-    if args.early_stopping and val_idx.size == 0:
-        _say("note: --early-stopping without validation data watches the training loss")
 
     # 2. Standardize with the training rows' statistics only; remember them in the model file.
     mean = X[train_idx].mean(axis=0)
@@ -387,11 +431,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{table.source}: {n} rows, {X.shape[1]} features, target {table.target_name!r} "
         f"({task}, {kind})"
     )
+    shape = f"({args.activation})" if args.hidden else "(linear: no hidden layer)"
     _say(
-        f"model {' → '.join(map(str, sizes))} ({args.activation}), {model.n_params:,} parameters, "
+        f"model {' → '.join(map(str, sizes))} {shape}, {model.n_params:,} parameters, "
         f"{args.dtype}, loss {model.loss.name}; training on {train_idx.size} rows"
         + (f", validating on {val_idx.size}" if val_idx.size else "")
     )
+
+    if args.early_stopping and val_idx.size == 0:
+        _say("note: --early-stopping without validation data watches the training loss")
 
     # 3. Train.
     validation = (Xs[val_idx], target[val_idx]) if val_idx.size else None
@@ -559,6 +607,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     tensors, raw = load_tensors(args.model)
     model = load(args.model)
+    _check_metadata(model, args.model)
     meta = model.metadata
     size = os.path.getsize(args.model)
     lines = [

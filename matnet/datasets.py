@@ -92,6 +92,11 @@ def _number_or_none(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def is_number(text: str) -> bool:
+    """True when ``text`` reads as a finite number."""
+    return _number_or_none(str(text)) is not None
+
+
 def _canonical_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 

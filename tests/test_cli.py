@@ -499,3 +499,24 @@ def test_a_model_saved_from_python_works_with_the_cli(work, capsys):
     _assert_user_error(code, out, err, "5 feature columns", "expects 4", "no feature names")
     code, out, err = run(capsys, "evaluate", "py.safetensors", "numbers.csv")
     _assert_user_error(code, out, err, "--target")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "needle"),
+    [
+        ({"scaler": {"mean": [0.0] * 4}}, "metadata 'scaler'"),
+        ({"scaler": {"mean": [0.0] * 3, "scale": [1.0] * 3}}, "metadata 'scaler'"),
+        ({"scaler": {"mean": [0.0] * 4, "scale": [0.0] * 4}}, "non-zero"),
+        ({"labels": ["a", "b"]}, "metadata 'labels' must list 3 class names"),
+        ({"features": "abcd"}, "metadata 'features'"),
+        ({"task": "ranking"}, "metadata 'task'"),
+        ({"target_scaler": {"mean": "x", "scale": 1}}, "metadata 'target_scaler'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["predict", "info"])
+def test_model_file_with_inconsistent_cli_metadata(work, capsys, metadata, needle, command):
+    model = matnet.MLP([4, 5, 3], loss="cross_entropy")
+    matnet.save(model, work / "odd.safetensors", metadata=metadata)
+    extra = ["iris"] if command == "predict" else []
+    code, out, err = run(capsys, command, "odd.safetensors", *extra)
+    _assert_user_error(code, out, err, "odd.safetensors", needle)
