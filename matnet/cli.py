@@ -758,7 +758,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--target", metavar="COLUMN", help="the target column (not for a bundled dataset)"
     )
-    p.add_argument("--task", choices=("classification", "regression"))
+    p.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="default: text labels or at most 20 whole numbers mean classification",
+    )
     p.add_argument(
         "--hidden",
         type=_hidden,
@@ -769,19 +773,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--activation", default="relu", choices=("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
     )
-    p.add_argument("--dropout", type=_fraction, default=0.0)
-    p.add_argument("--loss", choices=("cross_entropy", "binary_cross_entropy", "mse"))
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZER_NAMES)
-    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
-    p.add_argument("--l2", type=_non_negative_float, default=0.0)
-    p.add_argument("--epochs", type=_positive_int, default=50)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--validation-fraction", type=_fraction, default=0.1)
-    p.add_argument("--early-stopping", action="store_true")
-    p.add_argument("--patience", type=_positive_int, default=10)
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument(
+        "--dropout", type=_fraction, default=0.0, help="dropout rate after each hidden layer"
+    )
+    p.add_argument(
+        "--loss",
+        choices=("cross_entropy", "binary_cross_entropy", "mse"),
+        help="default: cross_entropy for classification, mse for regression",
+    )
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZER_NAMES, help="default: adam")
+    p.add_argument(
+        "--lr", type=_positive_float, default=None, help="learning rate (default: the optimizer's)"
+    )
+    p.add_argument("--l2", type=_non_negative_float, default=0.0, help="L2 penalty on the weights")
+    p.add_argument("--epochs", type=_positive_int, default=50, help="default: 50")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
+    p.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        help="rows held out to validate each epoch (stratified; default: 0.1)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="stop when the validation loss stops improving; keep the best weights",
+    )
+    p.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=10,
+        help="epochs without improvement (default: 10)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="weights, shuffling, split (default: 0)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--out", default="model.safetensors", metavar="PATH")
+    p.add_argument(
+        "--out", default="model.safetensors", metavar="PATH", help="default: model.safetensors"
+    )
     p.add_argument("--plot", metavar="PNG", help="write training curves (needs matnet[plot])")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
