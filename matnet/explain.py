@@ -42,9 +42,9 @@ class _Step:
     def __init__(self, name: str, formula: str, shapes: str, note: str = "") -> None:
         self.name, self.formula, self.shapes, self.note = name, formula, shapes, note
 
-    def render(self, width: int) -> str:
-        line = f"  {self.formula:<{width}}{self.shapes}"
-        return f"{line}    {self.note}" if self.note else line.rstrip()
+    def render(self, width: int, shapes_width: int) -> str:
+        line = f"  {self.formula:<{width}}{self.shapes:<{shapes_width}}"
+        return f"{line}  {self.note}" if self.note else line.rstrip()
 
 
 def _plan(model: Sequential, n: int) -> tuple[list[_Step], list[_Step], str, list[str]]:
@@ -73,6 +73,7 @@ def _plan(model: Sequential, n: int) -> tuple[list[_Step], list[_Step], str, lis
                     f"dW{ell}",
                     f"dW{ell} = {current}ᵀ · d{Zname}",
                     f"{_shape((i, n))}·{_shape((n, o))} → {_shape((i, o))}",
+                    f"{n} outer products, one per row, summed" if n > 1 else "one outer product",
                 ),
                 _Step(
                     f"db{ell}",
@@ -87,6 +88,7 @@ def _plan(model: Sequential, n: int) -> tuple[list[_Step], list[_Step], str, lis
                         f"d{current}",
                         f"d{current} = d{Zname} · W{ell}ᵀ",
                         f"{_shape((n, o))}·{_shape((o, i))} → {_shape((n, i))}",
+                        f"the error sent back through W{ell}",
                     )
                 )
             else:
@@ -94,6 +96,7 @@ def _plan(model: Sequential, n: int) -> tuple[list[_Step], list[_Step], str, lis
                     _Step(
                         "",
                         f"(no d{current} = d{Zname} · W{ell}ᵀ)",
+                        "",
                         f"the input needs no gradient: saves {_count(2 * n * o * i)} flops",
                     )
                 )
@@ -408,10 +411,11 @@ def explain(
             lines.append(_matrix("Y", numbers["Y"]))
 
     width = max(len(step.formula) for step in forward + backward) + 4
+    shapes_width = max(len(step.shapes) for step in forward + backward) + 2
 
     def emit(steps: list[_Step]) -> None:
         for step in steps:
-            lines.append(step.render(width))
+            lines.append(step.render(width, shapes_width))
             weights = [f"W{step.name[1:]}", f"b{step.name[1:]}"] if step.name[:1] == "Z" else []
             for name in weights:
                 if values and name in numbers:
