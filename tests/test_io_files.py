@@ -125,7 +125,7 @@ def test_overlapping_offsets(tmp_path):
 @pytest.mark.parametrize("offsets", [[0, 400], [8, 4], [-4, 4]])
 def test_out_of_range_offsets(tmp_path, offsets):
     header = {"a": {"dtype": "U8", "shape": [4], "data_offsets": offsets}}
-    with pytest.raises(ModelFileError, match="out-of-range|past the end"):
+    with pytest.raises(ModelFileError, match="lie outside"):
         load_tensors(_write(tmp_path, _header_blob(header, b"\0" * 16)))
 
 
