@@ -459,6 +459,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
     )
 
+    if getattr(history, "interrupted", False):
+        # fit() stopped at Ctrl-C and said so on stderr; a half-trained model must not replace
+        # whatever the output path holds.
+        print(f"matnet train: nothing written to {args.out}", file=sys.stderr)
+        return 130
+
     # 4. Metrics, in the target's own units (the stored scalers are applied as in predict).
     model.metadata = metadata
 
@@ -908,7 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"matnet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"matnet {args.command}: interrupted", file=sys.stderr)
+        print(f"matnet {args.command}: interrupted; nothing written", file=sys.stderr)
         return 130
 
 

@@ -520,3 +520,14 @@ def test_model_file_with_inconsistent_cli_metadata(work, capsys, metadata, needl
     extra = ["iris"] if command == "predict" else []
     code, out, err = run(capsys, command, "odd.safetensors", *extra)
     _assert_user_error(code, out, err, "odd.safetensors", needle)
+
+
+def test_ctrl_c_outside_fit_is_one_line_and_writes_nothing(work, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("matnet.cli.MLP", interrupted)
+    code, out, err = run(capsys, "train", "iris", "--out", "m.st")
+    assert code == 130
+    assert err.strip() == "matnet train: interrupted; nothing written"
+    assert not (work / "m.st").exists()

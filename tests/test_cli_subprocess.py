@@ -95,3 +95,31 @@ def test_train_digits_with_plot_needs_no_scikit_learn(tmp_path):
     assert matplotlib.image.imread(tmp_path / "curves.png").shape[:2] == (400, 1000)
     validation = next(line for line in result.stdout.splitlines() if line.startswith("validation"))
     assert float(validation.split()[2]) > 0.9
+
+
+def test_ctrl_c_during_training_writes_nothing(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "model.safetensors").write_bytes(b"the previous model")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "matnet", "train", "digits", "--epochs", "100000", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stdout:  # wait until training has begun
+            if line.startswith("model "):
+                break
+        time.sleep(1.0)  # well inside fit(), which turns Ctrl-C into a clean stop
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted at epoch" in err and "nothing written to model.safetensors" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "model.safetensors").read_bytes() == b"the previous model"
