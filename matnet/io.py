@@ -327,6 +327,12 @@ def model_from_tensors(
     from matnet.layers import layer_from_config
     from matnet.model import Sequential
 
+    if metadata.get("format") == "matnet-checkpoint":
+        raise _fail(
+            source,
+            "not a matnet model file but a training checkpoint (continue it with "
+            "fit(..., checkpoint=..., resume=True), or save the trained model with matnet.save)",
+        )
     if metadata.get("format") != "matnet" or "model" not in metadata:
         raise _fail(source, "not a matnet model file (no matnet architecture in its metadata)")
     version = metadata.get("format_version", "")

@@ -271,3 +271,13 @@ def test_atomic_write_gives_new_files_the_usual_permissions(tmp_path):
     atomic_write(existing, b"new")
     assert existing.stat().st_mode & 0o777 == 0o640
     assert existing.read_bytes() == b"new"
+
+
+def test_a_training_checkpoint_is_named_as_such(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 3)), rng.integers(0, 2, 20)
+    model = matnet.MLP([3, 4, 2], loss="cross_entropy")
+    path = tmp_path / "run.ckpt"
+    model.fit(X, y, epochs=1, verbose=0, checkpoint=path)
+    with pytest.raises(ModelFileError, match="not a matnet model file but a training checkpoint"):
+        matnet.load(path)
