@@ -229,3 +229,23 @@ def test_a_file_named_like_a_dataset_wins(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "iris").write_text("a,y\n1,2\n")
     assert load_data("iris", "y").X.shape == (1, 1)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_bundled_copies_equal_scikit_learns(name):
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    loader = {
+        "digits": sklearn_datasets.load_digits,
+        "iris": sklearn_datasets.load_iris,
+        "wine": sklearn_datasets.load_wine,
+        "breast_cancer": sklearn_datasets.load_breast_cancer,
+        "diabetes": lambda: sklearn_datasets.load_diabetes(scaled=False),
+    }[name]
+    bunch = loader()
+    table = load_dataset(name)
+    np.testing.assert_array_equal(table.X, bunch.data)
+    assert table.feature_names == [str(f) for f in bunch.feature_names]
+    if name == "diabetes":
+        np.testing.assert_array_equal(table.y, bunch.target)
+    else:
+        assert table.y.tolist() == [str(bunch.target_names[t]) for t in bunch.target]
