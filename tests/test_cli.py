@@ -531,3 +531,22 @@ def test_ctrl_c_outside_fit_is_one_line_and_writes_nothing(work, capsys, monkeyp
     assert code == 130
     assert err.strip() == "matnet train: interrupted; nothing written"
     assert not (work / "m.st").exists()
+
+
+def test_the_written_model_predicts_bit_identically_to_the_trained_one(work, capsys, monkeypatch):
+    import matnet.cli
+
+    trained = []
+    real_model_bytes = matnet.cli.model_bytes
+
+    def capture(model, **kwargs):
+        trained.append(model)
+        return real_model_bytes(model, **kwargs)
+
+    monkeypatch.setattr(matnet.cli, "model_bytes", capture)
+    code, _, err = run(capsys, "train", "wine", "--epochs", "3", "--quiet", "--out", "w.st")
+    assert code == 0, err
+    loaded = matnet.load(work / "w.st")
+    X = np.random.default_rng(0).standard_normal((50, 13))
+    assert loaded.predict_proba(X).tobytes() == trained[0].predict_proba(X).tobytes()
+    assert loaded.metadata == trained[0].metadata
