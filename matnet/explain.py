@@ -213,7 +213,7 @@ def _kept_arrays(model: Sequential, n: int) -> list[str]:
                 kept[-1] += f" overwritten by A{ell} = {layer.fn.name}(Z{ell}) in place"
             else:
                 kept.append(f"A{ell} {_shape((n, width))}")
-        elif isinstance(layer, Dropout):
+        elif isinstance(layer, Dropout) and layer.rate > 0:
             kept.append(f"M{ell} {_shape((n, width))}, D{ell} {_shape((n, width))}")
     return kept
 
