@@ -81,6 +81,10 @@ def test_parameter_count_and_activation_memory():
     text64 = matnet.explain(model64, 8, print_fn=None)
     # GELU needs Z for its derivative, so A1 gets its own buffer: 848 + 256 numbers of 8 bytes.
     assert "Activations of one batch: 1,104 numbers = 8.6 KiB" in text64
+    # Dropout keeps its mask and its output: 848 + 2 * 256.
+    dropped = matnet.MLP([64, 32, 10], "relu", dropout=0.5, loss="cross_entropy")
+    text = matnet.explain(dropped, 8, print_fn=None)
+    assert "Activations of one batch: 1,360 numbers" in text and "M1 (8×32), D1 (8×32)" in text
 
 
 @pytest.mark.parametrize(
