@@ -369,6 +369,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"({'cross_entropy or binary_cross_entropy' if task == 'classification' else 'mse'} does)"
         )
     check_writable(args.out, "model file")
+    if args.checkpoint is not None:
+        check_writable(args.checkpoint, "checkpoint")
+        if Path(args.checkpoint).resolve() == Path(args.out).resolve():
+            raise UsageError("--checkpoint and --out name the same file")
+    elif args.resume or args.checkpoint_every is not None:
+        raise UsageError("--resume and --checkpoint-every need --checkpoint PATH")
     _plot_requested(args.plot)
     if args.plot is not None and Path(args.plot).resolve() == Path(args.out).resolve():
         raise UsageError("--plot and --out name the same file")
@@ -457,13 +463,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         early_stopping=args.early_stopping,
         patience=args.patience,
         verbose=0 if args.quiet else 1,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every or "epoch",
+        resume=args.resume,
     )
-
-    if getattr(history, "interrupted", False):
-        # fit() stopped at Ctrl-C and said so on stderr; a half-trained model must not replace
-        # whatever the output path holds.
-        print(f"matnet train: nothing written to {args.out}", file=sys.stderr)
-        return 130
+    # Ctrl-C: fit() stopped after the current step, kept the best weights, wrote the checkpoint and
+    # said so on stderr; the model below is written as well, and the exit status says it was cut short.
+    interrupted = bool(getattr(history, "interrupted", False))
+    if getattr(history, "resumed_from", None):
+        epoch, batch = history.resumed_from
+        _say(f"resumed from {args.checkpoint} at epoch {epoch}, batch {batch}")
 
     # 4. Metrics, in the target's own units (the stored scalers are applied as in predict).
     model.metadata = metadata
@@ -502,13 +511,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.metadata = metadata
     blob = model_bytes(model)
     png = None
-    if args.plot is not None:
+    if args.plot is not None and len(history):
         from matnet.plots import history_png
 
         png = history_png(history, title=f"matnet on {table.source}")
 
     # 5. Report and write.
-    if history.stopped_early:
+    if interrupted:
+        _say(f"interrupted after {len(history)} complete epochs")
+    elif history.stopped_early:
         _say(
             f"stopped early after {len(history)} epochs; restored the weights of epoch "
             f"{history.best_epoch}"
@@ -522,7 +533,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if png is not None:
         atomic_write(args.plot, png)
         _say(f"wrote {args.plot}")
-    return 0
+    return 130 if interrupted else 0
 
 
 # --- predict, evaluate, info -----------------------------------------------------------------
@@ -817,6 +828,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="model.safetensors", metavar="PATH", help="default: model.safetensors"
     )
     p.add_argument("--plot", metavar="PNG", help="write training curves (needs matnet[plot])")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="write a resumable checkpoint here (atomically) at every epoch end",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        metavar="STEPS",
+        help="checkpoint every STEPS optimizer steps instead of every epoch",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint if it exists (same data and options)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -550,3 +550,47 @@ def test_the_written_model_predicts_bit_identically_to_the_trained_one(work, cap
     X = np.random.default_rng(0).standard_normal((50, 13))
     assert loaded.predict_proba(X).tobytes() == trained[0].predict_proba(X).tobytes()
     assert loaded.metadata == trained[0].metadata
+
+
+def test_train_checkpoint_and_resume_match_an_uninterrupted_run(work, capsys):
+    common = ["--hidden", "8", "--batch-size", "16", "--quiet", "--seed", "3"]
+    assert run(capsys, "train", "iris", "--epochs", "6", "--out", "a.st", *common)[0] == 0
+    code, out, err = run(
+        capsys,
+        "train",
+        "iris",
+        "--epochs",
+        "3",
+        "--out",
+        "b.st",
+        "--checkpoint",
+        "b.ckpt",
+        "--checkpoint-every",
+        "5",
+        *common,
+    )
+    assert code == 0 and (work / "b.ckpt").exists()
+    code, out, err = run(
+        capsys,
+        "train",
+        "iris",
+        "--epochs",
+        "6",
+        "--out",
+        "b.st",
+        "--checkpoint",
+        "b.ckpt",
+        "--resume",
+        *common,
+    )
+    assert code == 0, err
+    assert "resumed from b.ckpt at epoch 4" in out
+    a, b = matnet.load(work / "a.st"), matnet.load(work / "b.st")
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+
+
+def test_checkpoint_options_are_checked_before_training(work, capsys):
+    code, out, err = run(capsys, "train", "iris", "--resume")
+    _assert_user_error(code, out, err, "--resume")
+    code, out, err = run(capsys, "train", "iris", "--checkpoint", "missing/dir/run.ckpt")
+    assert code == 2 and "missing" in err and not (work / "model.safetensors").exists()

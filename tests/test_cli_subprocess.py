@@ -97,13 +97,27 @@ def test_train_digits_with_plot_needs_no_scikit_learn(tmp_path):
     assert float(validation.split()[2]) > 0.9
 
 
-def test_ctrl_c_during_training_writes_nothing(tmp_path):
+def test_ctrl_c_during_training_keeps_the_best_weights_and_writes_them(tmp_path):
     import signal
     import time
 
     (tmp_path / "model.safetensors").write_bytes(b"the previous model")
     process = subprocess.Popen(
-        [sys.executable, "-m", "matnet", "train", "digits", "--epochs", "100000", "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "matnet",
+            "train",
+            "digits",
+            "--epochs",
+            "100000",
+            "--quiet",
+            "--early-stopping",
+            "--patience",
+            "100000",
+            "--checkpoint",
+            "run.ckpt",
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -120,6 +134,10 @@ def test_ctrl_c_during_training_writes_nothing(tmp_path):
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, err
-    assert "interrupted at epoch" in err and "nothing written to model.safetensors" in err
+    assert "interrupted at epoch" in err and "checkpoint written to run.ckpt" in err
     assert "Traceback" not in err
-    assert (tmp_path / "model.safetensors").read_bytes() == b"the previous model"
+    assert "wrote model.safetensors" in out
+    import matnet
+
+    model = matnet.load(tmp_path / "model.safetensors")  # a whole model, the best epoch's weights
+    assert model.metadata["training"]["best_epoch"] >= 1
