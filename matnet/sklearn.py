@@ -1070,7 +1070,6 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
-        tags.target_tags.multi_output = True
         return tags
 
 
@@ -1511,6 +1510,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Several targets at once (scikit-learn's MLPRegressor supports them without the tag). The
+        # classifier's multilabel support is its multi_label tag; multiclass-multioutput it lacks.
+        tags.target_tags.multi_output = True
+        return tags
 
 
 # --- model files -------------------------------------------------------------------------------
