@@ -109,6 +109,8 @@ def test_sigkill_then_resume_is_bit_identical(child, tmp_path, dtype, every, pau
     wait_for(proc, "PAUSE")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    proc.stdout.close()
+    proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL and not out.exists()
     state = read_checkpoint(ckpt).state
     assert (state.epoch, state.batch) == ((3, 0) if every == "epoch" else (3, 1))
@@ -131,6 +133,8 @@ def test_twenty_random_sigkills_never_corrupt_the_checkpoint(child, tmp_path):
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
         if ckpt.exists():
             found += 1
