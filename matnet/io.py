@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from matnet.backend import to_host
 from matnet.errors import ModelFileError
 
 __all__ = ["save", "load", "save_tensors", "load_tensors", "atomic_write", "FORMAT_VERSION"]
@@ -263,7 +264,7 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
         Extra JSON-serializable information (an input scaler, label names, a training config); merged
         over ``model.metadata`` and returned by :func:`load` as ``model.metadata``.
     """
-    tensors = {key: np.asarray(value) for key, value in model.params.items()}
+    tensors = {key: to_host(value) for key, value in model.params.items()}  # GPU models too
     save_tensors(path, tensors, model_metadata(model, metadata))
 
 

@@ -281,6 +281,7 @@ def fit(
     sample_weight: Any = None,
     callbacks: Any = None,
     verbose: int = 1,
+    comm: Any = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches reshuffled every epoch.
 
@@ -322,6 +323,10 @@ def fit(
     callbacks : Callback, callable or list of them
     verbose : int
         0 silent, 1 a progress bar (tqdm, when installed), 2 one line per epoch.
+    comm : matnet.distributed.Communicator, optional
+        Train data-parallel across the ranks of ``comm`` (see :mod:`matnet.distributed`): each rank
+        computes its share of every global batch of ``batch_size`` rows and one Allreduce per step
+        sums the gradients.
 
     Returns
     -------
@@ -358,7 +363,7 @@ def fit(
         raise ValueError(f"verbose={verbose!r} must be 0, 1 or 2")
     sched = get_schedule(schedule)
     cbs = _as_callbacks(callbacks)
-    rng = as_generator(seed)
+    rng = as_generator(seed) if comm is None else comm.shared_generator(seed)
 
     X = check_features(X, model.n_features, model.dtype)
     n = X.shape[0]
@@ -384,6 +389,8 @@ def fit(
     model.loss = loss_fn
     params, grads = model.flat_params, model.flat_grads
     opt.prepare(params, model.n_decay)  # keeps the state of an optimizer reused on this model
+    # Distributed: rank 0's parameters and optimizer state everywhere; dropout streams per rank.
+    drop_rng = rng if comm is None else comm.start(params, opt, rng, n)
     base_lr = opt.learning_rate
     history = History()
     monitor = "val_loss" if X_val is not None else "loss"
@@ -411,13 +418,17 @@ def fit(
             total = 0.0
             for start in range(0, n, batch_size):
                 idx = perm[start : start + batch_size]
+                if comm is not None:  # this rank's share of the global batch
+                    m_global, idx = idx.shape[0], comm.shard(idx)
                 m = idx.shape[0]
                 xb = np.take(X, idx, axis=0, out=X_buf[:m], mode="clip")
                 yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
                 wb = None if W_buf is None else np.take(W_sample, idx, out=W_buf[:m], mode="clip")
-                Z, backward = model.forward(xb, training=True, rng=rng)
+                Z, backward = model.forward(xb, training=True, rng=drop_rng)
                 value, dZ = loss_fn(Z, yb, wb)
                 backward(dZ)
+                if comm is not None:  # one Allreduce: the global batch's mean gradient and loss
+                    value, m = comm.allreduce_mean(grads, value, m_global), m_global
                 if clip_norm is not None:
                     norm = math.sqrt(float(np.dot(grads, grads)))
                     if norm > clip_norm:
