@@ -82,8 +82,6 @@ def to_host(array: Any) -> np.ndarray:
     -------
     numpy.ndarray of the same shape and dtype
     """
-    if isinstance(array, np.ndarray):
-        return array
     if _is_cupy(array):
         return array.get()  # explicit device-to-host copy; CuPy refuses implicit conversion
     return np.asarray(array)
