@@ -23,12 +23,18 @@ def _loss_and_grad(
     return value, model.flat_grads.copy()
 
 
+def _as_float64(model: Sequential) -> Sequential:
+    # A float64 model is checked as it is (every perturbed entry is restored exactly), so custom layer
+    # subclasses are checked too; a float32 model is copied.
+    return model if model.dtype == np.float64 else model.astype(np.float64)
+
+
 def numerical_gradient(
     model: Sequential, X: Any, y: Any, loss: str | Loss, *, eps: float = 1e-6, seed: int = 0
 ) -> np.ndarray:
     """Central differences ``(L(p + eps) - L(p - eps)) / (2 eps)`` for every entry of the model's flat
     parameter vector (same order as ``model.flat_params``), on a float64 copy of the model."""
-    model64 = model.astype(np.float64)
+    model64 = _as_float64(model)
     loss = get_loss(loss)
     X = check_features(X, model64.n_features, np.float64)
     Y = check_targets(loss, y, X.shape[0], model64.n_outputs, np.float64)
@@ -56,8 +62,9 @@ def gradcheck(
 ) -> float:
     """Compare backpropagation with central differences over every parameter, in float64.
 
-    The model is copied to float64 first (the original is untouched), so the check is meaningful for a
-    float32 model too: in float32, finite differences are too coarse to trust.
+    A float32 model is copied to float64 first (the original is untouched), so the check is meaningful
+    for it too: in float32, finite differences are too coarse to trust. A float64 model is perturbed in
+    place and restored exactly.
 
     Parameters
     ----------
@@ -82,7 +89,7 @@ def gradcheck(
     loss = get_loss(loss) if loss is not None else model.loss
     if loss is None:
         raise ValueError("gradcheck needs a loss: pass loss=... or give the model one")
-    model64 = model.astype(np.float64)
+    model64 = _as_float64(model)
     X64 = check_features(X, model64.n_features, np.float64)
     Y64 = check_targets(loss, y, X64.shape[0], model64.n_outputs, np.float64)
     _, analytic = _loss_and_grad(model64, X64, Y64, loss, seed)

@@ -42,8 +42,6 @@ def check_features(X: Any, n_features: int | None, dtype: Any) -> np.ndarray:
     ValueError
         For anything but a non-empty 2-D array, NaN or infinity, or a width other than ``n_features``.
     """
-    if hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray):
-        X = np.asarray(X)
     try:
         X = np.asarray(X)
     except (ValueError, TypeError) as exc:
