@@ -15,7 +15,7 @@ Quick start::
     matnet.save(model, "digits.safetensors")
 """
 
-from matnet import functional
+from matnet import distributed, functional
 from matnet.activations import ACTIVATION_NAMES, get_activation
 from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
 from matnet.gradcheck import gradcheck, numerical_gradient
@@ -74,6 +74,7 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "StepDecay",
     "TrainingDivergedError",
+    "distributed",
     "fit",
     "functional",
     "get_activation",
