@@ -443,6 +443,4 @@ def MLP(
             layers.append(Activation(act))
             if rates[i]:
                 layers.append(Dropout(rates[i]))
-    return Sequential(
-        layers, dtype=dtype, seed=seed, loss=loss, backend=backend, device=device
-    )
+    return Sequential(layers, dtype=dtype, seed=seed, loss=loss, backend=backend, device=device)
