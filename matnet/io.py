@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -127,6 +126,18 @@ def _fail(path: Any, problem: str) -> ModelFileError:
     return ModelFileError(f"{path}: {problem}")
 
 
+def _nbytes(shape: list[int], itemsize: int, limit: int) -> int | None:
+    """The byte size of a tensor of ``shape``, or None when it exceeds ``limit``."""
+    if 0 in shape:
+        return 0
+    total = itemsize
+    for d in shape:
+        total *= d
+        if total > limit:
+            return None
+    return total
+
+
 def decode_tensors(
     blob: bytes, source: Any = "<bytes>"
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -143,7 +154,7 @@ def decode_tensors(
         )
     try:
         header = json.loads(blob[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, a 5000-digit int
         raise _fail(source, f"header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise _fail(source, "header is not a JSON object")
@@ -158,7 +169,7 @@ def decode_tensors(
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise _fail(source, f"tensor {key!r} needs exactly dtype, shape and data_offsets")
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if code not in _DTYPES:
+        if not isinstance(code, str) or code not in _DTYPES:
             raise _fail(source, f"tensor {key!r} has unknown dtype {code!r}")
         if not (
             isinstance(shape, list)
@@ -178,13 +189,15 @@ def decode_tensors(
                 f"tensor {key!r} data_offsets {offsets} lie outside the "
                 f"{len(data)}-byte data section",
             )
-        # Python integers: a lying shape cannot overflow, and nothing is allocated from it.
-        expected = math.prod(shape) * _DTYPES[code].itemsize
+        # Python integers, and a product cut short once past the file: a lying shape cannot
+        # overflow, cost time in giant-number arithmetic, or cause an allocation.
+        expected = _nbytes(shape, _DTYPES[code].itemsize, len(data))
         if end - begin != expected:
+            needs = "more bytes than the file has" if expected is None else f"{expected} bytes"
             raise _fail(
                 source,
-                f"tensor {key!r} of shape {shape} and dtype {code} needs {expected} "
-                f"bytes but its offsets span {end - begin}",
+                f"tensor {key!r} of {len(shape)}-D shape and dtype {code} needs {needs} "
+                f"but its offsets span {end - begin}",
             )
         spans.append((begin, end, key))
     spans.sort()
@@ -272,12 +285,13 @@ def model_from_tensors(
     tensors: dict[str, np.ndarray], metadata: dict[str, str], source: Any
 ) -> Any:
     """Rebuild a :class:`~matnet.model.Sequential` from decoded tensors and metadata."""
+    from matnet.layers import layer_from_config
     from matnet.model import Sequential
 
     if metadata.get("format") != "matnet" or "model" not in metadata:
         raise _fail(source, "not a matnet model file (no matnet architecture in its metadata)")
     version = metadata.get("format_version", "")
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit() and len(version) < 10):
         raise _fail(source, f"format_version {version!r} is not an integer")
     if int(version) > FORMAT_VERSION:
         raise _fail(
@@ -292,15 +306,24 @@ def model_from_tensors(
             raise ValueError("the architecture must be an object with a list of layers")
         if not isinstance(user, dict):
             raise ValueError("user metadata must be an object")
-        model = Sequential.from_config(config)
-    except (ValueError, TypeError, KeyError) as exc:
+        # The shapes the architecture needs, from the layers alone: a file that lies about its
+        # widths must not make us allocate a model that its tensors cannot fill.
+        expected = {
+            f"{i}.{name}": tuple(shape)
+            for i, layer in enumerate(layer_from_config(c) for c in config["layers"])
+            for name, shape, _ in layer.param_specs()
+        }
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
-    expected = {key: view.shape for key, view in model.params.items()}
     found = {key: tuple(t.shape) for key, t in tensors.items()}
     if expected != found:
         raise _fail(
             source, f"tensors {found} do not match the architecture, which needs {expected}"
         )
+    try:
+        model = Sequential.from_config(config)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
     for key, tensor in tensors.items():
         if tensor.dtype.kind != "f":
             raise _fail(source, f"parameter {key!r} has non-float dtype {tensor.dtype}")

@@ -318,3 +318,81 @@ def test_cli_setup_names_the_extra_without_mpi4py(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
     with pytest.raises(OptionalDependencyError, match=r"pip install 'matnet\[mpi\]'"):
         distributed.cli_setup(True)
+
+
+class NaNOnRank(matnet.SoftmaxCrossEntropy):
+    """Softmax cross-entropy whose value is NaN on one rank at one step: a divergence that only
+    that rank's shard sees."""
+
+    def __init__(self, rank, at_call):
+        super().__init__()
+        self.rank, self.at_call, self.calls = rank, at_call, 0
+
+    def __call__(self, Z, Y, sample_weight=None):
+        value, dZ = super().__call__(Z, Y, sample_weight)
+        self.calls += 1
+        return (float("nan") if self.calls == self.at_call else value), dZ
+
+
+def test_a_divergence_on_one_rank_stops_every_rank_at_the_same_step():
+    X, y = make_data()
+
+    def rank_main(comm):
+        model = make_model()
+        loss = NaNOnRank(1, at_call=6) if comm.rank == 1 else matnet.SoftmaxCrossEntropy()
+        with pytest.warns(RuntimeWarning, match="diverged at epoch 2, step 6"):
+            history = matnet.fit(
+                model,
+                X,
+                y,
+                loss=loss,
+                epochs=4,
+                batch_size=32,
+                verbose=0,
+                comm=comm,
+                on_divergence="warn",
+            )
+        return model.flat_params, history
+
+    (p0, h0), (p1, h1) = simulate(2, rank_main, timeout=60)
+    assert h0.diverged and h1.diverged and len(h0) == len(h1) == 1
+    np.testing.assert_array_equal(p0, p1)  # both restored the weights at the end of epoch 1
+    reference = make_model()
+    matnet.fit(reference, X, y, epochs=1, batch_size=32, verbose=0)
+    np.testing.assert_allclose(p0, reference.flat_params, rtol=1e-12, atol=1e-12)
+
+
+def test_only_rank0_writes_the_checkpoint_and_a_distributed_run_resumes(tmp_path, monkeypatch):
+    import threading
+
+    from matnet import train
+
+    writers = []
+    write = train.write_checkpoint
+
+    def spy(*args, **kwargs):
+        writers.append(threading.current_thread().name)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(train, "write_checkpoint", spy)
+    X, y = make_data()
+    path = tmp_path / "run.ckpt"
+    options = dict(optimizer="adam", learning_rate=0.01, batch_size=16, verbose=0, checkpoint=path)
+
+    def first(comm):
+        matnet.fit(make_model(), X, y, epochs=2, comm=comm, **options)
+
+    simulate(2, first)
+    assert writers and set(writers) == {"rank-0"}, writers
+
+    def resumed(comm):
+        model = make_model(seed=9)  # the checkpoint's weights replace these
+        matnet.fit(model, X, y, epochs=4, comm=comm, resume=True, **options)
+        return model.flat_params
+
+    single = make_model()
+    matnet.fit(
+        single, X, y, epochs=4, optimizer="adam", learning_rate=0.01, batch_size=16, verbose=0
+    )
+    for params in simulate(2, resumed):
+        np.testing.assert_allclose(params, single.flat_params, rtol=1e-12, atol=1e-12)
