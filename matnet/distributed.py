@@ -137,9 +137,13 @@ class Communicator(ABC):
         state = optimizer.state_dict()
         arrays = {k: v for k, v in state.items() if hasattr(v, "shape") and v.ndim}
         scalars = self.broadcast_object({k: v for k, v in state.items() if k not in arrays})
-        for value in arrays.values():
+        for value in arrays.values():  # the optimizer's live state arrays, overwritten in place
             _broadcast_array(self, value)
-        optimizer.load_state_dict({**scalars, **arrays})
+        if all(isinstance(value, np.ndarray) for value in arrays.values()):
+            optimizer.load_state_dict({**scalars, **arrays})
+        else:  # on a GPU: load_state_dict would copy the state to the host; set the scalars alone
+            for key, value in scalars.items():
+                setattr(optimizer, key, value)
         jumped = getattr(rng.bit_generator, "jumped", None)
         if jumped is None:
             raise ValueError(

@@ -340,22 +340,15 @@ def test_a_divergence_on_one_rank_stops_every_rank_at_the_same_step():
     def rank_main(comm):
         model = make_model()
         loss = NaNOnRank(1, at_call=6) if comm.rank == 1 else matnet.SoftmaxCrossEntropy()
-        with pytest.warns(RuntimeWarning, match="diverged at epoch 2, step 6"):
-            history = matnet.fit(
-                model,
-                X,
-                y,
-                loss=loss,
-                epochs=4,
-                batch_size=32,
-                verbose=0,
-                comm=comm,
-                on_divergence="warn",
-            )
-        return model.flat_params, history
+        # (pytest.warns is not thread-safe: raise, and catch the error in each rank)
+        with pytest.raises(matnet.TrainingDivergedError) as caught:
+            matnet.fit(model, X, y, loss=loss, epochs=4, batch_size=32, verbose=0, comm=comm)
+        return model.flat_params, caught.value
 
-    (p0, h0), (p1, h1) = simulate(2, rank_main, timeout=60)
-    assert h0.diverged and h1.diverged and len(h0) == len(h1) == 1
+    (p0, e0), (p1, e1) = simulate(2, rank_main, timeout=60)
+    for error in (e0, e1):
+        assert "diverged at epoch 2, step 6" in str(error)
+        assert (error.epoch, error.step, len(error.history)) == (2, 6, 1)
     np.testing.assert_array_equal(p0, p1)  # both restored the weights at the end of epoch 1
     reference = make_model()
     matnet.fit(reference, X, y, epochs=1, batch_size=32, verbose=0)
