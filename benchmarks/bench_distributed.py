@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [784, 256, 128, 10]
+QUIET_CORES = 0.1  # a round is undisturbed when other work used less CPU than this
 
 
 # --- worker: one training run, inside mpiexec (or alone with --plain) --------------------------
@@ -83,6 +84,7 @@ def worker(args: argparse.Namespace) -> None:
             "batch": args.batch,
             "epoch_seconds": seconds,
             "samples_per_second": args.samples / statistics.median(seconds),
+            "best_samples_per_second": args.samples / min(seconds),
             "allreduce_ms_per_step": 1e3 * reduce_seconds / steps,
             "blas": blas,
             "final_loss": history["loss"][-1],
@@ -209,7 +211,16 @@ def driver(args: argparse.Namespace) -> None:
             rnd[2]["samples_per_second"] / rnd[0]["samples_per_second"] for rnd in rounds
         )
         reduce_ms = statistics.median(rnd[2]["allreduce_ms_per_step"] for rnd in rounds)
-        rows.append((batch, med, ratio, ratio_plain, reduce_ms, rounds[-1][2]["blas"]))
+        quiet = [
+            rnd[2]["samples_per_second"] / rnd[1]["samples_per_second"]
+            for rnd in rounds
+            if max(m.get("foreign_cores", 0.0) for m in rnd[1:]) < QUIET_CORES
+        ]
+        best = {
+            key: max(rnd[i]["best_samples_per_second"] for rnd in rounds)
+            for i, key in enumerate(("plain", "one", "two"))
+        }
+        rows.append((batch, med, ratio, ratio_plain, reduce_ms, rounds[-1][2]["blas"], quiet, best))
     elapsed = time.time() - started
     load_after = load_average()
 
@@ -220,14 +231,43 @@ def driver(args: argparse.Namespace) -> None:
     table = header + "".join(
         f"| {batch} | {med['plain']:,.0f} | {med['one']:,.0f} | {med['two']:,.0f} | "
         f"**{ratio:.2f}x** | {ratio_plain:.2f}x | {reduce_ms:.2f} ms |\n"
-        for batch, med, ratio, ratio_plain, reduce_ms, _ in rows
+        for batch, med, ratio, ratio_plain, reduce_ms, _, _, _ in rows
+    )
+    quiet_lines = "".join(
+        f"- batch {batch}: "
+        + (
+            f"median **{statistics.median(quiet):.2f}x** over the {len(quiet)} undisturbed "
+            f"round(s) of {args.rounds} ({', '.join(f'{q:.2f}x' for q in quiet)})\n"
+            if quiet
+            else f"no undisturbed round of {args.rounds}\n"
+        )
+        for batch, *_, quiet, _ in rows
+    )
+    best_table = (
+        "| global batch | plain fit, 1 process | 1 rank | 2 ranks | 2 ranks / 1 rank |\n"
+        "|---|---|---|---|---|\n"
+        + "".join(
+            f"| {batch} | {b['plain']:,.0f} | {b['one']:,.0f} | {b['two']:,.0f} | "
+            f"{b['two'] / b['one']:.2f}x |\n"
+            for batch, *_, b in rows
+        )
     )
     target = next((ratio for batch, _, ratio, *_ in rows if batch == 512), None)
-    verdict = (
-        "not measured (no batch-512 run)"
-        if target is None
-        else f"{'met' if target >= 1.7 else 'NOT met'}: {target:.2f}x at 2 ranks, batch 512"
-    )
+    quiet_512 = next((q for batch, *_, q, _ in rows if batch == 512), [])
+    best_512 = next((b["two"] / b["one"] for batch, *_, b in rows if batch == 512), None)
+    if target is None:
+        verdict = "not measured (no batch-512 run)"
+    else:
+        verdict = (
+            f"{'met' if target >= 1.7 else 'NOT met'} by the median of all rounds ({target:.2f}x); "
+            + (
+                f"{'met' if statistics.median(quiet_512) >= 1.7 else 'NOT met'} by the median of "
+                f"the undisturbed rounds ({statistics.median(quiet_512):.2f}x)"
+                if quiet_512
+                else "no undisturbed round"
+            )
+            + f"; fastest epochs {best_512:.2f}x"
+        )
     try:
         import mpi4py
 
@@ -250,6 +290,14 @@ communicator in a single process. Medians of {args.rounds} interleaved rounds (p
 ratios are medians of per-round ratios.
 
 {table}
+Undisturbed rounds only (other work under {QUIET_CORES} cores during both the 1-rank and the
+2-rank run), where the ratio measures matnet rather than the neighbours:
+
+{quiet_lines}
+The fastest epoch of all rounds for each configuration (samples/s), the least disturbed by other
+work on the machine; the medians above are the headline figures:
+
+{best_table}
 Target (issue 7): at least 1.7x throughput at 2 ranks, batch 512 -- **{verdict}**.
 
 Every round, with the CPU time that *other* processes used during each of its three runs (plain,
@@ -276,6 +324,8 @@ CuPy path (`matnet.MLP(..., device="cuda")`) is tested only through a stand-in d
 """
     print()
     print(table)
+    print(quiet_lines)
+    print(best_table)
     print(f"Target: {verdict}")
     if args.output:
         matnet.io.atomic_write(args.output, text.encode())
@@ -289,7 +339,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help=argparse.SUPPRESS)
     parser.add_argument("--batches", type=int, nargs="+", default=[512, 128])
     parser.add_argument("--samples", type=int, default=60_000)
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
+    parser.add_argument("--epochs", type=int, default=4, help="timed epochs per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", help="write the results as Markdown to this file")
     parser.add_argument(

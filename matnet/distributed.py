@@ -116,7 +116,7 @@ class Communicator(ABC):
         optimizer : matnet.optim.Optimizer
             Its state (moments, step count, learning rate) is replaced by rank 0's.
         rng : numpy.random.Generator
-            The shared generator from :meth:`shared_generator` (not advanced here).
+            The generator that shuffles; set to rank 0's state (not advanced).
         n_samples : int
             Training rows on this rank; every rank must hold the same data.
 
@@ -144,6 +144,8 @@ class Communicator(ABC):
         else:  # on a GPU: load_state_dict would copy the state to the host; set the scalars alone
             for key, value in scalars.items():
                 setattr(optimizer, key, value)
+        # Again after a resume, which restores the generator from the checkpoint on each rank.
+        rng.bit_generator.state = self.broadcast_object(rng.bit_generator.state)
         jumped = getattr(rng.bit_generator, "jumped", None)
         if jumped is None:
             raise ValueError(
@@ -186,6 +188,8 @@ class Communicator(ABC):
         float
             The global batch's mean loss.
         """
+        if self.size == 1:
+            return value  # a group of one: the local batch is the global batch
         m = self.local_rows(n_global)
         buffer = self._buffer(grads)
         if isinstance(grads, np.ndarray):
