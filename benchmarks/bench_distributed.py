@@ -226,7 +226,7 @@ def driver(args: argparse.Namespace) -> None:
 
     header = (
         "| global batch | plain fit, 1 process | 1 rank | 2 ranks | 2 ranks / 1 rank | "
-        "2 ranks / plain | Allreduce per step (2 ranks) |\n|---|---|---|---|---|---|---|\n"
+        "2 ranks / plain | time in Allreduce per step (2 ranks, waiting included) |\n|---|---|---|---|---|---|---|\n"
     )
     table = header + "".join(
         f"| {batch} | {med['plain']:,.0f} | {med['one']:,.0f} | {med['two']:,.0f} | "
@@ -319,8 +319,10 @@ rounds, are steadier.
 
 No GPU machine was lent to this task, so there is no CuPy figure here: neither the CuPy-versus-CPU
 throughput on this workload nor a run of the test suite with the CuPy backend has been measured. The
-CuPy path (`matnet.MLP(..., device="cuda")`) is tested only through a stand-in device module in
-`tests/test_backend.py`.
+CuPy path (`matnet.MLP(..., device="cuda")`) is tested here only through a stand-in device module in
+`tests/test_backend.py`; `tests/test_backend_cupy.py` holds the real-GPU tests (CuPy against NumPy
+for every functional op, training in float64 against the CPU, files, data-parallel GPU ranks) and
+is skipped, with its reason, wherever CuPy finds no CUDA device, as here.
 """
     print()
     print(table)
