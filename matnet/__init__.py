@@ -18,6 +18,7 @@ Quick start::
 from matnet import distributed, functional
 from matnet.activations import ACTIVATION_NAMES, get_activation
 from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
+from matnet.explain import explain
 from matnet.gradcheck import gradcheck, numerical_gradient
 from matnet.io import load, save
 from matnet.layers import Activation, Dense, Dropout, Layer
@@ -75,6 +76,7 @@ __all__ = [
     "StepDecay",
     "TrainingDivergedError",
     "distributed",
+    "explain",
     "fit",
     "functional",
     "get_activation",

@@ -27,7 +27,15 @@ import numpy as np
 from matnet.backend import to_host
 from matnet.errors import ModelFileError
 
-__all__ = ["save", "load", "save_tensors", "load_tensors", "atomic_write", "FORMAT_VERSION"]
+__all__ = [
+    "save",
+    "load",
+    "save_tensors",
+    "load_tensors",
+    "atomic_write",
+    "model_bytes",
+    "FORMAT_VERSION",
+]
 
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -49,6 +57,20 @@ _DTYPES = {
 _CODES = {dtype: code for code, dtype in _DTYPES.items()}
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(umask)
+    return umask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, whole.
 
@@ -59,6 +81,13 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would have,
+        # or keep the mode of the file it replaces.
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -147,7 +176,11 @@ def decode_tensors(
         raise _fail(source, f"file of {size} bytes is too short to be a model file (truncated?)")
     n = int.from_bytes(blob[:8], "little")
     if n > MAX_HEADER_BYTES:
-        raise _fail(source, f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
+        raise _fail(
+            source,
+            f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit "
+            "(100 MB; not a safetensors model file?)",
+        )
     if 8 + n > size:
         raise _fail(
             source, f"header length {n} runs past the end of the {size}-byte file (truncated?)"
@@ -184,10 +217,11 @@ def decode_tensors(
             raise _fail(source, f"tensor {key!r} has invalid data_offsets {offsets!r}")
         begin, end = offsets
         if not 0 <= begin <= end <= len(data):
+            hint = " (truncated file?)" if 0 <= begin <= end else " (begin after end)"
             raise _fail(
                 source,
                 f"tensor {key!r} data_offsets {offsets} lie outside the "
-                f"{len(data)}-byte data section",
+                f"{len(data)}-byte data section{hint}",
             )
         # Python integers, and a product cut short once past the file: a lying shape cannot
         # overflow, cost time in giant-number arithmetic, or cause an allocation.
@@ -277,8 +311,14 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
         Extra JSON-serializable information (an input scaler, label names, a training config); merged
         over ``model.metadata`` and returned by :func:`load` as ``model.metadata``.
     """
+    atomic_write(path, model_bytes(model, metadata=metadata))
+
+
+def model_bytes(model: Any, *, metadata: dict[str, Any] | None = None) -> bytes:
+    """The bytes :func:`save` writes: encode first, write later, so nothing is left half-done when
+    a later step (another file, a plot) fails."""
     tensors = {key: to_host(value) for key, value in model.params.items()}  # GPU models too
-    save_tensors(path, tensors, model_metadata(model, metadata))
+    return encode_tensors(tensors, model_metadata(model, metadata))
 
 
 def model_from_tensors(
@@ -288,6 +328,12 @@ def model_from_tensors(
     from matnet.layers import layer_from_config
     from matnet.model import Sequential
 
+    if metadata.get("format") == "matnet-checkpoint":
+        raise _fail(
+            source,
+            "not a matnet model file but a training checkpoint (continue it with "
+            "fit(..., checkpoint=..., resume=True), or save the trained model with matnet.save)",
+        )
     if metadata.get("format") != "matnet" or "model" not in metadata:
         raise _fail(source, "not a matnet model file (no matnet architecture in its metadata)")
     version = metadata.get("format_version", "")

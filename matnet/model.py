@@ -8,6 +8,7 @@ a prefix slice.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,6 +85,9 @@ class Sequential:
         self.loss = None if loss is None else get_loss(loss)
         #: JSON-serializable extras saved in model files (input scaler, label names, ...).
         self.metadata: dict[str, Any] = {}
+        # Layers compute in shared buffers: one inference at a time per model, so predict() is safe
+        # to call from several threads.
+        self._lock = threading.Lock()
         self.n_features = layers[0].n_in
         width = self.n_features
         for layer in layers:
@@ -228,9 +232,10 @@ class Sequential:
         """The raw outputs (before the loss's link), as a new array of shape (n, n_outputs)."""
         X = self._check_input(X)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        for start in range(0, X.shape[0], PREDICT_CHUNK):
-            Z, _ = self.forward(X[start : start + PREDICT_CHUNK])
-            out[start : start + PREDICT_CHUNK] = Z
+        with self._lock:
+            for start in range(0, X.shape[0], PREDICT_CHUNK):
+                Z, _ = self.forward(X[start : start + PREDICT_CHUNK])
+                out[start : start + PREDICT_CHUNK] = Z
         return out
 
     def _require_loss(self) -> Loss:

@@ -93,6 +93,14 @@ class Optimizer(ABC):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_scratch": None}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # The scratch buffer is not pickled: rebuild it from a state vector (m, v, velocity), or
+        # prepare() would take the restored optimizer for a fresh one and reset its moments.
+        ref = next((v for v in state.values() if isinstance(v, np.ndarray)), None)
+        if ref is not None:
+            self._scratch = np.empty_like(ref)
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, scikit-learn's form.

@@ -237,7 +237,7 @@ class _Progress:
         shown = {
             k: f"{v:.4g}"
             for k, v in record.items()
-            if k not in ("epoch", "learning_rate") and isinstance(v, float)
+            if k not in ("epoch", "learning_rate", "seconds") and isinstance(v, float)
         }
         if self.bar is not None:
             self.bar.set_postfix(shown, refresh=False)

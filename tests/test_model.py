@@ -142,3 +142,15 @@ def test_sequential_validation():
     model = matnet.MLP([3, 2])
     with pytest.raises(ValueError, match=r"Dense\(3 -> 2\) got input of shape \(4, 5\)"):
         model.forward(np.zeros((4, 5), dtype=np.float32))
+
+
+def test_predict_is_safe_from_several_threads(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = matnet.MLP([20, 64, 64, 5], loss="cross_entropy", seed=0)
+    inputs = [rng.normal(size=(int(rng.integers(50, 400)), 20)) for _ in range(64)]
+    expected = [model.predict_proba(X) for X in inputs]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(model.predict_proba, inputs))
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -126,3 +126,19 @@ def test_schedules():
     assert get_schedule(None).learning_rate(3, 0.1) == 0.1
     with pytest.raises(ValueError, match="unknown schedule"):
         get_schedule("warmup")
+
+
+@pytest.mark.parametrize("make", [lambda: Adam(0.1), lambda: SGD(0.1, momentum=0.9)])
+def test_pickled_optimizer_keeps_its_state(make):
+    import pickle
+
+    g = np.linspace(-1, 1, 6)
+    a = make()
+    p = np.ones(6)
+    a.setup(p, 4)
+    a.step(p, g.copy())
+    b = pickle.loads(pickle.dumps(a))
+    q = p.copy()
+    a.step(p, g.copy())
+    b.step(q, g.copy())
+    np.testing.assert_array_equal(p, q)

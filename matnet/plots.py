@@ -1,0 +1,144 @@
+"""Training curves and confusion matrices as PNG files, with matplotlib (the ``plot`` extra).
+
+matplotlib is imported inside each function, with the non-interactive Agg backend, so ``import matnet``
+never needs it. Images are rendered in memory and written with :func:`matnet.io.atomic_write`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from matnet.io import atomic_write
+
+__all__ = [
+    "require_matplotlib",
+    "plot_history",
+    "plot_confusion_matrix",
+    "history_png",
+    "confusion_matrix_png",
+]
+
+INSTALL_HINT = "pip install 'matnet[plot]'"
+
+
+def require_matplotlib() -> Any:
+    """Import matplotlib with the Agg backend and return ``matplotlib.pyplot``.
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed; the message names the extra to install.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(f"plotting needs matplotlib: {INSTALL_HINT}") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    plt = require_matplotlib()
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_history(history: Any, path: str | os.PathLike, *, title: str = "") -> None:
+    """Write training curves to a PNG: the loss (train and validation) and the validation metric
+    against the epoch.
+
+    Parameters
+    ----------
+    history : matnet.History
+    path : str or path-like
+    title : str
+    """
+    atomic_write(path, history_png(history, title=title))
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, labels: Sequence[str], path: str | os.PathLike, *, title: str = ""
+) -> None:
+    """Write a confusion matrix (rows: true class, columns: predicted class) to a PNG.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (k, k), integer counts
+    labels : sequence of str, length k
+    path : str or path-like
+    title : str
+    """
+    atomic_write(path, confusion_matrix_png(matrix, labels, title=title))
+
+
+def history_png(history: Any, *, title: str = "") -> bytes:
+    """The PNG bytes of :func:`plot_history`."""
+    plt = require_matplotlib()
+    records = history.records
+    if not records:
+        raise ValueError("the history is empty: nothing to plot")
+    epochs = [r["epoch"] for r in records]
+    metric = next((k for k in records[-1] if k.startswith("val_") and k != "val_loss"), None)
+    fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(10 if metric else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(epochs, [r["loss"] for r in records], label="train")
+    if "val_loss" in records[-1]:
+        ax.plot(epochs, [r["val_loss"] for r in records], label="validation")
+    best = getattr(history, "best_epoch", None)
+    if best is not None:
+        ax.axvline(best, color="grey", linestyle=":", label=f"best epoch {best}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("loss")
+    ax.legend()
+    if metric:
+        ax = axes[0, 1]
+        ax.plot(epochs, [r[metric] for r in records], label="validation", color="C1")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric[4:])
+        ax.set_title(metric[4:])
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confusion_matrix_png(matrix: np.ndarray, labels: Sequence[str], *, title: str = "") -> bytes:
+    """The PNG bytes of :func:`plot_confusion_matrix`."""
+    plt = require_matplotlib()
+    matrix = np.asarray(matrix)
+    k = matrix.shape[0]
+    size = min(4 + 0.5 * k, 14)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(
+        range(k),
+        labels=list(labels),
+        rotation=45 if k > 3 else 0,
+        ha="right" if k > 3 else "center",
+    )
+    ax.set_yticks(range(k), labels=list(labels))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(k):
+            for j in range(k):
+                color = "white" if matrix[i, j] > threshold else "black"
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,1642 @@
+"""scikit-learn estimators on matnet's engine: ``MLPClassifier`` and ``MLPRegressor``.
+
+Change one import line::
+
+    from sklearn.neural_network import MLPClassifier   # before
+    from matnet.sklearn import MLPClassifier           # after
+
+Constructor parameters, defaults, fitted attributes, methods and targets are scikit-learn's (1.9), with
+the same training semantics: the loss is ``sum_i w_i l_i / sum_i w_i + alpha / 2 * ||W||**2 / sum_i w_i``
+per mini-batch, weights drawn Glorot-uniform (biases too), the ``tol`` / ``n_iter_no_change`` rules on
+the training loss or the validation score, the 'invscaling' and 'adaptive' learning rates of 'sgd', the
+best weights restored after ``early_stopping``, ``partial_fit``, ``warm_start``, and 'lbfgs' through
+``scipy.optimize.minimize(method="L-BFGS-B")`` over the model's flat parameter vector.
+
+The network is a :class:`matnet.Sequential` (Dense, Activation and Dropout layers); ``coefs_[i]`` and
+``intercepts_[i]`` are views into its flat parameter vector, so a step of the optimizer updates them all
+at once.
+
+What scikit-learn's MLP lacks, as extra keyword parameters whose defaults keep its behaviour:
+
+* ``dropout``: a rate, or one per hidden layer (inverted dropout, stochastic solvers only);
+* ``activation``: also 'leaky_relu' and 'gelu', or a list with one activation per hidden layer;
+* ``optimizer='adamw'`` with ``weight_decay``: Adam with decoupled weight decay (``solver='adam'``);
+* ``class_weight`` ('balanced' or a dict, classifier only): multiplies ``sample_weight``;
+* ``dtype``: None (scikit-learn's rule: float32 input trains in float32, anything else in float64),
+  'float32' or 'float64';
+* ``callbacks``: :class:`matnet.Callback` objects or callables ``f(epoch, logs)``; returning True stops;
+* ``validation_loss_curve_``: the validation loss per epoch beside ``validation_scores_``, and
+  ``early_stopping_on='loss'`` to stop on it instead of the score;
+* ``verbose=1``: a progress bar (tqdm when installed, else one line per epoch), ``verbose=2`` lines;
+* ``save(path)`` / ``load(path)``: a safetensors model file (no pickle), also readable by
+  :func:`matnet.load` as a plain :class:`matnet.Sequential`.
+
+scikit-learn and SciPy are needed (``pip install 'matnet[sklearn]'``); ``import matnet`` does not import
+this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import sys
+import warnings
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+try:
+    import scipy.sparse as sp
+    from scipy.special import xlogy
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils.class_weight import compute_sample_weight
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        f"matnet.sklearn needs scikit-learn >= 1.6 and SciPy: pip install 'matnet[sklearn]' ({exc})"
+    ) from exc
+
+from matnet import functional as F
+from matnet.errors import ModelFileError
+from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
+from matnet.layers import Activation, Dense, Dropout
+from matnet.losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
+from matnet.model import Sequential
+from matnet.optim import SGD, Adam, AdamW, Optimizer, get_optimizer
+from matnet.train import Callback
+
+__all__ = ["MLPClassifier", "MLPRegressor", "load"]
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+# What input validation sets on the estimator; restored when a fit fails before training.
+_VALIDATION_STATE = ("n_features_in_", "feature_names_in_", "classes_", "_label_binarizer")
+_SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+_EXTRA_ACTIVATIONS = ("leaky_relu", "gelu")
+# Rows per forward pass at prediction time (as matnet.Sequential.logits).
+_PREDICT_CHUNK = 16384
+_FILE_KEY = "matnet.sklearn"
+
+
+# --- the Poisson loss of MLPRegressor(loss='poisson') ------------------------------------------
+
+
+class _PoissonLoss(Loss):
+    """Half Poisson deviance with the exp link, from logits, in matnet's convention.
+
+    ``l = sum_j xlogy(y, y) - y z - y + exp(z)`` (scikit-learn's value, constant term included);
+    ``dZ = w (exp(Z) - Y) / n``, valid for the exp link with this loss only.
+    """
+
+    name = "poisson"
+    metric_name = "r2"
+
+    def __call__(self, Z, Y, sample_weight=None):
+        n = Z.shape[0]
+        Y = Y.reshape(Z.shape)
+        G = self._grad_buffer(Z)
+        np.exp(Z, out=G)
+        losses = (xlogy(Y, Y) - Y * Z - Y + G).sum(axis=1, keepdims=True)
+        G -= Y
+        if sample_weight is None:
+            G /= n
+            return float(losses.sum() / n), G
+        w = np.asarray(sample_weight).reshape(n, 1)
+        G *= w / n
+        return float(np.sum(losses * w) / n), G
+
+    def link(self, Z):
+        return np.exp(Z)
+
+    def predict(self, Z):
+        return np.exp(Z)
+
+    def encode_targets(self, y, n_outputs, dtype):
+        return np.asarray(y, dtype=dtype).reshape(-1, n_outputs)
+
+    def metric(self, Z, Y):
+        return float(r2_score(Y, np.exp(Z)))
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class _Progress:
+    """verbose=1: a tqdm bar over iterations (lines without tqdm); verbose>=2: scikit-learn's lines."""
+
+    def __init__(self, verbose: int, total: int) -> None:
+        self.verbose, self.bar = int(verbose), None
+        if self.verbose == 1:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, epoch: int, logs: dict[str, Any]) -> None:
+        if self.bar is not None:
+            shown = {k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, float)}
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+        elif self.verbose:
+            print(f"Iteration {epoch}, loss = {logs['loss']:.8f}")
+            if "validation_score" in logs:
+                print(f"Validation score: {logs['validation_score']:f}")
+
+    def message(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        elif self.verbose:
+            print(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _FunctionCallback(Callback):
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def on_epoch_end(self, epoch, logs):
+        return self.fn(epoch, logs)
+
+
+# --- parameter checks (at fit time, never in __init__ or set_params) ---------------------------
+
+
+def _bad(name: str, value: Any, expected: str) -> ValueError:
+    return ValueError(f"The '{name}' parameter of the estimator must be {expected}; got {value!r}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_real(
+    name: str, value: Any, low: float, high: float, *, low_open: bool, high_open: bool
+) -> None:
+    ok = _is_real(value) and not math.isnan(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high
+        )
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise _bad(name, value, f"a float in the range {interval}")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not (_is_int(value) and value >= low):
+        raise _bad(name, value, f"an int in the range [{low}, inf)")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise _bad(name, value, "an instance of 'bool'")
+
+
+def _check_options(name: str, value: Any, options: tuple) -> None:
+    if not (isinstance(value, str) and value in options):
+        raise _bad(name, value, f"a str among {set(options)}")
+
+
+def _is_view_of(array: Any, view: np.ndarray) -> bool:
+    """True when ``array`` is exactly the memory of ``view`` (a parameter in the flat vector)."""
+    return (
+        isinstance(array, np.ndarray)
+        and array.__array_interface__["data"][0] == view.__array_interface__["data"][0]
+        and array.shape == view.shape
+        and array.strides == view.strides
+        and array.dtype == view.dtype
+    )
+
+
+def _as_generator(random_state: Any) -> np.random.Generator:
+    """The Generator that drives initialization, shuffling, dropout and the validation split.
+
+    None draws fresh entropy (never NumPy's global state); an int seeds a new Generator on every fit,
+    as an int ``random_state`` re-seeds scikit-learn's; a ``RandomState`` is advanced by one draw.
+    """
+    if random_state is None:
+        return np.random.default_rng()
+    if _is_int(random_state):
+        return np.random.default_rng(int(random_state))
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int32).max)))
+    raise _bad(
+        "random_state", random_state, "None, an int, a numpy.random.RandomState or Generator"
+    )
+
+
+# --- the shared estimator ----------------------------------------------------------------------
+
+
+class _BaseMLP(BaseEstimator):
+    """The training and prediction machinery shared by the classifier and the regressor."""
+
+    # The subclass's __init__ lists the parameters; this one holds their checks and the loop.
+
+    # --- structure -----------------------------------------------------------------------------
+
+    def _hidden_sizes(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        if not hasattr(sizes, "__iter__"):
+            sizes = [sizes]
+        sizes = list(sizes)
+        if not all(_is_int(s) for s in sizes):
+            raise _bad("hidden_layer_sizes", self.hidden_layer_sizes, "an int or ints")
+        if any(s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return [int(s) for s in sizes]
+
+    def _hidden_activations(self, n_hidden: int) -> list[str]:
+        acts = self.activation
+        allowed = _SKLEARN_ACTIVATIONS + _EXTRA_ACTIVATIONS
+        if isinstance(acts, str):
+            acts = [acts] * n_hidden
+            names = [self.activation]
+        else:
+            acts = names = list(acts) if hasattr(acts, "__iter__") else [acts]
+            if len(acts) != n_hidden:
+                raise ValueError(
+                    f"activation has {len(acts)} entries for {n_hidden} hidden layers; give one "
+                    "name, or one per hidden layer"
+                )
+        for name in names:
+            if not (isinstance(name, str) and name in allowed):
+                raise _bad("activation", self.activation, f"a str among {set(allowed)} or a list")
+        return acts
+
+    def _dropout_rates(self, n_hidden: int) -> list[float]:
+        rates = self.dropout
+        if _is_real(rates):
+            rates = [rates] * n_hidden
+        elif isinstance(rates, (list, tuple, np.ndarray)):
+            rates = list(rates)
+        else:
+            raise _bad("dropout", rates, "a float in [0, 1) or a list of them")
+        if len(rates) != n_hidden:
+            raise ValueError(
+                f"dropout has {len(rates)} rates for {n_hidden} hidden layers; give one rate, or "
+                "one per hidden layer"
+            )
+        for rate in rates:
+            _check_real("dropout", rate, 0.0, 1.0, low_open=False, high_open=True)
+        return [float(r) for r in rates]
+
+    def _check_params(self) -> None:
+        self._hidden_sizes()
+        _check_options("solver", self.solver, ("lbfgs", "sgd", "adam"))
+        _check_real("alpha", self.alpha, 0, np.inf, low_open=False, high_open=True)
+        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
+            raise _bad("batch_size", self.batch_size, "'auto' or an int in the range [1, inf)")
+        _check_options("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
+        _check_real(
+            "learning_rate_init", self.learning_rate_init, 0, np.inf, low_open=True, high_open=True
+        )
+        _check_real("power_t", self.power_t, 0, np.inf, low_open=False, high_open=True)
+        _check_int("max_iter", self.max_iter, 1)
+        _check_bool("shuffle", self.shuffle)
+        _check_real("tol", self.tol, 0, np.inf, low_open=False, high_open=True)
+        if not (_is_int(self.verbose) or isinstance(self.verbose, (bool, np.bool_))):
+            raise _bad("verbose", self.verbose, "an int or bool")
+        _check_bool("warm_start", self.warm_start)
+        # matnet's SGD keeps momentum < 1; a momentum of 1 never forgets a gradient.
+        _check_real("momentum", self.momentum, 0, 1, low_open=False, high_open=True)
+        _check_bool("nesterovs_momentum", self.nesterovs_momentum)
+        _check_bool("early_stopping", self.early_stopping)
+        _check_real(
+            "validation_fraction", self.validation_fraction, 0, 1, low_open=False, high_open=True
+        )
+        _check_real("beta_1", self.beta_1, 0, 1, low_open=False, high_open=True)
+        _check_real("beta_2", self.beta_2, 0, 1, low_open=False, high_open=True)
+        _check_real("epsilon", self.epsilon, 0, np.inf, low_open=True, high_open=True)
+        n_change = self.n_iter_no_change
+        if not (n_change == np.inf or (_is_int(n_change) and n_change >= 1)):
+            raise _bad("n_iter_no_change", self.n_iter_no_change, "an int >= 1 or numpy.inf")
+        _check_int("max_fun", self.max_fun, 1)
+        n_hidden = len(self._hidden_sizes())
+        self._hidden_activations(n_hidden)
+        rates = self._dropout_rates(n_hidden)
+        if any(rates) and self.solver == "lbfgs":
+            raise ValueError(
+                "dropout needs a stochastic solver ('sgd' or 'adam'); 'lbfgs' minimizes a "
+                "deterministic loss"
+            )
+        if self.optimizer not in (None, "adamw"):
+            raise _bad("optimizer", self.optimizer, "None or 'adamw'")
+        if self.optimizer == "adamw" and self.solver != "adam":
+            raise ValueError(
+                f"optimizer='adamw' replaces Adam's update and needs solver='adam', got "
+                f"solver={self.solver!r}"
+            )
+        _check_options("early_stopping_on", self.early_stopping_on, ("score", "loss"))
+        _check_real("weight_decay", self.weight_decay, 0, np.inf, low_open=False, high_open=True)
+        if self.dtype is not None:
+            try:
+                ok = np.dtype(self.dtype) in (np.float32, np.float64)
+            except TypeError:
+                ok = False
+            if not ok:
+                raise _bad("dtype", self.dtype, "None, 'float32' or 'float64'")
+        self._callbacks()
+
+    def _callbacks(self) -> list[Callback]:
+        callbacks = self.callbacks
+        if callbacks is None:
+            return []
+        if isinstance(callbacks, Callback) or callable(callbacks):
+            callbacks = [callbacks]
+        result = []
+        for cb in callbacks:
+            if isinstance(cb, Callback):
+                result.append(cb)
+            elif callable(cb):
+                result.append(_FunctionCallback(cb))
+            else:
+                raise TypeError(f"callback {cb!r} is neither a matnet.Callback nor callable")
+        return result
+
+    # --- input -------------------------------------------------------------------------------
+
+    def _fit_dtype(self, reset: bool) -> Any:
+        if self.dtype is not None:
+            return np.dtype(self.dtype).type
+        if not reset and getattr(self, "_model", None) is not None:
+            return self._model.dtype
+        return (np.float64, np.float32)  # scikit-learn's rule: keep float32, else float64
+
+    def _check_sample_weight(self, sample_weight: Any, n: int, dtype: Any) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        if _is_real(sample_weight):
+            return np.full(n, sample_weight, dtype=dtype)
+        w = np.asarray(sample_weight)
+        if w.ndim != 1 or w.shape[0] != n:
+            raise ValueError(
+                f"sample_weight.shape == {w.shape}, expected ({n},): one weight per sample"
+            )
+        if w.dtype.kind not in "iubf":
+            raise ValueError(f"sample_weight must be numeric, got dtype {w.dtype}")
+        w = w.astype(dtype)
+        if not np.all(np.isfinite(w)):
+            raise ValueError("sample_weight contains NaN or infinity")
+        if np.any(w < 0):
+            raise ValueError("Negative values in data passed to sample_weight")
+        if not np.any(w > 0):
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        return w
+
+    @staticmethod
+    def _rows(X: Any, start: int, stop: int, idx: np.ndarray | None, out: np.ndarray) -> Any:
+        """Rows ``idx`` (or ``start:stop``) of X as a dense batch of ``out``'s dtype."""
+        if sp.issparse(X):
+            part = X[start:stop] if idx is None else X[idx]
+            return part.toarray().astype(out.dtype, copy=False)
+        if idx is None:
+            return X[start:stop]
+        return np.take(X, idx, axis=0, out=out[: idx.shape[0]], mode="clip")
+
+    # --- the network ---------------------------------------------------------------------------
+
+    def _build_model(self, layer_units: list[int], dtype: Any, rng: np.random.Generator) -> None:
+        n_hidden = len(layer_units) - 2
+        acts = self._hidden_activations(n_hidden)
+        rates = self._dropout_rates(n_hidden)
+        layers = []
+        for i, (n_in, n_out) in enumerate(pairwise(layer_units)):
+            layers.append(Dense(n_in, n_out, init="glorot_uniform"))
+            if i < n_hidden:
+                layers.append(Activation(acts[i]))
+                if rates[i]:
+                    layers.append(Dropout(rates[i]))
+        loss = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy"}.get(
+            self.out_activation_, "mse" if self.out_activation_ == "identity" else None
+        )
+        model = Sequential(layers, dtype=dtype, seed=0, loss=loss)
+        # scikit-learn's initialization: Glorot-uniform weights *and* biases, bound
+        # sqrt(6 / (fan_in + fan_out)), or sqrt(2 / ...) for the logistic activation.
+        for i, layer in enumerate(model.dense_layers):
+            act = acts[min(i, n_hidden - 1)] if n_hidden else self.activation
+            factor = 2.0 if act == "logistic" else 6.0
+            bound = math.sqrt(factor / (layer.n_in + layer.n_out))
+            layer.W[...] = rng.uniform(-bound, bound, (layer.n_in, layer.n_out))
+            layer.b[...] = rng.uniform(-bound, bound, layer.n_out)
+        self._model = model
+        self._link_attributes()
+
+    def _link_attributes(self) -> None:
+        """Point coefs_/intercepts_ at the model's parameters (views into its flat vector)."""
+        model = self._model
+        keys = [i for i, layer in enumerate(model.layers) if isinstance(layer, Dense)]
+        self.coefs_ = [model.params[f"{i}.W"] for i in keys]
+        self.intercepts_ = [model.params[f"{i}.b"].reshape(-1) for i in keys]
+        self.n_layers_ = len(keys) + 1
+
+    def _sync_from_attributes(self) -> None:
+        """Copy coefs_/intercepts_ into the model when the user replaced them (not in place)."""
+        model = self._model
+        keys = [i for i, layer in enumerate(model.layers) if isinstance(layer, Dense)]
+        if len(self.coefs_) != len(keys) or len(self.intercepts_) != len(keys):
+            raise ValueError(
+                f"coefs_ and intercepts_ must hold {len(keys)} arrays each, one per layer; got "
+                f"{len(self.coefs_)} and {len(self.intercepts_)}"
+            )
+        changed = False
+        for j, i in enumerate(keys):
+            for name, arrays, view in (
+                ("W", self.coefs_, model.params[f"{i}.W"]),
+                ("b", self.intercepts_, model.params[f"{i}.b"].reshape(-1)),
+            ):
+                if _is_view_of(arrays[j], view):
+                    continue
+                value = np.asarray(arrays[j])
+                if value.shape != view.shape:
+                    label = "coefs_" if name == "W" else "intercepts_"
+                    raise ValueError(
+                        f"{label}[{j}] has shape {value.shape}; the network needs {view.shape}"
+                    )
+                view[...] = value
+                changed = True
+        if changed:
+            self._link_attributes()
+
+    def _make_loss(self) -> Loss:
+        return {
+            "softmax": SoftmaxCrossEntropy,
+            "logistic": BinaryCrossEntropy,
+            "identity": MeanSquaredError,
+            "exp": _PoissonLoss,
+        }[self.out_activation_]()
+
+    def _loss_and_grad(
+        self, loss: Loss, Z: np.ndarray, Y: np.ndarray, w: np.ndarray | None
+    ) -> tuple[float, np.ndarray, float]:
+        """scikit-learn's data loss on a batch and ``dZ`` of it; also returns ``sum(w)``.
+
+        matnet's losses divide by the batch size n; scikit-learn's divide by ``sum(w)`` and use
+        half the squared error whose gradient is summed (not averaged) over outputs.
+        """
+        n = Z.shape[0]
+        sw_sum = float(n) if w is None else float(w.sum())
+        value, dZ = loss(Z, Y, w)
+        if isinstance(loss, MeanSquaredError):
+            value_scale = n / (2.0 * sw_sum)
+            grad_scale = n * Z.shape[1] / (2.0 * sw_sum)
+        else:
+            value_scale = grad_scale = n / sw_sum
+        if grad_scale != 1.0:
+            dZ *= grad_scale
+        return value * value_scale, dZ, sw_sum
+
+    def _penalty(self, sw_sum: float) -> float:
+        W = self._model.flat_params[: self._model.n_decay]
+        return 0.5 * self.alpha * float(np.dot(W, W)) / sw_sum
+
+    def _logits(self, X: Any) -> np.ndarray:
+        """Raw network outputs for validated X (dense or sparse), in chunks; a new array.
+
+        Written with the article's pure functions (``Z = A_prev @ W + b``, ``A = act(Z)``) rather
+        than the layers' reusable training buffers, so that threads may predict concurrently with
+        one estimator. Dropout is the identity at inference.
+        """
+        model = self._model
+        n = X.shape[0]
+        out = np.empty((n, model.n_outputs), dtype=model.dtype)
+        for start in range(0, n, _PREDICT_CHUNK):
+            stop = min(start + _PREDICT_CHUNK, n)
+            A = X[start:stop]
+            if sp.issparse(A):
+                A = A.toarray()
+            A = np.asarray(A, dtype=model.dtype)
+            for layer in model.layers:
+                if isinstance(layer, Dense):
+                    A = F.linear_forward(A, layer.W, layer.b)
+                elif isinstance(layer, Activation):
+                    A = F.ACTIVATIONS[layer.fn.name][0](A)
+            out[start:stop] = A
+        return out
+
+    def _output(self, Z: np.ndarray) -> np.ndarray:
+        """The output activation (scikit-learn's ``out_activation_``) applied to logits."""
+        act = self.out_activation_
+        if act == "softmax":
+            return F.softmax(Z)
+        if act == "logistic":
+            return F.sigmoid(Z)
+        if act == "exp":
+            return np.exp(Z)
+        return Z
+
+    def _forward_pass_fast(self, X: Any, check_input: bool = True) -> np.ndarray:
+        if check_input:
+            X = validate_data(
+                self, X, accept_sparse=["csr", "csc"], dtype=self._model.dtype, reset=False
+            )
+        self._sync_from_attributes()
+        return self._output(self._logits(X))
+
+    # --- fit -----------------------------------------------------------------------------------
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
+        self._check_params()
+        if self.early_stopping and incremental and self.solver in _STOCHASTIC_SOLVERS:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        # Every check runs before the network changes; a failed fit leaves a fitted estimator as
+        # it was (validation would otherwise already have replaced classes_ or n_features_in_).
+        saved = {k: self.__dict__[k] for k in _VALIDATION_STATE if k in self.__dict__}
+        try:
+            X, y = self._validate_input(X, y, incremental, reset=first_pass)
+            n_samples, n_features = X.shape
+            sample_weight = self._check_sample_weight(sample_weight, n_samples, X.dtype)
+            sample_weight = self._apply_class_weight(sample_weight, y, incremental, X.dtype)
+            Y, y_labels = self._encode_targets(y, X.dtype)
+            n_outputs = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
+            layer_units = [n_features, *self._hidden_sizes(), n_outputs]
+            if first_pass:
+                dtype = np.dtype(self.dtype).type if self.dtype is not None else X.dtype
+            else:
+                dtype = self._model.dtype
+                units = [self._model.n_features] + [d.n_out for d in self._model.dense_layers]
+                if units != layer_units:
+                    raise ValueError(
+                        f"the network has layer sizes {units} but the data and "
+                        f"hidden_layer_sizes need {layer_units}; fit without warm_start to start "
+                        "over"
+                    )
+            if X.dtype != dtype:
+                X = X.astype(dtype)
+            if not sp.issparse(X):
+                X = np.ascontiguousarray(X)
+            rng = _as_generator(self.random_state)
+            split = None
+            if self.early_stopping and self.solver in _STOCHASTIC_SOLVERS:
+                split = self._split(X, Y, y_labels, sample_weight, rng, n_outputs)
+        except BaseException:
+            for key in _VALIDATION_STATE:
+                self.__dict__.pop(key, None)
+            self.__dict__.update(saved)
+            raise
+
+        if first_pass:
+            self.n_outputs_ = n_outputs
+            self._initialize(y, layer_units, dtype, rng)
+        else:
+            self._sync_from_attributes()
+            self._ensure_records()
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, Y, sample_weight, split, rng, incremental)
+        else:
+            self._fit_lbfgs(X, Y, sample_weight)
+
+        if not np.all(np.isfinite(self._model.flat_params)):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain large "
+                "values and need to be preprocessed."
+            )
+        return self
+
+    def _initialize(
+        self, y: Any, layer_units: list[int], dtype: Any, rng: np.random.Generator
+    ) -> None:
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.out_activation_ = self._out_activation()
+        self._build_model(layer_units, dtype, rng)
+        self._optimizer = None
+        self._best_params = self._model.flat_params.copy()
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.validation_loss_curve_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_validation_loss_ = np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.validation_loss_curve_ = None
+                self.best_validation_score_ = None
+                self.best_validation_loss_ = None
+
+    def _ensure_records(self) -> None:
+        """Start the records a warm start needs but the first fit did not keep (it used 'lbfgs',
+        or ran without ``early_stopping``); scikit-learn fails with an AttributeError there."""
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            return
+        if getattr(self, "loss_curve_", None) is None:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self.best_loss_ = np.inf
+        if self.early_stopping and getattr(self, "validation_scores_", None) is None:
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_validation_loss_ = np.inf
+            self.best_loss_ = None
+            self._no_improvement_count = 0
+        if not self.early_stopping and self.best_loss_ is None:
+            self.best_loss_ = np.inf
+            self._no_improvement_count = 0
+
+    def _make_optimizer(self) -> Optimizer:
+        if self.solver == "sgd":
+            momentum = float(self.momentum)
+            return SGD(
+                self.learning_rate_init,
+                momentum,
+                # Nesterov without momentum is plain SGD, which matnet spells nesterov=False.
+                nesterov=bool(self.nesterovs_momentum) and momentum > 0,
+            )
+        if self.optimizer == "adamw":
+            return AdamW(
+                self.learning_rate_init,
+                self.beta_1,
+                self.beta_2,
+                self.epsilon,
+                weight_decay=self.weight_decay,
+            )
+        return Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+
+    def _split(
+        self,
+        X: Any,
+        Y: np.ndarray,
+        y_labels: Any,
+        w: np.ndarray | None,
+        rng: np.random.Generator,
+        n_outputs: int,
+    ) -> tuple:
+        """``(train, validation)``, each ``[X, Y, y_labels, w]``, as scikit-learn's early stopping
+        splits (stratified for single-output classification)."""
+        stratify = y_labels if is_classifier(self) and n_outputs == 1 else None
+        arrays = [X, Y, y_labels] + ([] if w is None else [w])
+        parts = train_test_split(
+            *arrays,
+            random_state=int(rng.integers(np.iinfo(np.int32).max)),
+            test_size=self.validation_fraction,
+            stratify=stratify,
+        )
+        train, val = parts[0::2], parts[1::2]
+        if val[0].shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' or the size of "
+                "your dataset."
+            )
+        if w is None:
+            train.append(None)
+            val.append(None)
+        return train, val
+
+    def _fit_stochastic(
+        self,
+        X: Any,
+        Y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        split: tuple | None,
+        rng: np.random.Generator,
+        incremental: bool,
+    ) -> None:
+        model = self._model
+        params, grads = model.flat_params, model.flat_grads
+        if not incremental or self._optimizer is None:
+            self._optimizer = self._make_optimizer()
+            self._optimizer.setup(params, model.n_decay)
+        opt = self._optimizer
+        loss_fn = self._make_loss()
+        callbacks = self._callbacks()
+
+        if split is not None:
+            (X_tr, Y_tr, _, w_tr), (X_val, Y_val, y_val, w_val) = split
+        else:
+            X_tr, Y_tr, w_tr = X, Y, sample_weight
+            X_val = Y_val = y_val = w_val = None
+
+        n = X_tr.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. It is going to be "
+                    "clipped",
+                    stacklevel=4,
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n))
+
+        # Reused batch buffers; shuffled batches are gathered with np.take(..., mode="clip").
+        X_buf = np.empty((batch_size, X_tr.shape[1]), dtype=model.dtype)
+        Y_buf = np.empty((batch_size, *Y_tr.shape[1:]), dtype=Y_tr.dtype)
+        w_buf = None if w_tr is None else np.empty(batch_size, dtype=w_tr.dtype)
+        progress = _Progress(self.verbose, self.max_iter)
+        for cb in callbacks:
+            cb.on_train_begin({"epochs": self.max_iter, "batch_size": batch_size, "n_samples": n})
+        step = 0
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                for cb in callbacks:
+                    cb.on_epoch_begin(self.n_iter_ + 1, {"learning_rate": opt.learning_rate})
+                perm = rng.permutation(n) if self.shuffle else None
+                accumulated_loss = 0.0
+                seen = 0
+                stop = False
+                for start in range(0, n, batch_size):
+                    end = min(start + batch_size, n)
+                    m = end - start
+                    seen += m
+                    idx = None if perm is None else perm[start:end]
+                    xb = self._rows(X_tr, start, end, idx, X_buf)
+                    if idx is None:
+                        yb = Y_tr[start:end]
+                        wb = None if w_tr is None else w_tr[start:end]
+                    else:
+                        yb = np.take(Y_tr, idx, axis=0, out=Y_buf[:m], mode="clip")
+                        wb = (
+                            None if w_tr is None else np.take(w_tr, idx, out=w_buf[:m], mode="clip")
+                        )
+                    if wb is not None and not np.any(wb):
+                        continue  # an all-zero-weight batch carries no gradient
+                    Z, backward = model.forward(xb, training=True, rng=rng)
+                    value, dZ, sw_sum = self._loss_and_grad(loss_fn, Z, yb, wb)
+                    value += self._penalty(sw_sum)
+                    backward(dZ)
+                    opt.l2 = self.alpha / sw_sum  # grads[:n_decay] += alpha * W / sum(w)
+                    opt.step(params, grads)
+                    accumulated_loss += value * m
+                    step += 1
+                    if callbacks:
+                        logs = {"loss": value, "batch_size": m, "epoch": self.n_iter_ + 1}
+                        if any(cb.on_batch_end(step, logs) for cb in callbacks):
+                            stop = True
+                            break
+
+                self.n_iter_ += 1
+                self.loss_ = accumulated_loss / seen  # seen < n only when a callback stopped
+                self.t_ += seen
+                self.loss_curve_.append(self.loss_)
+                logs: dict[str, Any] = {"loss": self.loss_}
+                if self.early_stopping:
+                    score, val_loss = self._validate(X_val, Y_val, y_val, w_val, loss_fn)
+                    self.validation_scores_.append(score)
+                    self.validation_loss_curve_.append(val_loss)
+                    logs["validation_score"] = score
+                    logs["validation_loss"] = val_loss
+                logs["learning_rate"] = opt.learning_rate
+                progress.update(self.n_iter_, logs)
+                self._update_no_improvement_count()
+                if any(cb.on_epoch_end(self.n_iter_, dict(logs)) for cb in callbacks):
+                    stop = True
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    opt.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if self.early_stopping:
+                        watched = "loss" if self.early_stopping_on == "loss" else "score"
+                        msg = (
+                            f"Validation {watched} did not improve more than tol={self.tol:f} for "
+                            f"{self.n_iter_no_change} consecutive epochs."
+                        )
+                    else:
+                        msg = (
+                            f"Training loss did not improve more than tol={self.tol:f} for "
+                            f"{self.n_iter_no_change} consecutive epochs."
+                        )
+                    if self.solver == "sgd" and self.learning_rate == "adaptive":
+                        if opt.learning_rate <= 1e-6:
+                            progress.message(msg + " Learning rate too small. Stopping.")
+                            break
+                        opt.learning_rate /= 5.0
+                        progress.message(msg + f" Setting learning rate to {opt.learning_rate:f}")
+                        self._no_improvement_count = 0
+                    else:
+                        progress.message(msg + " Stopping.")
+                        break
+                if stop or incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                        "the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=4,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+        finally:
+            progress.close()
+        if self.early_stopping:
+            params[...] = self._best_params
+        for cb in callbacks:
+            cb.on_train_end({"epochs_run": self.n_iter_})
+
+    def _validate(
+        self, X_val: Any, Y_val: np.ndarray, y_val: Any, w_val: Any, loss_fn: Loss
+    ) -> tuple[float, float]:
+        """Validation score (accuracy or R², NaN for non-finite outputs) and loss."""
+        Z = self._logits(X_val)
+        value, _, sw_sum = self._loss_and_grad(loss_fn, Z, Y_val, w_val)
+        val_loss = value + self._penalty(sw_sum)
+        out = self._output(Z)
+        if not np.all(np.isfinite(out)):
+            return float("nan"), float(val_loss)
+        return float(self._score_outputs(out, y_val, w_val)), float(val_loss)
+
+    def _update_no_improvement_count(self) -> None:
+        if self.early_stopping and self.early_stopping_on == "loss":
+            last = self.validation_loss_curve_[-1]
+            self.best_validation_score_ = max(
+                self.best_validation_score_, self.validation_scores_[-1]
+            )
+            if not last <= self.best_validation_loss_ - self.tol:  # NaN counts as no improvement
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last < self.best_validation_loss_:
+                self.best_validation_loss_ = last
+                self._best_params = self._model.flat_params.copy()
+        elif self.early_stopping:
+            self.best_validation_loss_ = min(
+                self.best_validation_loss_, self.validation_loss_curve_[-1]
+            )
+            last = self.validation_scores_[-1]
+            if last < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last > self.best_validation_score_:
+                self.best_validation_score_ = last
+                self._best_params = self._model.flat_params.copy()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _objective(
+        self, X: np.ndarray, Y: np.ndarray, sample_weight: np.ndarray | None, loss_fn: Loss
+    ) -> float:
+        """scikit-learn's full objective at the current parameters; fills ``model.flat_grads``.
+
+        ``sum_i w_i l_i / sum(w) + alpha / 2 * ||W||**2 / sum(w)`` and its gradient: the article's
+        backward pass for the data term, ``alpha * W / sum(w)`` added on the weights.
+        """
+        model = self._model
+        Z, backward = model.forward(X)
+        value, dZ, sw_sum = self._loss_and_grad(loss_fn, Z, Y, sample_weight)
+        value += self._penalty(sw_sum)
+        backward(dZ)
+        k = model.n_decay
+        model.flat_grads[:k] += (self.alpha / sw_sum) * model.flat_params[:k]
+        return value
+
+    def _fit_lbfgs(self, X: Any, Y: np.ndarray, sample_weight: np.ndarray | None) -> None:
+        import scipy.optimize
+
+        params, grads = self._model.flat_params, self._model.flat_grads
+        loss_fn = self._make_loss()
+        if sp.issparse(X):
+            X = X.toarray()
+        callbacks = self._callbacks()
+        progress = _Progress(self.verbose, self.max_iter)
+
+        def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+            params[...] = x
+            value = self._objective(X, Y, sample_weight, loss_fn)
+            return value, grads.astype(np.float64)
+
+        iteration, stopped = [0], [False]
+
+        def on_iteration(intermediate_result: Any) -> None:
+            iteration[0] += 1
+            logs = {"loss": float(intermediate_result.fun)}
+            progress.update(iteration[0], logs)
+            if any(cb.on_epoch_end(iteration[0], dict(logs)) for cb in callbacks):
+                stopped[0] = True
+                raise StopIteration
+
+        for cb in callbacks:
+            cb.on_train_begin({"epochs": self.max_iter, "n_samples": X.shape[0]})
+        try:
+            result = scipy.optimize.minimize(
+                loss_and_grad,
+                params.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                callback=on_iteration,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+            )
+        finally:
+            progress.close()
+        if result.status != 0 and not stopped[0]:
+            warnings.warn(
+                f"lbfgs failed to converge after {result.nit} iteration(s) "
+                f"(status={result.status}):\n{result.message}.\n\nIncrease the number of "
+                f"iterations to improve the convergence (max_iter={self.max_iter}).\nYou "
+                "might also want to scale the data as shown in:\n    "
+                "https://scikit-learn.org/stable/modules/preprocessing.html",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        self.loss_ = float(result.fun)
+        params[...] = result.x
+        for cb in callbacks:
+            cb.on_train_end({"epochs_run": self.n_iter_})
+
+    # --- methods ---------------------------------------------------------------------------------
+
+    def _check_solver(self) -> bool:
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not "
+                "stochastic."
+            )
+        return True
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (classifier; an indicator matrix for multilabel) or real values.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    # --- model files ---------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted estimator to ``path`` (safetensors layout, atomically; never pickle).
+
+        The network's parameters are the tensors; the metadata holds the estimator's class and
+        JSON-representable parameters, ``classes_`` and the label binarizer's state, the input
+        width and feature names, and the training record (``loss_curve_``, ``n_iter_``, ...).
+        Callbacks and random generators are not stored. :func:`matnet.sklearn.load` (or
+        ``MLPClassifier.load``) reads it back; :func:`matnet.load` reads the bare network.
+        """
+        check_is_fitted(self)
+        self._sync_from_attributes()
+        state = {
+            "class": type(self).__name__,
+            "params": _json_params(self.get_params(deep=False)),
+            "attributes": {
+                name: _to_json(getattr(self, name))
+                for name in _SAVED_ATTRIBUTES
+                if hasattr(self, name)
+            },
+        }
+        if hasattr(self, "_label_binarizer"):
+            lb = self._label_binarizer
+            state["label_binarizer"] = {
+                "classes_": _to_json(lb.classes_),
+                "y_type_": lb.y_type_,
+                "sparse_input_": bool(lb.sparse_input_),
+            }
+        meta = model_metadata(self._model)
+        meta[_FILE_KEY] = json.dumps(state)
+        tensors = {key: np.asarray(value) for key, value in self._model.params.items()}
+        save_tensors(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Any:
+        """Read an estimator written by :meth:`save`; it must be of this class.
+
+        Raises
+        ------
+        matnet.ModelFileError
+            For a missing, corrupted or foreign file, or one holding another estimator class.
+        """
+        estimator = load(path)
+        if not isinstance(estimator, cls):
+            raise ModelFileError(
+                f"{path}: holds a {type(estimator).__name__}, not a {cls.__name__}; use "
+                "matnet.sklearn.load to read any matnet estimator"
+            )
+        return estimator
+
+    # --- pickling: coefs_/intercepts_ are views, the optimizer keeps its moments -----------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state = dict(state)
+        if "_model" in state:
+            state.pop("coefs_", None)
+            state.pop("intercepts_", None)
+            self._sync_from_attributes()
+        opt = state.get("_optimizer")
+        if isinstance(opt, Optimizer):
+            state["_optimizer"] = ("matnet.optimizer", opt.config(), opt.state_dict())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        opt = state.get("_optimizer")
+        super().__setstate__(state)
+        if getattr(self, "_model", None) is not None:
+            self._link_attributes()
+        if isinstance(opt, tuple) and opt and opt[0] == "matnet.optimizer":
+            optimizer = get_optimizer(opt[1])
+            optimizer.setup(self._model.flat_params, self._model.n_decay)
+            optimizer.load_state_dict(opt[2])
+            self._optimizer = optimizer
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+# --- the two estimators ------------------------------------------------------------------------
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's MLPClassifier on matnet's engine.
+
+    Binary problems use one logistic output, multiclass a softmax over ``len(classes_)`` outputs,
+    multilabel (an indicator matrix ``y``) one logistic output per label; the log-loss is minimized
+    with 'adam', 'sgd' or 'lbfgs'. Labels may be strings or integers.
+
+    Parameters
+    ----------
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
+    power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
+    early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun
+        As in :class:`sklearn.neural_network.MLPClassifier`, same defaults. ``activation`` also
+        takes 'leaky_relu', 'gelu' or a list with one name per hidden layer. ``random_state`` may
+        also be a :class:`numpy.random.Generator`; None draws fresh entropy. ``verbose=1`` shows a
+        progress bar, ``verbose=2`` prints scikit-learn's lines.
+    dropout : float or list of float, default=0.0
+        Inverted-dropout rate after each hidden activation (one for all, or one per hidden layer).
+    optimizer : {None, 'adamw'}, default=None
+        'adamw' (with ``solver='adam'``) decays the weights by ``learning_rate * weight_decay`` each
+        step, apart from the gradient (Loshchilov & Hutter). ``alpha`` still adds its L2 term.
+    weight_decay : float, default=0.01
+        Decoupled weight decay for ``optimizer='adamw'``.
+    class_weight : dict, 'balanced' or None, default=None
+        Per-class weights multiplying ``sample_weight`` ('balanced': ``n / (k * count(class))``).
+    dtype : {None, 'float32', 'float64'}, default=None
+        None follows scikit-learn: float32 input is trained in float32, anything else in float64
+        (so results match scikit-learn's precision). 'float32' is about twice as fast.
+    callbacks : matnet.Callback, callable or list of them, default=None
+        Called at train begin/end, epoch begin/end (``logs`` with loss, validation_score,
+        validation_loss, learning_rate) and after each batch; returning True stops training.
+    early_stopping_on : {'score', 'loss'}, default='score'
+        What ``early_stopping`` (and the ``tol`` rule with it) watches: scikit-learn's validation
+        score, or the validation loss (lower is better; the best-loss weights are restored).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,) or list for multilabel
+    loss_ : float
+    best_loss_ : float or None
+    loss_curve_ : list of float
+    validation_scores_ : list of float or None
+    validation_loss_curve_ : list of float or None
+        The validation loss (with the L2 term) per epoch when ``early_stopping``; matnet's extra.
+    best_validation_score_ : float or None
+    best_validation_loss_ : float or None
+        The lowest validation loss when ``early_stopping``; matnet's extra.
+    t_ : int
+    coefs_ : list of ndarray of shape (n_in, n_out)
+    intercepts_ : list of ndarray of shape (n_out,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+    n_iter_ : int
+    n_layers_ : int
+    n_outputs_ : int
+    out_activation_ : {'softmax', 'logistic'}
+    """
+
+    #: As scikit-learn's attribute (not a parameter): the classifier always minimizes log-loss.
+    loss = "log_loss"
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        dropout=0.0,
+        optimizer=None,
+        weight_decay=0.01,
+        class_weight=None,
+        dtype=None,
+        callbacks=None,
+        early_stopping_on="score",
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.class_weight = class_weight
+        self.dtype = dtype
+        self.callbacks = callbacks
+        self.early_stopping_on = early_stopping_on
+
+    def _out_activation(self) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, Any]:
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=self._fit_dtype(reset),
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the "
+                        f"previous call to fit. Previously got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}."
+                )
+        return X, y
+
+    def _apply_class_weight(
+        self, sample_weight: np.ndarray | None, y: Any, incremental: bool, dtype: Any
+    ) -> np.ndarray | None:
+        cw = self.class_weight
+        if cw is None:
+            return sample_weight
+        if not (cw == "balanced" or isinstance(cw, dict)):
+            raise _bad("class_weight", cw, "None, 'balanced' or a dict {class: weight}")
+        if cw == "balanced" and incremental:
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit (one batch does not "
+                "show the class frequencies); pass a dict of class weights instead"
+            )
+        weights = compute_sample_weight(cw, y).astype(dtype)
+        return weights if sample_weight is None else weights * sample_weight
+
+    def _encode_targets(self, y: Any, dtype: Any) -> tuple[np.ndarray, Any]:
+        Y = self._label_binarizer.transform(y)
+        if self._label_binarizer.y_type_ == "multiclass":
+            return np.argmax(Y, axis=1).astype(np.intp), y  # class indices for softmax CE
+        return np.asarray(Y, dtype=dtype), y
+
+    def _score_outputs(self, out: np.ndarray, y: Any, w: Any) -> float:
+        if self.n_outputs_ == 1:
+            out = out.ravel()
+        return accuracy_score(y, self._label_binarizer.inverse_transform(out), sample_weight=w)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict the classes of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes) for multilabel
+        """
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probability of each class (columns ordered as ``classes_``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_prob : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of :meth:`predict_proba`.
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+        """
+        y_prob = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(y_prob, out=y_prob)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
+    ) -> MLPClassifier:
+        """One pass over (X, y), keeping the optimizer's state between calls.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        sample_weight : array-like of shape (n_samples,), default=None
+        classes : array of shape (n_classes,), default=None
+            Every class of the whole data; required on the first call, optional afterwards.
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "classes_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+            self.classes_ = unique_labels(classes)
+        elif classes is not None:
+            if not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(
+                    f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
+                    f"{self.classes_!r}"
+                )
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: scikit-learn's MLPRegressor on matnet's engine.
+
+    Minimizes half the squared error (identity output) or, with ``loss='poisson'``, half the
+    Poisson deviance (exp output), with 'adam', 'sgd' or 'lbfgs'; one or several outputs.
+
+    Parameters
+    ----------
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+    hidden_layer_sizes, activation, solver, ..., max_fun
+        As in :class:`sklearn.neural_network.MLPRegressor`, same defaults; see
+        :class:`MLPClassifier` for ``activation``, ``random_state`` and ``verbose``.
+    dropout, optimizer, weight_decay, dtype, callbacks, early_stopping_on
+        matnet's extras, as in :class:`MLPClassifier`.
+
+    Attributes
+    ----------
+    loss_, best_loss_, loss_curve_, validation_scores_, validation_loss_curve_,
+    best_validation_score_, best_validation_loss_, t_, coefs_, intercepts_, n_features_in_,
+    feature_names_in_, n_iter_, n_layers_, n_outputs_
+        As in :class:`MLPClassifier` (the validation score is R²).
+    out_activation_ : {'identity', 'exp'}
+    """
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        dropout=0.0,
+        optimizer=None,
+        weight_decay=0.01,
+        dtype=None,
+        callbacks=None,
+        early_stopping_on="score",
+    ):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.dtype = dtype
+        self.callbacks = callbacks
+        self.early_stopping_on = early_stopping_on
+
+    def _check_params(self) -> None:
+        _check_options("loss", self.loss, ("squared_error", "poisson"))
+        super()._check_params()
+
+    def _out_activation(self) -> str:
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, Any]:
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=self._fit_dtype(reset),
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative, which is not allowed for loss='poisson'"
+            )
+        return X, y
+
+    def _apply_class_weight(self, sample_weight, y, incremental, dtype):
+        return sample_weight
+
+    def _encode_targets(self, y: Any, dtype: Any) -> tuple[np.ndarray, Any]:
+        return np.asarray(y, dtype=dtype).reshape(y.shape[0], -1), y
+
+    def _score_outputs(self, out: np.ndarray, y: Any, w: Any) -> float:
+        if out.shape[1] == 1:
+            out = out.ravel()
+        return r2_score(y, out, sample_weight=w)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict the target(s) of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One pass over (X, y), keeping the optimizer's state between calls.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Several targets at once (scikit-learn's MLPRegressor supports them without the tag). The
+        # classifier's multilabel support is its multi_label tag; multiclass-multioutput it lacks.
+        tags.target_tags.multi_output = True
+        return tags
+
+
+# --- model files -------------------------------------------------------------------------------
+
+_SAVED_ATTRIBUTES = (
+    "classes_",
+    "n_features_in_",
+    "feature_names_in_",
+    "n_outputs_",
+    "out_activation_",
+    "n_iter_",
+    "t_",
+    "loss_",
+    "best_loss_",
+    "loss_curve_",
+    "validation_scores_",
+    "validation_loss_curve_",
+    "best_validation_score_",
+    "best_validation_loss_",
+)
+_ESTIMATORS = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
+
+
+def _to_json(value: Any) -> Any:
+    """A JSON value that :func:`_from_json` turns back into an equal value of the same type."""
+    if isinstance(value, np.ndarray):
+        return {"ndarray": value.dtype.str, "values": value.tolist()}
+    if isinstance(value, np.generic):
+        return _to_json(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):  # e.g. class_weight: keys may be ints, which JSON would stringify
+        return {"dict": [[_to_json(k), _to_json(v)] for k, v in value.items()]}
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and "ndarray" in value:
+        dtype = np.dtype(value["ndarray"])
+        if dtype.kind == "O":
+            array = np.empty(len(value["values"]), dtype=object)
+            array[:] = value["values"]
+            return array
+        return np.asarray(value["values"], dtype=dtype)
+    if isinstance(value, dict) and "float" in value:
+        return float(value["float"])
+    if isinstance(value, dict) and "dict" in value:
+        return {_from_json(k): _from_json(v) for k, v in value["dict"]}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that JSON can hold; callbacks and random generators are left out."""
+    result = {}
+    for key, value in params.items():
+        if key == "callbacks" or (key == "random_state" and not _is_int(value)):
+            continue
+        if key == "dtype" and value is not None:
+            value = np.dtype(value).name
+        value = _to_json(value)
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        result[key] = value
+    return result
+
+
+def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
+    """Read an estimator written by ``MLPClassifier.save`` or ``MLPRegressor.save``.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    MLPClassifier or MLPRegressor
+        Fitted, predicting exactly as the saved one did.
+
+    Raises
+    ------
+    matnet.ModelFileError
+        For a missing, truncated or corrupted file, or one that holds no matnet estimator.
+    """
+    tensors, metadata = load_tensors(path)
+    if _FILE_KEY not in metadata:
+        raise ModelFileError(
+            f"{path}: holds a bare matnet network, not a scikit-learn estimator; read it with "
+            "matnet.load"
+        )
+    model = model_from_tensors(tensors, metadata, path)
+    try:
+        state = json.loads(metadata[_FILE_KEY])
+        cls = _ESTIMATORS[state["class"]]
+        params = {k: _from_json(v) for k, v in state["params"].items()}
+        if isinstance(params.get("hidden_layer_sizes"), list):
+            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        estimator = cls(**params)
+        for name, value in state["attributes"].items():
+            if name not in _SAVED_ATTRIBUTES:
+                raise ValueError(f"unexpected attribute {name!r}")
+            setattr(estimator, name, _from_json(value))
+        if "label_binarizer" in state:
+            info = state["label_binarizer"]
+            lb = LabelBinarizer()
+            lb.classes_ = _from_json(info["classes_"])
+            lb.y_type_ = str(info["y_type_"])
+            lb.sparse_input_ = bool(info["sparse_input_"])
+            estimator._label_binarizer = lb
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelFileError(f"{path}: the estimator state in the file is invalid: {exc}") from None
+    estimator._model = model
+    estimator._optimizer = None
+    estimator._best_params = model.flat_params.copy()
+    estimator._link_attributes()
+    if estimator.solver in _STOCHASTIC_SOLVERS:
+        estimator._no_improvement_count = 0
+    return estimator
