@@ -15,7 +15,7 @@ Quick start::
     matnet.save(model, "digits.safetensors")
 """
 
-from matnet import functional
+from matnet import distributed, functional
 from matnet.activations import ACTIVATION_NAMES, get_activation
 from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
 from matnet.explain import explain
@@ -75,6 +75,7 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "StepDecay",
     "TrainingDivergedError",
+    "distributed",
     "explain",
     "fit",
     "functional",

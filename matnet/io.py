@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from matnet.backend import to_host
 from matnet.errors import ModelFileError
 
 __all__ = [
@@ -316,7 +317,7 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
 def model_bytes(model: Any, *, metadata: dict[str, Any] | None = None) -> bytes:
     """The bytes :func:`save` writes: encode first, write later, so nothing is left half-done when
     a later step (another file, a plot) fails."""
-    tensors = {key: np.asarray(value) for key, value in model.params.items()}
+    tensors = {key: to_host(value) for key, value in model.params.items()}  # GPU models too
     return encode_tensors(tensors, model_metadata(model, metadata))
 
 

@@ -224,7 +224,10 @@ class Dropout(Layer):
             raise ValueError("Dropout needs a numpy.random.Generator in training mode (rng=...)")
         n, width = A_prev.shape
         mask = self._buffer("mask", n, width, A_prev)
-        rng.random(dtype=mask.dtype, out=mask)
+        if isinstance(mask, np.ndarray):
+            rng.random(dtype=mask.dtype, out=mask)
+        else:  # on a GPU: drawn on the host from the same generator, so the masks match the CPU's
+            mask[...] = array_namespace(mask).asarray(rng.random((n, width), dtype=mask.dtype))
         np.greater_equal(mask, self.rate, out=mask)  # 1.0 keeps a unit, 0.0 drops it
         mask *= 1.0 / (1.0 - self.rate)
         A = np.multiply(A_prev, mask, out=self._buffer("A", n, width, A_prev))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from matnet.backend import resolve_dtype
+from matnet.backend import Backend, get_backend, resolve_dtype, to_host
 from matnet.errors import NotFittedError
 from matnet.layers import Activation, Dense, Dropout, Layer, layer_from_config
 from matnet.losses import Loss, get_loss
@@ -55,6 +55,10 @@ class Sequential:
     loss : str or Loss, optional
         The training loss; it also supplies the output link for :meth:`predict_proba`.
         :func:`matnet.fit` sets it when given one.
+    backend : {"numpy", "cupy"}, optional
+        The array library for parameters and layer buffers (default NumPy). See :meth:`to`.
+    device : str, optional
+        ``"cpu"`` or ``"cuda:<index>"`` (which implies CuPy).
     """
 
     def __init__(
@@ -64,7 +68,10 @@ class Sequential:
         dtype: Any = "float32",
         seed: int | np.random.Generator | None = 0,
         loss: str | Loss | None = None,
+        backend: str | Backend | None = None,
+        device: str | None = None,
     ) -> None:
+        target = get_backend(backend, device)  # fails before any work when CuPy is missing
         layers = list(layers)
         if not layers or not isinstance(layers[0], Dense):
             raise ValueError(
@@ -87,8 +94,11 @@ class Sequential:
             width = layer.output_width(width)
         self.n_outputs = width
         self._wire_layers()
+        self.backend = Backend()
         self._allocate()
         self.initialize(seed)
+        if not target.is_host:
+            self.to(target)
 
     # --- structure --------------------------------------------------------------------------
 
@@ -109,8 +119,16 @@ class Sequential:
         sizes = [int(np.prod(shape)) for *_, shape, _ in specs]
         self.n_params = sum(sizes)
         self.n_decay = sum(size for size, spec in zip(sizes, specs, strict=True) if spec[4])
-        self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
-        self.flat_grads = np.zeros(self.n_params, dtype=self.dtype)
+        self._specs = specs
+        self._bind_flat(
+            np.zeros(self.n_params, dtype=self.dtype), np.zeros(self.n_params, dtype=self.dtype)
+        )
+
+    def _bind_flat(self, flat_params: Array, flat_grads: Array) -> None:
+        """Make every parameter and gradient a view into these two flat vectors."""
+        specs = self._specs
+        sizes = [int(np.prod(shape)) for *_, shape, _ in specs]
+        self.flat_params, self.flat_grads = flat_params, flat_grads
         self.params: dict[str, Array] = {}
         self.grads: dict[str, Array] = {}
         #: Where each parameter lives in the flat vectors.
@@ -130,10 +148,44 @@ class Sequential:
             layer.bind(*per_layer[i])
 
     def initialize(self, seed: int | np.random.Generator | None = 0) -> None:
-        """Redraw every parameter (He/Glorot weights, zero biases) from ``seed``."""
+        """Redraw every parameter (He/Glorot weights, zero biases) from ``seed``.
+
+        The values are drawn on the host whatever the backend, so CPU and GPU models from one seed
+        start from the same weights.
+        """
         rng = as_generator(seed)
+        if self.backend.is_host:
+            for layer in self.layers:
+                layer.initialize(rng)
+            return
+        target = self.backend
+        self.to("cpu")
+        self.initialize(rng)
+        self.to(target)
+
+    def to(self, device: str | Backend) -> Sequential:
+        """Move the parameters to ``device`` (``"cpu"``, ``"cuda:0"``, or a Backend); returns self.
+
+        Gradients restart at zero and layer workspaces are reallocated on the new device. An
+        optimizer's state does not move: build the optimizer after moving the model. Data given to
+        :meth:`forward`, :meth:`predict` and :func:`matnet.fit` stays on the host; each batch is copied
+        to the device and the logits come back (the loss runs on the host on an (n, n_outputs) array).
+        """
+        target = device if isinstance(device, Backend) else get_backend(device=device)
+        if target == self.backend:
+            return self
+        host = to_host(self.flat_params)
+        flat_params = target.asarray(host) if not target.is_host else host.copy()
+        self._bind_flat(flat_params, target.xp.zeros_like(flat_params))
         for layer in self.layers:
-            layer.initialize(rng)
+            layer._buffers = {}
+        self.backend = target
+        return self
+
+    @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda:<index>"``: where the parameters live."""
+        return self.backend.device
 
     @property
     def dense_layers(self) -> list[Dense]:
@@ -155,22 +207,26 @@ class Sequential:
         Returns
         -------
         Z : array of shape (n, n_outputs)
-            The logits, in a buffer valid until the next forward pass.
+            The logits, in a buffer valid until the next forward pass (a host copy when the
+            model lives on a GPU).
         backward : callable
             ``backward(dZ)`` fills :attr:`flat_grads` (through the views in :attr:`grads`).
             It may overwrite ``dZ``.
         """
+        backend = self.backend
         backwards = []
-        A = X
+        A = X if backend.is_host else backend.asarray(X)  # the batch goes to the device
         for layer in self.layers:
             A, backward = layer.forward(A, training, rng)
             backwards.append(backward)
 
         def backward_all(dZ: Array) -> None:
+            if not backend.is_host:
+                dZ = backend.asarray(dZ)
             for backward in reversed(backwards):
                 dZ = backward(dZ)
 
-        return A, backward_all
+        return (A if backend.is_host else to_host(A)), backward_all
 
     def logits(self, X: Array) -> Array:
         """The raw outputs (before the loss's link), as a new array of shape (n, n_outputs)."""
@@ -240,7 +296,7 @@ class Sequential:
 
     def get_weights(self) -> dict[str, Array]:
         """A copy of every parameter, keyed ``"0.W"``, ``"0.b"``, ..."""
-        return {key: value.copy() for key, value in self.params.items()}
+        return {key: np.array(to_host(value), copy=True) for key, value in self.params.items()}
 
     def set_weights(self, weights: dict[str, Array]) -> None:
         """Copy values into the parameters; keys and shapes must match :attr:`params` exactly."""
@@ -257,7 +313,7 @@ class Sequential:
                     f"weight {key!r} has shape {value.shape}; the model expects "
                     f"{self.params[key].shape}"
                 )
-            self.params[key][...] = value
+            self.params[key][...] = self.backend.asarray(value)
 
     def config(self) -> dict[str, Any]:
         """The architecture as plain JSON values: layers, dtype, loss."""
@@ -276,15 +332,19 @@ class Sequential:
     def astype(self, dtype: Any) -> Sequential:
         """A copy of this model with parameters converted to ``dtype``."""
         model = Sequential.from_config(self.config(), dtype=dtype)
-        model.flat_params[...] = self.flat_params
-        return model
+        model.flat_params[...] = to_host(self.flat_params)
+        return model.to(self.backend)
 
     def copy(self) -> Sequential:
         """An independent copy (same dtype, same weights)."""
         return self.astype(self.dtype)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config(), "flat_params": self.flat_params, "metadata": self.metadata}
+        return {
+            "config": self.config(),
+            "flat_params": to_host(self.flat_params),
+            "metadata": self.metadata,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         model = Sequential.from_config(state["config"])
@@ -339,6 +399,8 @@ def MLP(
     loss: str | Loss | None = None,
     dtype: Any = "float32",
     seed: int | np.random.Generator | None = 0,
+    backend: str | None = None,
+    device: str | None = None,
 ) -> Sequential:
     """A multilayer perceptron ``[n_in, h1, ..., n_out]``: Dense and activation layers, linear output.
 
@@ -354,7 +416,7 @@ def MLP(
         Weight initializer; by default He for ReLU-like activations and Glorot for the others.
     loss : str or Loss, optional
         The loss that the logits feed (its link gives :meth:`Sequential.predict_proba`).
-    dtype, seed
+    dtype, seed, backend, device
         As for :class:`Sequential`.
 
     Examples
@@ -386,4 +448,4 @@ def MLP(
             layers.append(Activation(act))
             if rates[i]:
                 layers.append(Dropout(rates[i]))
-    return Sequential(layers, dtype=dtype, seed=seed, loss=loss)
+    return Sequential(layers, dtype=dtype, seed=seed, loss=loss, backend=backend, device=device)

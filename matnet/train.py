@@ -462,6 +462,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | str = "epoch",
     resume: bool | str | os.PathLike = False,
+    comm: Any = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches reshuffled every epoch.
 
@@ -517,6 +518,10 @@ def fit(
     resume : bool or path
         ``True``: continue from ``checkpoint`` if that file exists (else start fresh); a path:
         continue from that checkpoint. The result is bit-identical to the run never having stopped.
+    comm : matnet.distributed.Communicator, optional
+        Train data-parallel across the ranks of ``comm`` (see :mod:`matnet.distributed`): each rank
+        computes its share of every global batch of ``batch_size`` rows and one Allreduce per step
+        sums the gradients and the loss. Only rank 0 writes the checkpoint.
 
     Returns
     -------
@@ -577,12 +582,14 @@ def fit(
     if on_divergence not in ("raise", "warn"):
         raise ValueError(f"on_divergence={on_divergence!r} must be 'raise' or 'warn'")
     resume_from = _check_checkpoint_options(checkpoint, checkpoint_every, resume)
+    if comm is not None and not comm.is_root:
+        checkpoint = None  # only rank 0 writes files (every rank reads the one it resumes from)
     if schedule == "cosine":  # named by string: anneal over this run's epochs
         sched = get_schedule("cosine", total_epochs=epochs)
     else:
         sched = get_schedule(schedule)
     cbs = _as_callbacks(callbacks)
-    rng = as_generator(seed)
+    rng = as_generator(seed) if comm is None else comm.shared_generator(seed)
     ckpt = read_checkpoint(resume_from) if resume_from is not None else None
 
     X = check_features(X, model.n_features, model.dtype)
@@ -627,6 +634,8 @@ def fit(
         state = ckpt.state
     else:
         state = TrainState(base_lr=opt.learning_rate)
+    # Distributed: rank 0's parameters and optimizer state everywhere; dropout streams per rank.
+    drop_rng = rng if comm is None else comm.start(params, opt, rng, n)
     if checkpoint is not None:
         remove_stale_temporaries(checkpoint)
 
@@ -674,17 +683,23 @@ def fit(
             stop = False
             for start in range(state.batch * batch_size, n, batch_size):
                 idx = perm[start : start + batch_size]
+                if comm is not None:  # this rank's share of the global batch
+                    m_global, idx = idx.shape[0], comm.shard(idx)
                 m = idx.shape[0]
                 xb = np.take(X, idx, axis=0, out=X_buf[:m], mode="clip")
                 yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
                 wb = None if W_buf is None else np.take(W_sample, idx, out=W_buf[:m], mode="clip")
-                Z, backward = model.forward(xb, training=True, rng=rng)
+                Z, backward = model.forward(xb, training=True, rng=drop_rng)
                 value, dZ = loss_fn(Z, yb, wb)
+                if comm is not None:  # backward, then one Allreduce: every rank checks one loss
+                    backward(dZ)
+                    value, m = comm.allreduce_mean(grads, value, m_global), m_global
                 if not math.isfinite(value):
                     diverged = f"the loss of batch {state.batch + 1} of {n_batches} is {value}"
                     diverged_step = state.step + 1
                     break
-                backward(dZ)
+                if comm is None:
+                    backward(dZ)
                 if clip_norm is not None:
                     norm = math.sqrt(float(np.dot(grads, grads)))
                     if norm > clip_norm:
