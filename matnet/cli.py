@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from matnet import datasets
+from matnet import datasets, distributed
 from matnet.errors import MatnetError, ModelFileError
 from matnet.io import atomic_write, load, model_bytes
 from matnet.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
@@ -376,6 +376,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.resume or args.checkpoint_every is not None:
         raise UsageError("--resume and --checkpoint-every need --checkpoint PATH")
     _plot_requested(args.plot)
+    # None, or the MPI ranks of `mpiexec -n K matnet train ... --distributed` (stdout muted on
+    # ranks above 0); a missing mpi4py is one line naming matnet[mpi].
+    comm = distributed.cli_setup(args.distributed)
     if args.plot is not None and Path(args.plot).resolve() == Path(args.out).resolve():
         raise UsageError("--plot and --out name the same file")
 
@@ -462,13 +465,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation_data=None if validation is None else (validation[0], fit_target[val_idx]),
         early_stopping=args.early_stopping,
         patience=args.patience,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet or (comm is not None and not comm.is_root) else 1,
+        comm=comm,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every or "epoch",
         resume=args.resume,
     )
     # Ctrl-C: fit() stopped after the current step, kept the best weights, wrote the checkpoint and
     # said so on stderr; the model below is written as well, and the exit status says it was cut short.
+    if comm is not None and not comm.is_root:
+        return 0  # every rank holds the same weights; only rank 0 reports and writes files
     interrupted = bool(getattr(history, "interrupted", False))
     if getattr(history, "resumed_from", None):
         epoch, batch = history.resumed_from
@@ -845,6 +851,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from --checkpoint if it exists (same data and options)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel across the ranks of mpiexec (needs matnet[mpi])",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict with a trained model")
