@@ -419,10 +419,16 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="tiny sizes, seconds; figures mean nothing"
     )
     parser.add_argument(
-        "--rounds", type=int, default=None, help="timed rounds (default 5; smoke 1)"
+        "--rounds", type=int, default=None, help="timed rounds (default 7; smoke 1)"
     )
     parser.add_argument("--n", type=int, default=None, help="training samples (default 60000)")
     parser.add_argument("--batch", type=int, default=128, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS (and PyTorch) threads; default NumPy's own (one BLAS thread is steadier)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, default=None, help="write every figure as JSON here")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
@@ -431,12 +437,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_child:
         rss_child(args.rss_child, n, args.batch)
         return 0
-    rounds = args.rounds or (1 if args.smoke else 5)
+    rounds = args.rounds or (1 if args.smoke else 7)
     if args.smoke:
         global PAUSE
         PAUSE = 0.0
     n_infer = 200 if args.smoke else 10000
     torch_ok, sk_ok = have("torch"), have("sklearn")
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)  # every BLAS and OpenMP pool in this process
     blas = blas_info()
     threads = blas.get("num_threads")
     if torch_ok and threads:
