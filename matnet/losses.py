@@ -121,27 +121,47 @@ class SoftmaxCrossEntropy(Loss):
     metric_name = "accuracy"
 
     def __call__(self, Z, Y, sample_weight=None):
-        n = Z.shape[0]
+        n, k = Z.shape
         G = self._grad_buffer(Z)
-        np.subtract(Z, Z.max(axis=1, keepdims=True), out=G)  # shifted logits, max 0 per row
-        if Y.ndim == 1:
-            picked = np.take_along_axis(G, Y[:, None], axis=1)
-        else:
-            picked = np.sum(G * Y, axis=1, keepdims=True)
+        Zt, ones, rows = self._workspace(Z)
+        # Row maxima through a (k, n) copy: NumPy vectorizes a reduction along the long axis only,
+        # and the rows of logits are short. Rows sums of exp likewise as G @ ones(k, 1) on BLAS.
+        np.copyto(Zt, Z.T)
+        np.subtract(Z, np.maximum.reduce(Zt, axis=0)[:, None], out=G)  # shifted, max 0 per row
+        picked = G[rows, Y] if Y.ndim == 1 else np.sum(G * Y, axis=1)  # Z[y], shifted
         np.exp(G, out=G)
-        S = G.sum(axis=1, keepdims=True)
-        losses = np.log(S) - picked  # logsumexp(Z) - Z[y], both shifted by the row max
-        G /= S  # softmax(Z)
-        if Y.ndim == 1:
-            G[np.arange(n), Y] -= 1  # dZ = softmax(Z) - onehot(y), valid for softmax + CE only
-        else:
-            G -= Y
+        S = np.matmul(G, ones)  # (n, 1) sums of exp: logsumexp(Z) = log(S), shifted
         w = _weights(sample_weight, n)
         if w is None:
-            G /= n
-            return float(losses.mean()), G
-        G *= w / n
-        return float(np.sum(losses * w) / n), G
+            value = (float(np.log(S).sum()) - float(picked.sum())) / n
+        else:
+            value = float(np.vdot(np.log(S)[:, 0] - picked, w)) / n
+        # dZ = (softmax(Z) - Y) / n, valid for softmax + cross-entropy only.
+        S *= n
+        G /= S
+        if Y.ndim == 1:
+            G[rows, Y] -= 1 / n
+        else:
+            G -= Y / n
+        if w is not None:
+            G *= w
+        return value, G
+
+    def _workspace(self, Z: Array) -> tuple[Array, Array, Array]:
+        """Reused ``(k, n)`` scratch for the transposed logits, ``ones(k, 1)`` and ``arange(n)``."""
+        n, k = Z.shape
+        work = self.__dict__.get("_work")
+        if work is None or work[0].shape[0] != k or work[0].dtype != Z.dtype or work[2].size < n:
+            work = self._work = (
+                np.empty((k, n), dtype=Z.dtype),
+                np.ones((k, 1), dtype=Z.dtype),
+                np.arange(n),
+            )
+        Zt, ones, rows = work
+        return Zt[:, :n], ones, rows[:n]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_work": None}
 
     def link(self, Z):
         return F.softmax(Z)

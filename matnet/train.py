@@ -82,13 +82,25 @@ def check_features(X: Any, n_features: int | None, dtype: Any) -> np.ndarray:
             f"(the width of its first Dense layer)"
         )
     X = np.ascontiguousarray(X, dtype=dtype)
-    if not np.all(np.isfinite(X)):
+    if not _all_finite(X):
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(
             f"X contains NaN or infinity (first at row {bad[0]}, column {bad[1]}); remove or impute "
             "those values"
         )
     return X
+
+
+def _all_finite(X: np.ndarray) -> bool:
+    """True when every entry of the contiguous float array ``X`` is finite, without a temporary of
+    X's size: a sum of squares is finite exactly when every entry is, unless it overflows, which the
+    exact check (in blocks of rows) then settles. One BLAS pass, twice as fast as ``np.isfinite``."""
+    flat = X.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.dot(flat, flat)):
+            return True
+    rows = max(1, 2**20 // max(1, X.shape[1]))
+    return all(np.isfinite(X[i : i + rows]).all() for i in range(0, X.shape[0], rows))
 
 
 def check_targets(loss: Loss, y: Any, n_samples: int, n_outputs: int, dtype: Any) -> np.ndarray:
