@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from matnet import functional as F
+from matnet.backend import array_namespace
 
 __all__ = ["Activation", "get_activation", "ACTIVATION_NAMES"]
 
@@ -70,7 +71,7 @@ class ReLU(Activation):
         # maximum runs only when both operands are contiguous along the row, 2-3x faster.
         zeros = self._zeros
         if zeros is None or zeros.shape[1] != Z.shape[1] or zeros.dtype != Z.dtype:
-            zeros = self._zeros = np.zeros((1, Z.shape[1]), dtype=Z.dtype)
+            zeros = self._zeros = array_namespace(Z).zeros((1, Z.shape[1]), dtype=Z.dtype)
         return np.maximum(Z, zeros, out=out)
 
     def backward(self, dA, Z, A):

@@ -132,6 +132,8 @@ def fake_cupy(monkeypatch):
     module.asarray = lambda a, dtype=None: np.array(to_host(a), dtype=dtype).view(DeviceArray)
     module.zeros_like = lambda a: np.zeros_like(a).view(DeviceArray)
     module.empty = lambda shape, dtype=None: np.empty(shape, dtype=dtype).view(DeviceArray)
+    module.ones = lambda shape, dtype=None: np.ones(shape, dtype=dtype).view(DeviceArray)
+    module.zeros = lambda shape, dtype=None: np.zeros(shape, dtype=dtype).view(DeviceArray)
     devices = []
 
     @contextlib.contextmanager
@@ -186,7 +188,15 @@ def test_gpu_training_and_inference_cross_the_boundary_explicitly(fake_cupy, tmp
     assert type(gpu.flat_params) is DeviceArray  # still on the device after training
     for layer in gpu.layers:
         for name, buffer in layer._buffers.items():
-            assert type(buffer) is DeviceArray, (layer, name)
+            if name == "workspace":  # (batch size, dtype, (Z, ones, dA_prev or None))
+                buffers = [b for b in buffer[2] if b is not None]
+            else:
+                buffers = [buffer]
+            for b in buffers:
+                assert type(b) is DeviceArray, (layer, name)
+        for layer in gpu.layers:
+            zeros = getattr(getattr(layer, "fn", None), "_zeros", None)
+            assert zeros is None or type(zeros) is DeviceArray, layer
     # results come back as host arrays
     for result in (
         gpu.predict(X),
