@@ -414,7 +414,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if train_idx.size == 0 or val_idx.size == 0:
             raise UsageError(
                 f"--validation-fraction {args.validation_fraction} of {n} rows leaves an empty "
-                "training or validation set"
+                "training or validation set; use more rows or --validation-fraction 0"
             )
     else:
         train_idx, val_idx = np.arange(n), np.arange(0)

@@ -1,11 +1,11 @@
 """Tables for the command line: CSV files (with precise errors) and the bundled datasets.
 
-A CSV file has a header row and one example per line; features are numbers, and a class label may be any
-string. Every defect is reported as a :class:`DataError` naming the file, the line and the column, before any
-work starts. The bundled datasets (``digits``, ``iris``, ``wine``, ``breast_cancer``, ``diabetes``) ship
-as small ``.npz`` files in ``matnet/data`` and load with NumPy alone; ``NAME:train`` and ``NAME:test``
-select a fixed 75/25 split (stratified for classifiers, seed 0), so a model trained on ``digits:train``
-can be evaluated on data it never saw.
+A CSV file has a header row and one example per line; features are numbers (True/False read as 1/0), and
+a class label may be any string. Every defect is reported as a :class:`DataError` naming the file, the
+line and the column, before any work starts. The bundled datasets (``digits``, ``iris``, ``wine``,
+``breast_cancer``, ``diabetes``) ship as small ``.npz`` files in ``matnet/data`` and load with NumPy
+alone; ``NAME:train`` and ``NAME:test`` select a fixed 75/25 split (stratified for classifiers, seed 0),
+so a model trained on ``digits:train`` can be evaluated on data it never saw.
 """
 
 from __future__ import annotations
@@ -363,14 +363,21 @@ def read_csv(
     return Table(X, y, [header[j] for j in features], target, source, lines=lines)
 
 
+# Boolean cells (as pandas and spreadsheets write them) are the features 1 and 0.
+_BOOLEANS = {"true": 1.0, "false": 0.0}
+
+
 def _parse_cells(source: str, cells: np.ndarray, names: list[str], lines: list[int]) -> np.ndarray:
-    """Cell by cell, with Python's float(): slow, used only to name the first bad cell."""
+    """Cell by cell, with Python's float() (and True/False as 1/0): slow, used only when the fast
+    conversion fails, to read booleans or name the first bad cell."""
     X = np.empty(cells.shape, dtype=np.float64)
     for i, row in enumerate(cells):
         for j, cell in enumerate(row):
             text = str(cell)
             try:
-                value = float(text)
+                value = _BOOLEANS.get(text.strip().lower())
+                if value is None:
+                    value = float(text)
             except ValueError:
                 raise DataError(
                     f"{source}, line {lines[i]}, column {names[j]!r}: {_describe(text)} is not a "

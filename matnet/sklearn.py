@@ -225,6 +225,48 @@ def _is_view_of(array: Any, view: np.ndarray) -> bool:
     )
 
 
+def _check_feature_dtype(X: Any) -> None:
+    """Refuse string, complex and non-numeric object features with a clear error, before
+    scikit-learn's conversion (which would turn numeric strings into numbers silently, dump the
+    whole array for complex input, or fail with numpy's bare message).
+
+    Object arrays of numbers convert, as scikit-learn's contract (``check_dtype_object``) requires.
+    """
+    if sp.issparse(X) or not isinstance(X, (np.ndarray, list, tuple)):
+        return  # DataFrames and other containers: scikit-learn's own checks
+    try:
+        A = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    except ValueError:
+        return  # ragged: scikit-learn reports it
+    kind = A.dtype.kind
+    if kind in "USV":
+        raise TypeError(
+            f"X has dtype {A.dtype}; matnet needs numeric features (encode strings or categories "
+            "as numbers first)"
+        )
+    if kind == "c":
+        raise ValueError(
+            f"Complex data not supported: X has dtype {A.dtype}; matnet needs real-valued "
+            "features (take X.real or abs(X) first)"
+        )
+    if kind == "O":
+        try:
+            np.asarray(A, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            where = ""
+            if A.ndim == 2:
+                for (i, j), value in np.ndenumerate(A):
+                    try:
+                        float(value)
+                    except (TypeError, ValueError):
+                        where = f" {value!r} at row {i}, column {j}"
+                        break
+            raise TypeError(
+                f"X has dtype object with a non-numeric entry{where}; matnet needs numeric "
+                f"features (encode strings or categories as numbers first): {exc}"
+            ) from None
+
+
 def _as_generator(random_state: Any) -> np.random.Generator:
     """The Generator that drives initialization, shuffling, dropout and the validation split.
 
@@ -242,6 +284,16 @@ def _as_generator(random_state: Any) -> np.random.Generator:
     raise _bad(
         "random_state", random_state, "None, an int, a numpy.random.RandomState or Generator"
     )
+
+
+def _check_two_classes(lb: Any, what: str) -> None:
+    """A classifier learns to tell classes apart: one class alone is refused (as the CLI does)."""
+    if lb.y_type_ != "multilabel-indicator" and len(lb.classes_) < 2:
+        raise ValueError(
+            f"{what} has only one class ({np.asarray(lb.classes_)[0].item()!r}); a classifier needs "
+            "samples of at "
+            "least two classes"
+        )
 
 
 # --- the shared estimator ----------------------------------------------------------------------
@@ -546,6 +598,7 @@ class _BaseMLP(BaseEstimator):
 
     def _forward_pass_fast(self, X: Any, check_input: bool = True) -> np.ndarray:
         if check_input:
+            _check_feature_dtype(X)
             X = validate_data(
                 self, X, accept_sparse=["csr", "csc"], dtype=self._model.dtype, reset=False
             )
@@ -1206,6 +1259,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, Any]:
+        _check_feature_dtype(X)
         X, y = validate_data(
             self,
             X,
@@ -1222,6 +1276,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
+            _check_two_classes(self._label_binarizer, "y")
         else:
             classes = unique_labels(y)
             if self.warm_start:
@@ -1231,9 +1286,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                         f"previous call to fit. Previously got {self.classes_}, `y` has {classes}"
                     )
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                unseen = np.setdiff1d(classes, self.classes_, assume_unique=True)
                 raise ValueError(
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                    f"{self.classes_}. 'y' has {classes}."
+                    f"{self.classes_}. 'y' has {classes}; unseen at fit time: "
+                    f"{unseen.tolist()} (pass every class to the first partial_fit call)"
                 )
         return X, y
 
@@ -1329,22 +1386,27 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         self
         """
-        if not hasattr(self, "classes_"):
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-            self.classes_ = unique_labels(classes)
-        elif classes is not None:
-            if not np.array_equal(np.unique(classes), self.classes_):
+        if hasattr(self, "classes_"):
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
                 raise ValueError(
                     f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
                     f"{self.classes_!r}"
                 )
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        if classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        lb = LabelBinarizer()
+        lb.fit(y if type_of_target(y).startswith("multilabel") else classes)
+        _check_two_classes(lb, "classes")
+        self._label_binarizer, self.classes_ = lb, unique_labels(classes)
+        try:
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        except BaseException:
+            # A failed first call leaves the estimator unfitted, as it was (not half-fitted with
+            # classes_ but no network).
+            if not hasattr(self, "coefs_"):
+                del self._label_binarizer, self.classes_
+            raise
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1449,6 +1511,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "exp" if self.loss == "poisson" else "identity"
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, Any]:
+        _check_feature_dtype(X)
         X, y = validate_data(
             self,
             X,
@@ -1589,6 +1652,45 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _check_loaded_state(estimator: Any, model: Sequential, path: Any) -> None:
+    """The estimator state in a file must describe its network (a hand-edited file could claim
+    another input width, output count or class list, and fail only later, vaguely, in predict)."""
+
+    def bad(problem: str) -> ModelFileError:
+        return ModelFileError(f"{path}: the estimator state does not fit the network: {problem}")
+
+    n_in = getattr(estimator, "n_features_in_", None)
+    if n_in != model.n_features:
+        raise bad(f"n_features_in_={n_in!r}, but the network takes {model.n_features} inputs")
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and len(names) != model.n_features:
+        raise bad(f"{len(names)} feature_names_in_ for {model.n_features} inputs")
+    n_out = getattr(estimator, "n_outputs_", None)
+    if n_out != model.n_outputs:
+        raise bad(f"n_outputs_={n_out!r}, but the network has {model.n_outputs} outputs")
+    expected = {
+        SoftmaxCrossEntropy: "softmax",
+        BinaryCrossEntropy: "logistic",
+        MeanSquaredError: "identity",
+    }.get(type(model.loss))
+    act = getattr(estimator, "out_activation_", None)
+    if is_classifier(estimator):
+        lb = getattr(estimator, "_label_binarizer", None)
+        classes = getattr(estimator, "classes_", None)
+        if lb is None or classes is None or len(lb.classes_) != len(classes):
+            raise bad("the classes_ and the label binarizer's classes differ")
+        if lb.y_type_ not in ("binary", "multiclass", "multilabel-indicator"):
+            raise bad(f"unknown target type {lb.y_type_!r}")
+        k = 1 if lb.y_type_ == "binary" else len(classes)
+        if k != model.n_outputs or act != estimator._out_activation():
+            raise bad(
+                f"{len(classes)} classes ({lb.y_type_}, out_activation_={act!r}) for a network "
+                f"with {model.n_outputs} outputs and loss {model.loss.name}"
+            )
+    elif act != estimator._out_activation() or (expected is not None and act != expected):
+        raise bad(f"out_activation_={act!r} for loss={estimator.loss!r}")
+
+
 def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
     """Read an estimator written by ``MLPClassifier.save`` or ``MLPRegressor.save``.
 
@@ -1633,6 +1735,7 @@ def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
             estimator._label_binarizer = lb
     except (ValueError, TypeError, KeyError) as exc:
         raise ModelFileError(f"{path}: the estimator state in the file is invalid: {exc}") from None
+    _check_loaded_state(estimator, model, path)
     estimator._model = model
     estimator._optimizer = None
     estimator._best_params = model.flat_params.copy()
