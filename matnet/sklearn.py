@@ -72,7 +72,7 @@ from matnet.layers import Activation, Dense, Dropout
 from matnet.losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
 from matnet.model import Sequential
 from matnet.optim import SGD, Adam, AdamW, Optimizer, get_optimizer
-from matnet.train import Callback
+from matnet.train import Callback, as_callbacks
 
 __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 
@@ -161,14 +161,6 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-class _FunctionCallback(Callback):
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def on_epoch_end(self, epoch, logs):
-        return self.fn(epoch, logs)
 
 
 # --- parameter checks (at fit time, never in __init__ or set_params) ---------------------------
@@ -410,20 +402,7 @@ class _BaseMLP(BaseEstimator):
         self._callbacks()
 
     def _callbacks(self) -> list[Callback]:
-        callbacks = self.callbacks
-        if callbacks is None:
-            return []
-        if isinstance(callbacks, Callback) or callable(callbacks):
-            callbacks = [callbacks]
-        result = []
-        for cb in callbacks:
-            if isinstance(cb, Callback):
-                result.append(cb)
-            elif callable(cb):
-                result.append(_FunctionCallback(cb))
-            else:
-                raise TypeError(f"callback {cb!r} is neither a matnet.Callback nor callable")
-        return result
+        return as_callbacks(self.callbacks)
 
     # --- input -------------------------------------------------------------------------------
 

@@ -214,7 +214,8 @@ class _FunctionCallback(Callback):
         return self.fn(epoch, logs)
 
 
-def _as_callbacks(callbacks: Any) -> list[Callback]:
+def as_callbacks(callbacks: Any) -> list[Callback]:
+    """Normalize ``callbacks=``: None, one callback, or a list of Callback objects and callables."""
     if callbacks is None:
         return []
     if isinstance(callbacks, Callback) or callable(callbacks):
@@ -600,7 +601,7 @@ def fit(
         sched = get_schedule("cosine", total_epochs=epochs)
     else:
         sched = get_schedule(schedule)
-    cbs = _as_callbacks(callbacks)
+    cbs = as_callbacks(callbacks)
     rng = as_generator(seed) if comm is None else comm.shared_generator(seed)
     ckpt = read_checkpoint(resume_from) if resume_from is not None else None
 
