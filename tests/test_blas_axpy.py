@@ -53,20 +53,28 @@ def test_axpy_declines_overlapping_arrays():
     assert not _blas.axpy(1.0, buf[:5], buf[:5])
 
 
-def _train(dtype):
+def _train(dtype, momentum=0.0, nesterov=False):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((300, 12)).astype(dtype)
     y = rng.integers(0, 3, 300)
     model = matnet.MLP([12, 16, 3], loss="cross_entropy", dtype=dtype, seed=0)
-    model.fit(X, y, epochs=2, batch_size=32, optimizer=SGD(0.05), verbose=0, seed=0)
+    model.fit(
+        X, y, epochs=2, batch_size=32, optimizer=SGD(0.05, momentum, nesterov), verbose=0, seed=0
+    )
     return model.flat_params.copy()
 
 
+def _train_start(dtype):
+    return matnet.MLP([12, 16, 3], loss="cross_entropy", dtype=dtype, seed=0).flat_params.copy()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sgd_blas_and_numpy_paths_agree(dtype, monkeypatch):
-    fast = _train(dtype)
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_blas_and_numpy_paths_agree(dtype, momentum, nesterov, monkeypatch):
+    fast = _train(dtype, momentum, nesterov)
     monkeypatch.setattr(_blas, "_FUNCS", {})
-    slow = _train(dtype)
+    slow = _train(dtype, momentum, nesterov)
+    assert not np.array_equal(slow, _train_start(dtype))  # it trained
     rtol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(fast, slow, rtol=rtol, atol=rtol)
 
