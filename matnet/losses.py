@@ -128,7 +128,15 @@ class SoftmaxCrossEntropy(Loss):
         # and the rows of logits are short. Rows sums of exp likewise as G @ ones(k, 1) on BLAS.
         np.copyto(Zt, Z.T)
         np.subtract(Z, np.maximum.reduce(Zt, axis=0)[:, None], out=G)  # shifted, max 0 per row
-        picked = G[rows, Y] if Y.ndim == 1 else np.sum(G * Y, axis=1)  # Z[y], shifted
+        if Y.ndim == 1:
+            # Z[i, y_i] through flat indices i * k + y_i: one 1-D take (and one 1-D fancy update
+            # below) instead of 2-D fancy indexing, 1.5-3 us less per step at batch 128-512.
+            flat = rows * k
+            flat += Y
+            G_flat = G.reshape(-1)  # a view: G is a leading slice of a C-contiguous buffer
+            picked = G_flat.take(flat)  # Z[y], shifted
+        else:
+            picked = np.sum(G * Y, axis=1)
         np.exp(G, out=G)
         S = np.matmul(G, ones)  # (n, 1) sums of exp: logsumexp(Z) = log(S), shifted
         w = _weights(sample_weight, n)
@@ -140,7 +148,7 @@ class SoftmaxCrossEntropy(Loss):
         S *= n
         G /= S
         if Y.ndim == 1:
-            G[rows, Y] -= 1 / n
+            G_flat[flat] -= 1 / n
         else:
             G -= Y / n
         if w is not None:

@@ -23,9 +23,11 @@ __all__ = ["Sequential", "MLP", "as_generator"]
 
 Array = Any
 
-# Rows per forward pass in predict: large enough for BLAS to run at full speed, small enough that the
-# activations of one chunk stay modest.
-PREDICT_CHUNK = 16384
+# Rows per forward pass in predict: large enough for BLAS to run at full speed, small enough that one
+# chunk's activations (2048 x 256 float32 = 2 MiB) stay in cache for the bias and activation passes
+# that follow each product. Measured on 10,000 rows: 0.884 -> 0.92 of the products' time at 2 BLAS
+# threads, 0.96 -> 0.99 at one (16384 rows per chunk before).
+PREDICT_CHUNK = 2048
 
 
 def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from matnet._blas import axpy
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get_optimizer", "OPTIMIZER_NAMES"]
 
 Array = Any
@@ -133,11 +135,19 @@ class SGD(Optimizer):
     def _update(self, params, grads):
         lr, mu = self.learning_rate, self.momentum
         if not mu:
-            grads *= -lr
-            params += grads
+            # p -= lr * g: one BLAS axpy pass when NumPy's OpenBLAS offers it (10-18 us instead of
+            # the two NumPy passes' 27 us at 235k parameters; see matnet._blas), else two passes.
+            if not axpy(-lr, grads, params):
+                grads *= -lr
+                params += grads
             return
         v, tmp = self.velocity, self._scratch
         v *= mu
+        # Classical momentum: v = mu v - lr g through the same axpy (3 passes instead of 4, 66 ->
+        # 48 us at 235k parameters). Nesterov's form gained nothing that way and stays in NumPy.
+        if not self.nesterov and axpy(-lr, grads, v):
+            params += v
+            return
         np.multiply(grads, lr, out=tmp)
         v -= tmp  # v = mu v - lr g
         if self.nesterov:
