@@ -151,4 +151,7 @@ def get_schedule(spec: str | Schedule | None, **kwargs: Any) -> Schedule:
         return spec
     if not isinstance(spec, str) or spec not in _REGISTRY:
         raise ValueError(f"unknown schedule {spec!r}; choose one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[spec](**kwargs)
+    try:
+        return _REGISTRY[spec](**kwargs)
+    except TypeError as exc:  # a missing or unknown argument, e.g. "cosine" without total_epochs
+        raise ValueError(f"schedule {spec!r}: {exc}") from exc

@@ -126,6 +126,8 @@ def test_schedules():
     assert get_schedule(None).learning_rate(3, 0.1) == 0.1
     with pytest.raises(ValueError, match="unknown schedule"):
         get_schedule("warmup")
+    with pytest.raises(ValueError, match="schedule 'cosine'.*total_epochs"):
+        get_schedule("cosine")
 
 
 @pytest.mark.parametrize("make", [lambda: Adam(0.1), lambda: SGD(0.1, momentum=0.9)])
