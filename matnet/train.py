@@ -704,15 +704,13 @@ def fit(
                 wb = None if W_buf is None else np.take(W_sample, idx, out=W_buf[:m], mode="clip")
                 Z, backward = model.forward(xb, training=True, rng=drop_rng)
                 value, dZ = loss_fn(Z, yb, wb)
-                if comm is not None:  # backward, then one Allreduce: every rank checks one loss
-                    backward(dZ)
+                backward(dZ)  # fills grads; the parameters change only at opt.step below
+                if comm is not None:  # one Allreduce, so every rank checks the same loss
                     value, m = comm.allreduce_mean(grads, value, m_global), m_global
                 if not math.isfinite(value):
                     diverged = f"the loss of batch {state.batch + 1} of {n_batches} is {value}"
                     diverged_step = state.step + 1
                     break
-                if comm is None:
-                    backward(dZ)
                 if clip_norm is not None:
                     norm = math.sqrt(float(np.dot(grads, grads)))
                     if norm > clip_norm:
