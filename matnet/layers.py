@@ -24,8 +24,6 @@ Array = Any
 Backward = Callable[[Array], Array | None]
 
 INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
-# Rows per product in a Dense forward pass over more than twice as many rows (see Dense.forward).
-ROW_BLOCK = 2048
 
 
 class Layer:
@@ -33,6 +31,9 @@ class Layer:
 
     #: True when the output is a buffer the layer owns, so the next layer may overwrite it.
     owns_output = False
+    #: True when ``forward`` accepts ``rows`` (see :meth:`forward`), so a model may run a large batch
+    #: through all its layers a block of rows at a time.
+    row_blocks = False
 
     def __init__(self) -> None:
         self._buffers: dict[str, Array] = {}
@@ -58,9 +59,18 @@ class Layer:
         return {"type": type(self).__name__}
 
     def forward(
-        self, A_prev: Array, training: bool = False, rng: np.random.Generator | None = None
+        self,
+        A_prev: Array,
+        training: bool = False,
+        rng: np.random.Generator | None = None,
+        rows: slice | None = None,
     ) -> tuple[Array, Backward]:
-        """Return ``(A, backward)`` where ``backward(dA)`` returns ``dA_prev`` (None for the first layer)."""
+        """Return ``(A, backward)`` where ``backward(dA)`` returns ``dA_prev`` (None for the first layer).
+
+        With ``rows`` (layers with :attr:`row_blocks` only), ``A_prev`` is the whole batch but only
+        those rows are computed into the whole-batch output; the model calls each layer once per
+        block of rows and backpropagates through the last call's closure, which sees the whole batch.
+        """
         return A_prev, lambda dA: dA
 
     def _buffer(self, name: str, n_rows: int, n_cols: int, like: Array) -> Array:
@@ -94,6 +104,7 @@ class Dense(Layer):
     """
 
     owns_output = True
+    row_blocks = True
 
     def __init__(self, n_in: int, n_out: int, init: str = "he_normal") -> None:
         super().__init__()
@@ -136,28 +147,19 @@ class Dense(Layer):
     def config(self):
         return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out, "init": self.init}
 
-    def forward(self, A_prev, training=False, rng=None):
+    def forward(self, A_prev, training=False, rng=None, rows=None):
         if A_prev.ndim != 2 or A_prev.shape[1] != self.n_in:
             raise ValueError(
                 f"Dense({self.n_in} -> {self.n_out}) got input of shape {tuple(A_prev.shape)}; "
                 f"expected (n, {self.n_in})"
             )
-        n = A_prev.shape[0]
         W, b = self.W, self.b
-        Z_buf, ones, dA_buf = self._workspace(n, W)
-        if n <= 2 * ROW_BLOCK:
-            Z = np.matmul(A_prev, W, out=Z_buf)  # Z = A_prev @ W + b
-            Z += b
+        Z, ones, dA_buf = self._workspace(A_prev.shape[0], W)
+        if rows is None:
+            Z_rows = np.matmul(A_prev, W, out=Z)  # Z = A_prev @ W + b
         else:
-            # Many rows (inference on a large X): product and bias add block by block, so that the
-            # bias pass finds each block still in cache instead of streaming (n, n_out) through
-            # memory again: on 10,000 x 784 -> 256, 1.9 -> 0.9 ms outside the product (2 threads).
-            for start in range(0, n, ROW_BLOCK):
-                Z_block = np.matmul(
-                    A_prev[start : start + ROW_BLOCK], W, out=Z_buf[start : start + ROW_BLOCK]
-                )
-                Z_block += b
-            Z = Z_buf
+            Z_rows = np.matmul(A_prev[rows], W, out=Z[rows])
+        Z_rows += b
 
         def backward(dZ: Array) -> Array | None:
             np.matmul(A_prev.T, dZ, out=self.dW)  # dW = A_prev.T @ dZ
@@ -203,6 +205,7 @@ class Activation(Layer):
     """
 
     owns_output = True
+    row_blocks = True
 
     def __init__(self, activation: str | dict | ActivationFunction) -> None:
         super().__init__()
@@ -213,13 +216,19 @@ class Activation(Layer):
     def config(self):
         return {"type": "Activation", "activation": self.fn.config()}
 
-    def forward(self, Z, training=False, rng=None):
+    def forward(self, Z, training=False, rng=None, rows=None):
         fn = self.fn
+        if fn.name == "identity":
+            return Z, lambda dA: dA
         if self.inplace and fn.overwrites_input:
             out = Z
         else:
             out = self._buffer("A", Z.shape[0], Z.shape[1], Z)
-        A = fn.forward(Z, out)
+        if rows is None:
+            A = fn.forward(Z, out)
+        else:
+            fn.forward(Z[rows], out[rows])
+            A = out
 
         def backward(dA: Array) -> Array:
             return fn.backward(dA, Z, A)
@@ -241,6 +250,7 @@ class Dropout(Layer):
     """
 
     owns_output = True
+    row_blocks = True  # at inference, where dropout is the identity (training is never blocked)
 
     def __init__(self, rate: float) -> None:
         super().__init__()
@@ -251,9 +261,11 @@ class Dropout(Layer):
     def config(self):
         return {"type": "Dropout", "rate": self.rate}
 
-    def forward(self, A_prev, training=False, rng=None):
+    def forward(self, A_prev, training=False, rng=None, rows=None):
         if not training or self.rate == 0:
             return A_prev, lambda dA: dA
+        if rows is not None:
+            raise ValueError("Dropout draws its mask for the whole batch; rows= is for inference")
         if rng is None:
             raise ValueError("Dropout needs a numpy.random.Generator in training mode (rng=...)")
         n, width = A_prev.shape

@@ -78,8 +78,11 @@ class Loss(ABC):
         """
 
     @abstractmethod
-    def link(self, Z: Array) -> Array:
-        """Map logits to the model's outputs (probabilities or predicted values)."""
+    def link(self, Z: Array, out: Array | None = None) -> Array:
+        """Map logits to the model's outputs (probabilities or predicted values).
+
+        ``out`` (which may be ``Z`` itself) receives the result; by default a new array.
+        """
 
     @abstractmethod
     def predict(self, Z: Array) -> Array:
@@ -107,6 +110,11 @@ def _weights(sample_weight: Array | None, n: int) -> Array | None:
     if sample_weight is None:
         return None
     return np.asarray(sample_weight).reshape(n, 1)
+
+
+def _assign(out: Array, values: Array) -> Array:
+    out[...] = values
+    return out
 
 
 def _check_finite_targets(y: Array, name: str) -> None:
@@ -171,8 +179,16 @@ class SoftmaxCrossEntropy(Loss):
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "_work": None}
 
-    def link(self, Z):
-        return F.softmax(Z)
+    def link(self, Z, out=None):
+        if not isinstance(Z, np.ndarray):
+            return F.softmax(Z) if out is None else _assign(out, F.softmax(Z))
+        # functional.softmax's result, with its short-row reductions done as in __call__: the row
+        # maxima along the long axis of a (k, n) copy, the row sums on BLAS. 6x faster at (10000, 10).
+        out = np.empty_like(Z) if out is None else out
+        np.subtract(Z, np.maximum.reduce(np.ascontiguousarray(Z.T), axis=0)[:, None], out=out)
+        np.exp(out, out=out)
+        out /= np.matmul(out, np.ones((Z.shape[1], 1), dtype=out.dtype))
+        return out
 
     def predict(self, Z):
         return np.argmax(Z, axis=1)
@@ -235,8 +251,8 @@ class BinaryCrossEntropy(Loss):
         G *= w / n
         return float(np.sum(losses * w) / n), G
 
-    def link(self, Z):
-        return F.sigmoid(Z)
+    def link(self, Z, out=None):
+        return F.sigmoid(Z) if out is None else _assign(out, F.sigmoid(Z))
 
     def predict(self, Z):
         return (Z > 0).astype(np.intp)
@@ -281,8 +297,8 @@ class MeanSquaredError(Loss):
             G *= w * (2.0 / (n * k))
         return value, G
 
-    def link(self, Z):
-        return Z
+    def link(self, Z, out=None):
+        return Z if out is None or out is Z else _assign(out, Z)
 
     def predict(self, Z):
         return Z

@@ -37,7 +37,7 @@ from matnet.model import Sequential, as_generator
 from matnet.optim import Optimizer, check_number, get_optimizer
 from matnet.schedules import Schedule, get_schedule
 
-__all__ = ["fit", "History", "Callback", "check_features", "check_targets"]
+__all__ = ["fit", "History", "Callback", "check_features", "check_finite_rows", "check_targets"]
 
 Array = Any
 
@@ -45,11 +45,14 @@ Array = Any
 # --- validation at the boundary --------------------------------------------------------------
 
 
-def check_features(X: Any, n_features: int | None, dtype: Any) -> np.ndarray:
+def check_features(
+    X: Any, n_features: int | None, dtype: Any, *, finite: bool = True
+) -> np.ndarray:
     """Validate a feature matrix and return it as a C-contiguous array of ``dtype``.
 
     Integer and boolean features are converted; read-only, non-contiguous and memory-mapped arrays are
-    accepted (copied only when the dtype or layout requires it).
+    accepted (copied only when the dtype or layout requires it). ``finite=False`` leaves the check
+    for NaN and infinity to the caller (:func:`check_finite_rows`, e.g. block by block).
 
     Raises
     ------
@@ -82,13 +85,22 @@ def check_features(X: Any, n_features: int | None, dtype: Any) -> np.ndarray:
             f"(the width of its first Dense layer)"
         )
     X = np.ascontiguousarray(X, dtype=dtype)
+    if finite:
+        check_finite_rows(X)
+    return X
+
+
+def check_finite_rows(X: np.ndarray, first_row: int = 0) -> None:
+    """Raise ValueError, naming the first bad entry, unless every entry of ``X`` is finite.
+
+    ``X`` is a contiguous float array, rows ``first_row, first_row + 1, ...`` of the caller's data.
+    """
     if not _all_finite(X):
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(
-            f"X contains NaN or infinity (first at row {bad[0]}, column {bad[1]}); remove or impute "
-            "those values"
+            f"X contains NaN or infinity (first at row {first_row + bad[0]}, column {bad[1]}); "
+            "remove or impute those values"
         )
-    return X
 
 
 def _all_finite(X: np.ndarray) -> bool:

@@ -286,6 +286,20 @@ def test_predict_rejects_bad_input(X_bad, error, match, method):
         getattr(classifier(), method)(X_bad)
 
 
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "logits", "evaluate"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_predict_names_a_bad_entry_in_a_later_chunk(method, value):
+    """Inference checks its input chunk by chunk; the error still names the row in the caller's X."""
+    from matnet.model import PREDICT_CHUNK
+
+    model = matnet.MLP([X.shape[1], 5, 3], loss="cross_entropy", seed=0)
+    X_big = np.tile(X, (-(-(2 * PREDICT_CHUNK + 7) // len(X)), 1))[: 2 * PREDICT_CHUNK + 7]
+    X_big[2 * PREDICT_CHUNK + 3, 2] = value
+    args = (X_big, np.zeros(len(X_big), dtype=int)) if method == "evaluate" else (X_big,)
+    with pytest.raises(ValueError, match=rf"row {2 * PREDICT_CHUNK + 3}, column 2"):
+        getattr(model, method)(*args)
+
+
 def test_evaluate_rejects_labels_outside_the_models_classes():
     with pytest.raises(ValueError, match=r"lie in \[0, 2\]"):
         classifier().evaluate(X, Y_CLASS + 3)

@@ -102,3 +102,27 @@ def test_metrics():
     assert SoftmaxCrossEntropy().metric(Z, np.array([0, 1, 1])) == pytest.approx(2 / 3)
     Y = np.array([[1.0], [2.0], [3.0]])
     assert MeanSquaredError().metric(Y.copy(), Y) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("loss", [SoftmaxCrossEntropy(), BinaryCrossEntropy(), MeanSquaredError()])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_link_matches_functional_new_and_in_place(loss, dtype, rng):
+    """``link(Z)`` is the functional link; ``link(Z, out=Z)`` writes the same numbers over Z, also
+    at logits of +-1e4 and for one row or one column."""
+    from matnet import functional as F
+
+    expected = {"softmax_cross_entropy": F.softmax, "binary_cross_entropy": F.sigmoid}.get(
+        loss.name, lambda Z: Z
+    )
+    for shape in [(7, 4), (1, 3), (5, 1), (3000, 10)]:
+        Z = (rng.normal(size=shape) * 3).astype(dtype)
+        Z[0, 0], Z[-1, -1] = 1e4, -1e4
+        want = expected(Z.astype(np.float64))
+        got = loss.link(Z)
+        assert got.dtype == dtype and (got is not Z or loss.name == "mse")  # identity: Z itself
+        np.testing.assert_allclose(
+            got, want, rtol=2e-6 if dtype == np.float32 else 1e-12, atol=1e-30
+        )
+        in_place = Z.copy()
+        assert loss.link(in_place, out=in_place) is in_place
+        np.testing.assert_array_equal(in_place, got)
