@@ -300,6 +300,29 @@ def test_predict_names_a_bad_entry_in_a_later_chunk(method, value):
         getattr(model, method)(*args)
 
 
+@pytest.mark.parametrize("widths", [(12, 5, 3), (3, 8, 3)], ids=["check-on-Z1", "check-on-X"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_inference_finds_every_bad_entry_even_under_zero_weights(widths, value, dtype):
+    """predict checks the first product instead of X when it is narrower: a NaN or infinity still
+    shows there, in every row that has one, even where the feature's weights are all zero (0 * inf is
+    NaN). Bad entries in the first and the last row of a chunk, in several chunks."""
+    from matnet.model import PREDICT_CHUNK
+
+    rng = np.random.default_rng(0)
+    model = matnet.MLP(widths, loss="cross_entropy", dtype=dtype, seed=0)
+    model.params["0.W"][1] = 0.0  # feature 1 has no weight at all
+    n = 2 * PREDICT_CHUNK + 5
+    for row, col in [(0, 1), (PREDICT_CHUNK - 1, 0), (PREDICT_CHUNK, 2), (n - 1, 1)]:
+        X_bad = rng.standard_normal((n, widths[0]))
+        X_bad[row, col] = value
+        with pytest.raises(ValueError, match=rf"row {row}, column {col}\)"):
+            model.predict_proba(X_bad)
+    # Finite X whose first product overflows is no input error.
+    X_huge = np.full((4, widths[0]), np.finfo(dtype).max / 4)
+    assert model.predict(X_huge).shape == (4,)
+
+
 def test_evaluate_rejects_labels_outside_the_models_classes():
     with pytest.raises(ValueError, match=r"lie in \[0, 2\]"):
         classifier().evaluate(X, Y_CLASS + 3)
