@@ -9,12 +9,15 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Stamp files: re-install only when pyproject.toml changes.
-$(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
+# Stamp files: re-install only when the package's build inputs change (the install also compiles
+# matnet's optional C kernels, matnet/_kernels.c, where a C compiler exists).
+BUILD_INPUTS := pyproject.toml setup.py matnet/_kernels.c
+
+$(VENV)/.demo-installed: $(BUILD_INPUTS) | $(VENV)/bin/python
 	$(PIP) -e '.[sklearn,plot,progress]'
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.dev-installed: $(BUILD_INPUTS) | $(VENV)/bin/python
 	$(PIP) -e '.[dev]'
 	touch $@
 
@@ -36,7 +39,7 @@ format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format matnet tests benchmarks examples
 	$(VENV)/bin/ruff check --fix matnet tests benchmarks examples
 
-$(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.bench-installed: $(BUILD_INPUTS) | $(VENV)/bin/python
 	$(PIP) -e '.[bench]' torch==2.13.0
 	touch $@
 
@@ -47,4 +50,4 @@ bench: $(VENV)/.bench-installed
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_train.py --out benchmarks/RESULTS.md
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache out
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache out matnet/*.so

@@ -8,7 +8,6 @@ process, rounds interleaved with the hand-written NumPy loop and the limit::
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import bench_train as bt
@@ -31,12 +30,7 @@ class Toggled:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--n", type=int, default=60000)
-    args = parser.parse_args()
+    args = bt.ab_arguments(__doc__, rounds=5)
     X, y = bt.make_data(args.n)
     impls = {
         "axpy": Toggled(X, y, args.batch, _blas._load()),

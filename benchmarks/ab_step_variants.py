@@ -18,7 +18,6 @@ one epoch per round on the same gathered batches, in one process, rounds interle
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import glob
 import os
@@ -201,12 +200,7 @@ class SgdInProduct(Matnet):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--n", type=int, default=60000)
-    args = parser.parse_args()
+    args = bt.ab_arguments(__doc__, rounds=9)
     X, y = bt.make_data(args.n)
     lr = bt.LR["sgd"]
     impls = {

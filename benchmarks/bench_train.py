@@ -142,6 +142,16 @@ def have(module: str) -> bool:
 # --- timing ------------------------------------------------------------------------------------
 
 
+def ab_arguments(doc: str, rounds: int = 9) -> argparse.Namespace:
+    """The command line shared by the A/B scripts beside this one (ab_*.py)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--n", type=int, default=60000)
+    return parser.parse_args()
+
+
 def interleaved(impls: dict, rounds: int) -> dict[str, list[float]]:
     """Warm each implementation up once, then time ``run()`` round by round, in turn."""
     for impl in impls.values():

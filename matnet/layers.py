@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from matnet import _accel
 from matnet.activations import Activation as ActivationFunction
 from matnet.activations import get_activation
 from matnet.backend import array_namespace
@@ -147,7 +148,10 @@ class Dense(Layer):
     def config(self):
         return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out, "init": self.init}
 
-    def forward(self, A_prev, training=False, rng=None, rows=None):
+    def forward(self, A_prev, training=False, rng=None, rows=None, relu=False):
+        """As :meth:`Layer.forward`; ``relu=True`` also does the work of a ReLU layer that follows,
+        in one pass with the bias (and with ``db`` in the backward pass), through matnet's C
+        kernels (see :class:`matnet.model.Sequential`, which decides)."""
         if A_prev.ndim != 2 or A_prev.shape[1] != self.n_in:
             raise ValueError(
                 f"Dense({self.n_in} -> {self.n_out}) got input of shape {tuple(A_prev.shape)}; "
@@ -159,13 +163,23 @@ class Dense(Layer):
             Z_rows = np.matmul(A_prev, W, out=Z)  # Z = A_prev @ W + b
         else:
             Z_rows = np.matmul(A_prev[rows], W, out=Z[rows])
-        Z_rows += b
+        if relu:
+            _accel.kernels.bias_relu(Z_rows, b)  # A = max(Z + b, 0), written over Z
+        else:
+            Z_rows += b
 
         def backward(dZ: Array) -> Array | None:
+            if relu:  # dZ arrives as the ReLU's dA: dZ = dA * (A > 0), and db = its column sums
+                if _accel.usable(dZ, Z):
+                    _accel.kernels.relu_backward_sum(dZ, Z, self.db)
+                else:
+                    np.multiply(dZ, Z > 0, out=dZ)
+                    np.matmul(ones, dZ, out=self.db)
+            else:
+                # db = dZ.sum(axis=0, keepdims=True), as ones(1, n) @ dZ: BLAS does it without a
+                # temporary and on every thread, 2-3x faster than NumPy's reduction here.
+                np.matmul(ones, dZ, out=self.db)
             np.matmul(A_prev.T, dZ, out=self.dW)  # dW = A_prev.T @ dZ
-            # db = dZ.sum(axis=0, keepdims=True), as ones(1, n) @ dZ: BLAS does it without a
-            # temporary and on every thread, 2-3x faster than NumPy's reduction at these shapes.
-            np.matmul(ones, dZ, out=self.db)
             if not self.needs_input_grad:
                 return None
             return np.matmul(dZ, W.T, out=dA_buf)  # dA_prev = dZ @ W.T

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from matnet import _accel
 from matnet.backend import Backend, get_backend, resolve_dtype, to_host
 from matnet.errors import NotFittedError
 from matnet.layers import Activation, Dense, Dropout, Layer, layer_from_config
@@ -115,6 +116,22 @@ class Sequential:
             if isinstance(layer, Activation):
                 # Write A over Z when Z is a buffer of the previous layer that only this layer reads.
                 layer.inplace = i > 0 and self.layers[i - 1].owns_output
+        # forward()'s plans: (layer, fused with the ReLU after it). With matnet's C kernels, a Dense
+        # followed by an in-place ReLU runs as one step (bias and ReLU in one pass, the ReLU's
+        # backward with db in one pass); explain and single layers still see them apart.
+        self._plain_plan = [(layer, False) for layer in self.layers]
+        self._fused_plan = []
+        i, layers = 0, self.layers
+        while i < len(layers):
+            after = layers[i + 1] if i + 1 < len(layers) else None
+            fuse = (
+                isinstance(layers[i], Dense)
+                and isinstance(after, Activation)
+                and after.fn.name == "relu"
+                and after.inplace
+            )
+            self._fused_plan.append((layers[i], fuse))
+            i += 2 if fuse else 1
 
     def _allocate(self) -> None:
         specs = [
@@ -227,10 +244,15 @@ class Sequential:
             blocks = [slice(start, start + ROW_BLOCK) for start in range(0, n, ROW_BLOCK)]
         else:
             blocks = [None]
+        plan = (
+            self._fused_plan if backend.is_host and _accel.kernels is not None else self._plain_plan
+        )
         for rows in blocks:
             A, backwards = X, []
-            for layer in self.layers:
-                if rows is None:
+            for layer, relu in plan:
+                if relu:
+                    A, backward = layer.forward(A, training, rng, rows, relu=True)
+                elif rows is None:
                     A, backward = layer.forward(A, training, rng)
                 else:
                     A, backward = layer.forward(A, training, rng, rows)

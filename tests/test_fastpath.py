@@ -1,6 +1,7 @@
 """The fast path (layers, losses and optimizers working in reused buffers) computes the article's
 formulas: forward, backward and one optimizer step agree with :mod:`matnet.functional` to float
-tolerance, in float32 and float64, including through ``fit``'s own step."""
+tolerance, in float32 and float64, including through ``fit``'s own step; each test runs through
+matnet's C kernels and through its NumPy path."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 import matnet
 from matnet import functional as F
 from matnet.losses import SoftmaxCrossEntropy
+
+pytestmark = pytest.mark.usefixtures("compute_path")
 
 SIZES = [20, 16, 12, 5]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-11, atol=1e-13)}
