@@ -3,7 +3,8 @@
  * uses them only for C-contiguous float32/float64 host arrays; see matnet/_accel.py.
  *
  *   gather_rows(X, idx, out)         out[i] = X[idx[i]], the rows a few ahead prefetched
- *   bias_relu(Z, b)                  Z = max(Z + b, 0), in place
+ *   bias_relu(Z, b, check=False)     Z = max(Z + b, 0), in place; with check, whether every Z + b
+ *                                    was finite
  *   relu_backward_sum(dA, A, db)     dA = dA * (A > 0), in place; db = its column sums
  *
  * Written to give NumPy's results: ReLU keeps NaN as np.maximum does, and the backward multiplies by
@@ -94,21 +95,27 @@ static PyObject *gather_rows(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
-#define BIAS_RELU(T)                                                          \
+#define BIAS_RELU(T, CHECK)                                                   \
     for (Py_ssize_t i = 0; i < n; i++) {                                      \
         T *restrict z = (T *)Z + i * k;                                       \
         const T *restrict c = (const T *)b;                                   \
         for (Py_ssize_t j = 0; j < k; j++) {                                  \
             T x = z[j] + c[j];                                                \
+            CHECK                                                             \
             z[j] = x < 0 ? (T)0 : x; /* NaN stays NaN, as in np.maximum */     \
         }                                                                     \
     }
+/* x - x is 0 for every finite x and NaN for inf and NaN: the column sums in `chk` stay 0 only if
+ * every Z + b was finite (summed per column, so that the loop still vectorizes). */
+#define CHECKED(T) ((T *)scratch)[j] += x - x;
 
 static PyObject *bias_relu(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "bias_relu(Z, b) takes 2 arguments");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "bias_relu(Z, b, check=False) takes 2 or 3 arguments");
         return NULL;
     }
+    int check = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    if (check < 0) return NULL;
     Py_buffer v[2];
     if (get_buffer(args[0], &v[0], 1, 2, "Z") < 0) return NULL;
     if (get_buffer(args[1], &v[1], 0, 2, "b") < 0) { release(v, 1); return NULL; }
@@ -121,11 +128,29 @@ static PyObject *bias_relu(PyObject *self, PyObject *const *args, Py_ssize_t nar
     }
     void *Z = v[0].buf;
     const void *b = v[1].buf;
+    void *scratch = check ? PyMem_Calloc((size_t)k, (size_t)v[0].itemsize) : NULL;
+    if (check && scratch == NULL) {
+        release(v, 2);
+        return PyErr_NoMemory();
+    }
+    int finite = 1;
     Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f') { BIAS_RELU(float) } else { BIAS_RELU(double) }
+    if (kind == 'f') {
+        if (check) { BIAS_RELU(float, CHECKED(float)) } else { BIAS_RELU(float, ) }
+    } else {
+        if (check) { BIAS_RELU(double, CHECKED(double)) } else { BIAS_RELU(double, ) }
+    }
+    if (check) {
+        for (Py_ssize_t j = 0; j < k; j++) {
+            double c = kind == 'f' ? ((float *)scratch)[j] : ((double *)scratch)[j];
+            finite &= c == 0;
+        }
+    }
     Py_END_ALLOW_THREADS
+    PyMem_Free(scratch);
     release(v, 2);
-    Py_RETURN_NONE;
+    if (!check) Py_RETURN_NONE;
+    return PyBool_FromLong(finite);
 }
 
 #define RELU_BACKWARD_SUM(T)                                                  \
@@ -173,7 +198,8 @@ static PyMethodDef methods[] = {
     {"gather_rows", (PyCFunction)(void (*)(void))gather_rows, METH_FASTCALL,
      "gather_rows(X, idx, out): out[i] = X[idx[i]] (indices clipped, as np.take's mode='clip')."},
     {"bias_relu", (PyCFunction)(void (*)(void))bias_relu, METH_FASTCALL,
-     "bias_relu(Z, b): Z = max(Z + b, 0) in place."},
+     "bias_relu(Z, b, check=False): Z = max(Z + b, 0) in place; with check, returns whether "
+     "every Z + b was finite."},
     {"relu_backward_sum", (PyCFunction)(void (*)(void))relu_backward_sum, METH_FASTCALL,
      "relu_backward_sum(dA, A, db): dA = dA * (A > 0) in place; db = dA.sum(axis=0)."},
     {NULL, NULL, 0, NULL},

@@ -87,6 +87,18 @@ def to_host(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
+def all_finite(X: np.ndarray) -> bool:
+    """True when every entry of the contiguous float array ``X`` is finite, without a temporary of
+    X's size: a sum of squares is finite exactly when every entry is, unless it overflows, which the
+    exact check (in blocks of rows) then settles. One BLAS pass, twice as fast as ``np.isfinite``."""
+    flat = X.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.dot(flat, flat)):
+            return True
+    rows = max(1, 2**20 // max(1, X.shape[1]))
+    return all(np.isfinite(X[i : i + rows]).all() for i in range(0, X.shape[0], rows))
+
+
 def resolve_dtype(dtype: Any) -> type[np.floating]:
     """Map ``"float32"``/``"float64"`` (or the NumPy types) to a NumPy floating type.
 

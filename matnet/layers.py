@@ -17,7 +17,7 @@ import numpy as np
 from matnet import _accel
 from matnet.activations import Activation as ActivationFunction
 from matnet.activations import get_activation
-from matnet.backend import array_namespace
+from matnet.backend import all_finite, array_namespace
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "INITIALIZERS", "layer_from_config"]
 
@@ -25,6 +25,10 @@ Array = Any
 Backward = Callable[[Array], Array | None]
 
 INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
+
+
+class NonFiniteProductError(ArithmeticError):
+    """A checked Dense product (``forward(..., check_finite=True)``) has a NaN or an infinity."""
 
 
 class Layer:
@@ -148,10 +152,11 @@ class Dense(Layer):
     def config(self):
         return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out, "init": self.init}
 
-    def forward(self, A_prev, training=False, rng=None, rows=None, relu=False):
+    def forward(self, A_prev, training=False, rng=None, rows=None, relu=False, check_finite=False):
         """As :meth:`Layer.forward`; ``relu=True`` also does the work of a ReLU layer that follows,
         in one pass with the bias (and with ``db`` in the backward pass), through matnet's C
-        kernels (see :class:`matnet.model.Sequential`, which decides)."""
+        kernels (see :class:`matnet.model.Sequential`, which decides). ``check_finite=True`` raises
+        :class:`NonFiniteProductError` when the product has a NaN or an infinity."""
         if A_prev.ndim != 2 or A_prev.shape[1] != self.n_in:
             raise ValueError(
                 f"Dense({self.n_in} -> {self.n_out}) got input of shape {tuple(A_prev.shape)}; "
@@ -163,10 +168,13 @@ class Dense(Layer):
             Z_rows = np.matmul(A_prev, W, out=Z)  # Z = A_prev @ W + b
         else:
             Z_rows = np.matmul(A_prev[rows], W, out=Z[rows])
-        if relu:
-            _accel.kernels.bias_relu(Z_rows, b)  # A = max(Z + b, 0), written over Z
+        if relu:  # A = max(Z + b, 0), written over Z
+            finite = _accel.kernels.bias_relu(Z_rows, b, check_finite)
         else:
+            finite = not check_finite or all_finite(Z_rows)
             Z_rows += b
+        if check_finite and not finite:
+            raise NonFiniteProductError(f"{self!r}: the product has a NaN or an infinity")
 
         def backward(dZ: Array) -> Array | None:
             if relu:  # dZ arrives as the ReLU's dA: dZ = dA * (A > 0), and db = its column sums

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from matnet import _accel
+from matnet.backend import all_finite
 from matnet.checkpoint import (
     Checkpoint,
     TrainState,
@@ -96,24 +97,12 @@ def check_finite_rows(X: np.ndarray, first_row: int = 0) -> None:
 
     ``X`` is a contiguous float array, rows ``first_row, first_row + 1, ...`` of the caller's data.
     """
-    if not _all_finite(X):
+    if not all_finite(X):
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(
             f"X contains NaN or infinity (first at row {first_row + bad[0]}, column {bad[1]}); "
             "remove or impute those values"
         )
-
-
-def _all_finite(X: np.ndarray) -> bool:
-    """True when every entry of the contiguous float array ``X`` is finite, without a temporary of
-    X's size: a sum of squares is finite exactly when every entry is, unless it overflows, which the
-    exact check (in blocks of rows) then settles. One BLAS pass, twice as fast as ``np.isfinite``."""
-    flat = X.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.dot(flat, flat)):
-            return True
-    rows = max(1, 2**20 // max(1, X.shape[1]))
-    return all(np.isfinite(X[i : i + rows]).all() for i in range(0, X.shape[0], rows))
 
 
 def check_targets(loss: Loss, y: Any, n_samples: int, n_outputs: int, dtype: Any) -> np.ndarray:

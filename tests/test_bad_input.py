@@ -303,7 +303,9 @@ def test_predict_names_a_bad_entry_in_a_later_chunk(method, value):
 @pytest.mark.parametrize("widths", [(12, 5, 3), (3, 8, 3)], ids=["check-on-Z1", "check-on-X"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_inference_finds_every_bad_entry_even_under_zero_weights(widths, value, dtype):
+def test_inference_finds_every_bad_entry_even_under_zero_weights(
+    widths, value, dtype, compute_path
+):
     """predict checks the first product instead of X when it is narrower: a NaN or infinity still
     shows there, in every row that has one, even where the feature's weights are all zero (0 * inf is
     NaN). Bad entries in the first and the last row of a chunk, in several chunks."""

@@ -50,6 +50,21 @@ def test_bias_relu_is_numpys_bit_for_bit(dtype, shape, rng):
 
 @needs_kernels
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_relu_reports_a_nan_or_infinity_only_when_asked(dtype, rng):
+    Z, b = rng.standard_normal((9, 5)).astype(dtype), rng.standard_normal((1, 5)).astype(dtype)
+    assert kernels.bias_relu(Z.copy(), b) is None
+    assert kernels.bias_relu(Z.copy(), b, True) is True
+    for value in (np.nan, np.inf, -np.inf):
+        for where in ("Z", "b"):
+            Z2, b2 = Z.copy(), b.copy()
+            (Z2 if where == "Z" else b2)[0, 3] = value
+            expected = np.maximum(Z2 + b2, 0)
+            assert kernels.bias_relu(Z2, b2, True) is False  # also for -inf, which ReLU maps to 0
+            np.testing.assert_array_equal(Z2, expected)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_relu_backward_sum_is_numpys(dtype, shape, rng):
     dA = with_specials(rng, shape, dtype)

@@ -102,3 +102,27 @@ def test_a_custom_layer_without_rows_is_never_called_with_rows():
         np.maximum(2 * F.linear_forward(X, dense0.W, dense0.b), 0), dense1.W, dense1.b
     )
     np.testing.assert_allclose(model.forward(X)[0], expected, rtol=1e-12)
+
+
+def test_a_dense_subclass_with_the_old_forward_still_works_on_many_rows():
+    """A subclass that overrides forward without rows/relu/check_finite keeps the one-pass path."""
+
+    class Scaled(Dense):
+        def forward(self, A_prev, training=False, rng=None):
+            Z, backward = super().forward(A_prev, training, rng)
+            return Z, backward
+
+    n = 2 * ROW_BLOCK + 3
+    X = np.random.default_rng(6).standard_normal((n, 4))
+    model = matnet.Sequential(
+        [Scaled(4, 3), Activation("relu"), Dense(3, 2)], dtype="float64", loss="cross_entropy"
+    )
+    dense0, dense1 = model.dense_layers
+    expected = F.linear_forward(
+        np.maximum(F.linear_forward(X, dense0.W, dense0.b), 0), dense1.W, dense1.b
+    )
+    np.testing.assert_allclose(model.forward(X)[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(X), F.softmax(expected), rtol=1e-10)
+    X[5, 1] = np.nan
+    with pytest.raises(ValueError, match="row 5, column 1"):
+        model.predict(X)
