@@ -12,9 +12,15 @@ setup(
             "matnet._kernels",
             ["matnet/_kernels.c"],
             optional=True,
-            # -fno-trapping-math lets GCC vectorize the ReLU mask's comparison; results are IEEE
-            # either way (it only assumes nobody traps on floating-point exceptions).
-            extra_compile_args=["-O3", "-fno-trapping-math"],
+            # -fno-trapping-math and -fno-math-errno let GCC vectorize the ReLU mask's comparison
+            # and sqrt (nobody traps on floating-point exceptions or reads errno here);
+            # -ffp-contract=off keeps every product and sum rounded apart, as in NumPy.
+            extra_compile_args=[
+                "-O3",
+                "-fno-trapping-math",
+                "-fno-math-errno",
+                "-ffp-contract=off",
+            ],
         )
     ]
 )

@@ -6,6 +6,7 @@
  *   bias_relu(Z, b, check=False)     Z = max(Z + b, 0), in place; with check, whether every Z + b
  *                                    was finite
  *   relu_backward_sum(dA, A, db)     dA = dA * (A > 0), in place; db = its column sums
+ *   adam_step(p, g, m, v, b1, b2, step, eps)   Adam's update of p, m and v, in place
  *
  * Written to give NumPy's results: ReLU keeps NaN as np.maximum does, and the backward multiplies by
  * the 0/1 mask (so 0 * inf is NaN, as in NumPy) instead of selecting. Only db's summation order
@@ -13,6 +14,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -194,6 +196,55 @@ static PyObject *relu_backward_sum(PyObject *self, PyObject *const *args, Py_ssi
     Py_RETURN_NONE;
 }
 
+/* The operations and roundings of matnet.optim.Adam's NumPy passes, in one pass (with
+ * -ffp-contract=off, no product is fused into a sum, so the results are the same bits). */
+#define ADAM(T, SQRT)                                                         \
+    T *restrict p = P, *restrict m = M, *restrict v = V;                      \
+    const T *restrict g = G;                                                  \
+    const T b1 = (T)beta1, c1 = (T)(1.0 - beta1), b2 = (T)beta2;              \
+    const T c2 = (T)(1.0 - beta2), e = (T)eps;                                \
+    for (Py_ssize_t i = 0; i < n; i++) {                                      \
+        T mi = m[i] * b1 + g[i] * c1;                                         \
+        T vi = v[i] * b2 + (g[i] * g[i]) * c2;                                \
+        m[i] = mi;                                                            \
+        v[i] = vi;                                                            \
+        p[i] -= (T)((double)(mi / (SQRT(vi) + e)) * step); /* NumPy: float64 step */ \
+    }
+
+static PyObject *adam_step(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "adam_step(p, g, m, v, b1, b2, step, eps) takes 8 arguments");
+        return NULL;
+    }
+    double beta1 = PyFloat_AsDouble(args[4]), beta2 = PyFloat_AsDouble(args[5]);
+    double step = PyFloat_AsDouble(args[6]), eps = PyFloat_AsDouble(args[7]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer v4[4];
+    const char *names[4] = {"p", "g", "m", "v"};
+    for (int i = 0; i < 4; i++) {
+        if (get_buffer(args[i], &v4[i], i != 1, 1, names[i]) < 0) {
+            release(v4, i);
+            return NULL;
+        }
+    }
+    char kind = float_kind(&v4[0]);
+    Py_ssize_t n = v4[0].shape[0];
+    int ok = kind != 0;
+    for (int i = 1; i < 4; i++) ok = ok && float_kind(&v4[i]) == kind && v4[i].shape[0] == n;
+    if (!ok) {
+        release(v4, 4);
+        PyErr_SetString(PyExc_ValueError, "adam_step needs four float32/64 vectors alike");
+        return NULL;
+    }
+    void *P = v4[0].buf, *M = v4[2].buf, *V = v4[3].buf;
+    const void *G = v4[1].buf;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f') { ADAM(float, sqrtf) } else { ADAM(double, sqrt) }
+    Py_END_ALLOW_THREADS
+    release(v4, 4);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"gather_rows", (PyCFunction)(void (*)(void))gather_rows, METH_FASTCALL,
      "gather_rows(X, idx, out): out[i] = X[idx[i]] (indices clipped, as np.take's mode='clip')."},
@@ -202,6 +253,9 @@ static PyMethodDef methods[] = {
      "every Z + b was finite."},
     {"relu_backward_sum", (PyCFunction)(void (*)(void))relu_backward_sum, METH_FASTCALL,
      "relu_backward_sum(dA, A, db): dA = dA * (A > 0) in place; db = dA.sum(axis=0)."},
+    {"adam_step", (PyCFunction)(void (*)(void))adam_step, METH_FASTCALL,
+     "adam_step(p, g, m, v, b1, b2, step, eps): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g g, "
+     "p -= step m / (sqrt(v) + eps), in place."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from matnet import _accel
 from matnet._blas import axpy
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get_optimizer", "OPTIMIZER_NAMES"]
@@ -208,6 +209,9 @@ class Adam(Optimizer):
         b1, b2, tmp = self.beta_1, self.beta_2, self._scratch
         self.t += 1
         step_size = self.learning_rate * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        if _accel.usable(params, grads, self.m, self.v):  # the passes below in one (same bits)
+            _accel.kernels.adam_step(params, grads, self.m, self.v, b1, b2, step_size, self.epsilon)
+            return
         self.m *= b1
         np.multiply(grads, 1 - b1, out=tmp)
         self.m += tmp

@@ -101,6 +101,29 @@ def test_gather_rows_is_np_take_with_clip(dtype, rng):
 
 
 @needs_kernels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_adam_step_is_the_numpy_passes_bit_for_bit(dtype, optimizer, monkeypatch):
+    """Five steps, one gradient with an inf and one with a NaN: parameters and both moments equal."""
+    rng = np.random.default_rng(2)
+    p0 = rng.standard_normal(1001).astype(dtype)
+    grads = [rng.standard_normal(1001).astype(dtype) for _ in range(5)]
+    grads[2][7], grads[3][11] = np.inf, np.nan
+    results = {}
+    for path in ("kernels", "numpy"):
+        monkeypatch.setattr(_accel, "kernels", kernels if path == "kernels" else None)
+        opt = matnet.Adam(0.01) if optimizer == "adam" else matnet.AdamW(0.01, weight_decay=0.1)
+        p = p0.copy()
+        opt.prepare(p, 500)
+        with np.errstate(invalid="ignore"):
+            for g in grads:
+                opt.step(p, g.copy())
+        results[path] = (p, opt.m, opt.v)
+    for a, b in zip(results["kernels"], results["numpy"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_kernels
 def test_kernels_refuse_what_they_cannot_do():
     Z = np.zeros((4, 3), np.float32)
     bad = [
@@ -116,6 +139,9 @@ def test_kernels_refuse_what_they_cannot_do():
         (kernels.gather_rows, (Z[:0], np.array([0]), np.zeros((1, 3), np.float32))),
         (kernels.gather_rows, (Z, np.array([0]), np.zeros((1, 3), np.float64))),
         (kernels.bias_relu, (Z,)),
+        (kernels.adam_step, (Z[0], Z[0], Z[0], Z[0].astype(np.float64), 0.9, 0.99, 0.1, 1e-8)),
+        (kernels.adam_step, (Z[0], Z[0], Z[0], Z[0, :2], 0.9, 0.99, 0.1, 1e-8)),
+        (kernels.adam_step, (Z[0], Z[0], Z[0], Z[0], 0.9, 0.99, "0.1", 1e-8)),
     ]
     for func, args in bad:
         before = [np.array(a, copy=True) for a in args]
