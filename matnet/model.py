@@ -270,8 +270,12 @@ class Sequential:
         )
         (first, fuse_first), rest = plan[0], plan[1:]
         for rows in blocks:
-            if fuse_first or check_first or rows is not None:
-                A, backward = first.forward(X, training, rng, rows, fuse_first, check_first)
+            if fuse_first or check_first:
+                A, backward = first.forward(
+                    X, training, rng, rows, relu=fuse_first, check_finite=check_first
+                )
+            elif rows is not None:
+                A, backward = first.forward(X, training, rng, rows)
             else:
                 A, backward = first.forward(X, training, rng)
             backwards = [backward]
