@@ -25,7 +25,7 @@
 #define PREFETCH(p) ((void)(p))
 #endif
 
-/* Acquire a C-contiguous buffer of `ndim` dimensions; `format` NULL accepts any item type. */
+/* Acquire a C-contiguous buffer of `ndim` dimensions (any item type; callers check it). */
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *name) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0) {
@@ -69,12 +69,12 @@ static PyObject *gather_rows(PyObject *self, PyObject *const *args, Py_ssize_t n
     int idx_ok = v[1].itemsize == 8 && (fmt[0] == 'q' || fmt[0] == 'l') && fmt[1] == '\0';
     Py_ssize_t n = v[0].shape[0], m = v[1].shape[0];
     Py_ssize_t row_bytes = v[0].shape[1] * v[0].itemsize;
-    if (!idx_ok || v[2].itemsize != v[0].itemsize || v[2].shape[1] != v[0].shape[1] ||
-        v[2].shape[0] != m || n == 0) {
+    if (!idx_ok || v[2].itemsize != v[0].itemsize || strcmp(v[2].format, v[0].format) != 0 ||
+        v[2].shape[1] != v[0].shape[1] || v[2].shape[0] != m || n == 0) {
         release(v, 3);
         PyErr_SetString(PyExc_ValueError,
                         "gather_rows needs int64 idx, out of shape (len(idx), X.shape[1]) and "
-                        "X's item size, and a non-empty X");
+                        "X's dtype, and a non-empty X");
         return NULL;
     }
     const char *X = v[0].buf;

@@ -138,6 +138,7 @@ def test_kernels_refuse_what_they_cannot_do():
         (kernels.gather_rows, (Z, np.array([0, 1]), np.zeros((3, 3), np.float32))),
         (kernels.gather_rows, (Z[:0], np.array([0]), np.zeros((1, 3), np.float32))),
         (kernels.gather_rows, (Z, np.array([0]), np.zeros((1, 3), np.float64))),
+        (kernels.gather_rows, (Z, np.array([0]), np.zeros((1, 3), np.int32))),  # same item size
         (kernels.bias_relu, (Z,)),
         (kernels.adam_step, (Z[0], Z[0], Z[0], Z[0].astype(np.float64), 0.9, 0.99, 0.1, 1e-8)),
         (kernels.adam_step, (Z[0], Z[0], Z[0], Z[0, :2], 0.9, 0.99, 0.1, 1e-8)),
