@@ -9,6 +9,7 @@ few vectors of the same length, saved and restored by :meth:`Optimizer.state_dic
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,16 @@ class Optimizer(ABC):
         return {"learning_rate": self.learning_rate}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s values; the arrays arrive as host copies (see
+        :meth:`to_device` for a model on a GPU)."""
         self.learning_rate = float(state["learning_rate"])
+
+    def to_device(self, asarray: Callable[[Array], Array]) -> None:
+        """Move the state arrays (moments, velocity) with ``asarray``, e.g. a GPU backend's, so
+        they live where the parameters they update live."""
+        for key, value in self.state_dict().items():
+            if isinstance(value, np.ndarray):
+                setattr(self, key, asarray(value))
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "learning_rate": self.learning_rate, "l2": self.l2}

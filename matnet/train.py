@@ -439,6 +439,8 @@ def _restore(
     try:
         sched.load_state_dict(ckpt.schedule_state)
         opt.load_state_dict(ckpt.optimizer_state)
+        if not model.backend.is_host:  # the moments go where the parameters are
+            opt.to_device(model.backend.asarray)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(
             f"{source}: the optimizer or schedule state is invalid ({exc})"

@@ -235,3 +235,30 @@ def test_gpu_gradients_cross_to_the_host_for_the_allreduce(fake_cupy):
     for params in simulate(2, rank_main):
         assert type(params) is DeviceArray
         np.testing.assert_allclose(to_host(params), cpu.flat_params, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_gpu_resume_puts_the_optimizer_state_back_on_the_device(fake_cupy, tmp_path, optimizer):
+    """A checkpoint's moments are host arrays; resuming a GPU model moves them to the device, and the
+    resumed run equals an uninterrupted one."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(48, 5))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+
+    def make_opt():
+        return matnet.Adam(0.01) if optimizer == "adam" else matnet.SGD(0.05, momentum=0.9)
+
+    def make_gpu():
+        return matnet.MLP([5, 7, 3], loss="cross_entropy", dtype="float64", seed=3, backend="cupy")
+
+    options = dict(batch_size=16, verbose=0, seed=0)
+    whole = make_gpu()
+    matnet.fit(whole, X, y, epochs=4, optimizer=make_opt(), **options)
+    path = tmp_path / "run.ckpt"
+    first = make_gpu()
+    matnet.fit(first, X, y, epochs=2, optimizer=make_opt(), checkpoint=path, **options)
+    resumed, opt = make_gpu(), make_opt()
+    matnet.fit(resumed, X, y, epochs=4, optimizer=opt, checkpoint=path, resume=True, **options)
+    state = {k: v for k, v in opt.state_dict().items() if hasattr(v, "shape")}
+    assert state and all(type(v) is DeviceArray for v in state.values()), state.keys()
+    np.testing.assert_array_equal(to_host(resumed.flat_params), to_host(whole.flat_params))
