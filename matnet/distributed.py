@@ -14,7 +14,10 @@ loop with a :class:`Communicator` (``fit(..., comm=...)``):
    training would compute for that batch, and applies the same optimizer step to the same weights.
    L2 and weight decay are added by the optimizer after the reduction, so once;
 4. the loss, the NaN checks, validation metrics and early stopping all see reduced (hence equal)
-   values, so every rank stops at the same step; only rank 0 should write files or print.
+   values, so every rank stops at the same step; a callback's request to stop or a Ctrl-C on any
+   rank rides in the next step's Allreduce (or one small Allreduce at the epoch's end), so all ranks
+   stop after the same step too, never one waiting for the others; only rank 0 should write files
+   or print.
 
 In float64 the result matches single-process training to rounding (the tests hold it to 1e-12).
 Dropout masks are drawn per rank from independent streams, so with dropout the runs agree in
@@ -170,7 +173,9 @@ class Communicator(ABC):
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
         return idx[lo:hi] if hi > lo else idx[:1]
 
-    def allreduce_mean(self, grads: Array, value: float, n_global: int) -> float:
+    def allreduce_mean(
+        self, grads: Array, value: float, n_global: int, votes: tuple[bool, ...] = ()
+    ) -> tuple[float, tuple[bool, ...]]:
         """Turn this rank's mean gradient and loss into the global batch's, with one Allreduce.
 
         Parameters
@@ -182,32 +187,46 @@ class Communicator(ABC):
             This rank's mean loss over its rows.
         n_global : int
             Rows in the global batch.
+        votes : tuple of bool
+            This rank's yes/no flags (requests to stop), carried in the same Allreduce.
 
         Returns
         -------
-        float
+        value : float
             The global batch's mean loss.
+        votes : tuple of bool
+            For each flag, whether any rank said yes.
         """
         if self.size == 1:
-            return value  # a group of one: the local batch is the global batch
-        m = self.local_rows(n_global)
-        buffer = self._buffer(grads)
+            return value, tuple(bool(v) for v in votes)  # a group of one: nothing to reduce
+        m, k = self.local_rows(n_global), len(votes)
+        buffer = self._buffer(grads, 1 + k)
+        n = grads.shape[0]
         if isinstance(grads, np.ndarray):
-            np.multiply(grads, m, out=buffer[:-1])  # gradient of this rank's summed loss
+            np.multiply(grads, m, out=buffer[:n])  # gradient of this rank's summed loss
         else:  # a GPU gradient crosses to the host for MPI
-            buffer[:-1] = to_host(grads)
-            buffer[:-1] *= m
-        buffer[-1] = value * m if m else 0.0
+            buffer[:n] = to_host(grads)
+            buffer[:n] *= m
+        buffer[n] = value * m if m else 0.0
+        buffer[n + 1 :] = votes
         self.allreduce_sum(buffer)
         if isinstance(grads, np.ndarray):
-            np.divide(buffer[:-1], n_global, out=grads)
+            np.divide(buffer[:n], n_global, out=grads)
         else:
-            grads[...] = array_namespace(grads).asarray(buffer[:-1] / n_global)
-        return float(buffer[-1]) / n_global
+            grads[...] = array_namespace(grads).asarray(buffer[:n] / n_global)
+        return float(buffer[n]) / n_global, tuple(bool(v > 0) for v in buffer[n + 1 :])
 
-    def _buffer(self, grads: Array) -> np.ndarray:
+    def any_of(self, *flags: bool) -> tuple[bool, ...]:
+        """For each flag, whether any rank's is True (one small Allreduce)."""
+        if self.size == 1:
+            return tuple(bool(f) for f in flags)
+        buffer = np.array(flags, dtype=np.float64)
+        self.allreduce_sum(buffer)
+        return tuple(bool(v > 0) for v in buffer)
+
+    def _buffer(self, grads: Array, extra: int) -> np.ndarray:
         buffer = getattr(self, "_reduce_buffer", None)
-        n = grads.shape[0] + 1
+        n = grads.shape[0] + extra
         if buffer is None or buffer.shape[0] != n or buffer.dtype != grads.dtype:
             buffer = self._reduce_buffer = np.empty(n, dtype=np.dtype(grads.dtype.name))
         return buffer

@@ -682,6 +682,9 @@ def fit(
     resumed_from = (state.epoch, state.batch) if ckpt is not None else None
     diverged: str | None = None  # what went wrong, when the loss or parameters stop being finite
     diverged_step = 0
+    # A callback's request to stop, and Ctrl-C: acted on after the current step by one process; in
+    # distributed training, after the step at which every rank has heard of it (see votes below).
+    asked_to_stop = interrupted = False
     unsaved = False  # the state has moved on since the last checkpoint
     # Overflow and NaN warnings are silenced: the checks below turn them into one clear error.
     with (
@@ -714,8 +717,13 @@ def fit(
                 Z, backward = model.forward(xb, training=True, rng=drop_rng)
                 value, dZ = loss_fn(Z, yb, wb)
                 backward(dZ)  # fills grads; the parameters change only at opt.step below
-                if comm is not None:  # one Allreduce, so every rank checks the same loss
-                    value, m = comm.allreduce_mean(grads, value, m_global), m_global
+                if comm is not None:
+                    # One Allreduce, so every rank checks the same loss; it also carries each
+                    # rank's requests to stop (from earlier steps), so all ranks stop together.
+                    value, votes = comm.allreduce_mean(
+                        grads, value, m_global, votes=(asked_to_stop, interrupt.requested)
+                    )
+                    m = m_global
                 if not math.isfinite(value):
                     diverged = f"the loss of batch {state.batch + 1} of {n_batches} is {value}"
                     diverged_step = state.step + 1
@@ -735,11 +743,20 @@ def fit(
                 if cbs:
                     logs = {"loss": value, "batch_size": m, "epoch": epoch}
                     if any(cb.on_batch_end(state.step, logs) for cb in cbs):
+                        asked_to_stop = True
+                if comm is None:
+                    if asked_to_stop:
                         stop = True
                         break
-                if interrupt.requested:
+                    if interrupt.requested:
+                        interrupted = True
+                        break
+                elif any(votes):  # a rank asked at an earlier step: every rank stops after this one
+                    stop, interrupted = votes
                     break
-            if diverged or interrupt.requested:
+            if comm is None:
+                interrupted = interrupt.requested
+            if diverged or interrupted:
                 break
 
             record: dict[str, Any] = {"epoch": epoch, "loss": state.loss_sum / n}
@@ -773,7 +790,13 @@ def fit(
             else:
                 state.bad_epochs += 1
             if any(cb.on_epoch_end(epoch, record) for cb in cbs):
-                stop = True
+                asked_to_stop = True
+            if comm is None:
+                interrupted = interrupt.requested
+            else:  # one small Allreduce per epoch: the ranks' requests since the last step's
+                asked_to_stop, interrupted = comm.any_of(asked_to_stop, interrupt.requested)
+            stop = stop or asked_to_stop
+            asked_to_stop = False
             if early_stopping and state.bad_epochs > patience:
                 state.stopped_early = True
                 stop = True
@@ -783,7 +806,9 @@ def fit(
             if checkpoint is not None and every_steps is None:
                 save_checkpoint()
                 unsaved = False
-            if interrupt.requested:
+            if comm is None:
+                interrupted = interrupt.requested
+            if interrupted:
                 break
         if checkpoint is not None and unsaved and not diverged:
             save_checkpoint()  # the final state, or where Ctrl-C stopped
@@ -791,7 +816,7 @@ def fit(
     history = History(state.records)
     history.best_epoch = state.best_epoch
     history.stopped_early = state.stopped_early
-    history.interrupted = interrupt.requested and not diverged
+    history.interrupted = interrupted and not diverged
     history.resumed_from = resumed_from
     restored = None
     if early_stopping and state.best_params is not None:
@@ -813,7 +838,7 @@ def fit(
             raise error
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         history.diverged = True
-    if history.interrupted:
+    if history.interrupted and (comm is None or comm.is_root):
         kept = restored or "the current weights"
         saved = f"; checkpoint written to {checkpoint}" if checkpoint is not None else ""
         print(

@@ -201,6 +201,8 @@ def test_dropout_streams_differ_per_rank_but_weights_stay_identical():
 
 
 def test_one_allreduce_per_step():
+    """The gradient, the loss and two stop votes in one Allreduce per step; the votes since the
+    epoch's last step in one small Allreduce per epoch."""
     X, y = make_data()
     calls = []
 
@@ -218,7 +220,8 @@ def test_one_allreduce_per_step():
 
     n_params = simulate(2, rank_main)[0]
     steps = 3 * 4  # 97 rows in global batches of 32
-    assert sorted(calls) == sorted([(r, n_params + 1) for r in range(2)] * steps)
+    expected = [(r, n_params + 3) for r in range(2)] * steps + [(r, 2) for r in range(2)] * 3
+    assert sorted(calls) == sorted(expected)
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 7, 32, 33])
@@ -389,3 +392,97 @@ def test_only_rank0_writes_the_checkpoint_and_a_distributed_run_resumes(tmp_path
     )
     for params in simulate(2, resumed):
         np.testing.assert_allclose(params, single.flat_params, rtol=1e-12, atol=1e-12)
+
+
+# --- stopping together: a request on one rank stops every rank after the same step -------------
+
+
+class _Recorder(matnet.Callback):
+    """Records the steps and epochs a rank ran; asks to stop where ``stop_at`` says."""
+
+    def __init__(self, rank, stop_at=None, stop_after_epoch=None):
+        self.rank, self.stop_at, self.stop_after_epoch = rank, stop_at, stop_after_epoch
+        self.steps, self.epochs = [], []
+
+    def on_batch_end(self, step, logs):
+        self.steps.append(step)
+        return self.stop_at is not None and self.stop_at == (self.rank, step)
+
+    def on_epoch_end(self, epoch, logs):
+        self.epochs.append(epoch)
+        return self.stop_after_epoch is not None and self.stop_after_epoch == (self.rank, epoch)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+@pytest.mark.parametrize(("ask_at", "last_step"), [(3, 4), (7, 7)])
+def test_a_callback_stop_on_one_rank_stops_every_rank_together(size, ask_at, last_step):
+    """Asked at step 3: heard in step 4's Allreduce, every rank stops after step 4. Asked at step 7,
+    the epoch's last (97 rows in batches of 16): heard in the epoch's end-of-epoch vote."""
+    X, y = make_data()
+
+    def rank_main(comm):
+        model = make_model()
+        recorder = _Recorder(comm.rank, stop_at=(size - 1, ask_at))  # the last rank asks
+        history = matnet.fit(
+            model, X, y, epochs=3, batch_size=16, verbose=0, comm=comm, callbacks=[recorder]
+        )
+        return recorder.steps, recorder.epochs, len(history), model.flat_params
+
+    results = simulate(size, rank_main, timeout=60)  # a rank left waiting would time out
+    for steps, epochs, n_epochs, params in results:
+        assert steps == list(range(1, last_step + 1))
+        assert epochs == [1] and n_epochs == 1
+        np.testing.assert_array_equal(params, results[0][3])
+
+
+def test_an_epoch_end_stop_on_one_rank_stops_every_rank():
+    X, y = make_data()
+
+    def rank_main(comm):
+        recorder = _Recorder(comm.rank, stop_after_epoch=(1, 1))
+        history = matnet.fit(
+            make_model(), X, y, epochs=4, batch_size=32, verbose=0, comm=comm, callbacks=[recorder]
+        )
+        return recorder.epochs, len(history)
+
+    assert simulate(2, rank_main, timeout=60) == [([1], 1), ([1], 1)]
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(monkeypatch, capsys):
+    """SIGINT reaches the ranks of an mpiexec job at different moments; each rank's flag travels in
+    the next Allreduce, so no rank is left waiting in one the others never join."""
+    import threading
+
+    import matnet.train
+
+    flags = {}
+
+    class Flag:  # the real one installs a SIGINT handler, which only the main thread may do
+        def __init__(self):
+            self.requested = False
+            flags[threading.get_ident()] = self
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    class CtrlC(_Recorder):
+        def on_batch_end(self, step, logs):
+            if self.rank == 0 and step == 4:
+                flags[threading.get_ident()].requested = True  # Ctrl-C on rank 0 during step 4
+            return super().on_batch_end(step, logs)
+
+    monkeypatch.setattr(matnet.train, "_InterruptFlag", Flag)
+    X, y = make_data()
+
+    def rank_main(comm):
+        recorder = CtrlC(comm.rank)
+        history = matnet.fit(
+            make_model(), X, y, epochs=3, batch_size=16, verbose=0, comm=comm, callbacks=[recorder]
+        )
+        return recorder.steps, history.interrupted, len(history)
+
+    assert simulate(2, rank_main, timeout=60) == [([1, 2, 3, 4, 5], True, 0)] * 2
+    assert capsys.readouterr().err.count("interrupted at epoch 1, step 5") == 1  # rank 0 only
