@@ -174,12 +174,22 @@ def load_average() -> str:
         return "unknown"
 
 
+def _kernels_built() -> bool:
+    from matnet import _accel
+
+    return _accel.kernels is not None
+
+
 def driver(args: argparse.Namespace) -> None:
     import numpy as np
 
     import matnet
 
     command = "python benchmarks/bench_distributed.py " + " ".join(sys.argv[1:])
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    if coretype is None and "OPENBLAS_L2_SIZE" not in os.environ:
+        # as bench_train.py: NumPy's OpenBLAS on its native kernel (see benchmarks/README.md)
+        command = f"env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {command}"
     load_before = load_average()
     started = time.time()
     rows = []
@@ -284,7 +294,8 @@ Workload: {"-".join(map(str, SIZES))} ReLU MLP, softmax cross-entropy, plain SGD
 {args.samples:,} synthetic float32 samples (`numpy.random.default_rng(0)`), one warm-up epoch, then
 {args.epochs} timed epoch(s) per run; training samples per second from rank 0's median epoch time.
 Each rank runs one BLAS thread (`threadpoolctl.threadpool_limits(1)`, and `OPENBLAS_NUM_THREADS=1`):
-BLAS reported {rows[-1][5]}. The batch size is the *global* batch: at 2 ranks each rank computes half
+BLAS reported {rows[-1][5]}; OPENBLAS_CORETYPE {coretype or "unset"}; matnet's C kernels
+{"built" if _kernels_built() else "not built"}. The batch size is the *global* batch: at 2 ranks each rank computes half
 of it and one Allreduce per step sums the gradients. "plain fit" is `matnet.fit` without a
 communicator in a single process. Medians of {args.rounds} interleaved rounds (plain, 1 rank, 2 ranks);
 ratios are medians of per-round ratios.
