@@ -31,3 +31,21 @@ def usable(*arrays: Any) -> bool:
     return dtype in (np.float32, np.float64) and all(
         type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays
     )
+
+
+def take_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``np.take(X, idx, axis=0, out=out[:len(idx)], mode="clip")``: the batch gather of every
+    training loop, through the prefetching kernel when it can take these arrays."""
+    out = out[: idx.shape[0]]
+    if (
+        kernels is not None
+        and type(X) is np.ndarray
+        and X.ndim == 2
+        and X.shape[0]
+        and X.flags.c_contiguous
+        and X.dtype == out.dtype
+        and idx.dtype == np.int64
+    ):
+        kernels.gather_rows(X, idx, out)
+        return out
+    return np.take(X, idx, axis=0, out=out, mode="clip")

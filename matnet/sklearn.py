@@ -65,6 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"matnet.sklearn needs scikit-learn >= 1.6 and SciPy: pip install 'matnet[sklearn]' ({exc})"
     ) from exc
 
+from matnet import _accel
 from matnet import functional as F
 from matnet.errors import ModelFileError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
@@ -442,7 +443,7 @@ class _BaseMLP(BaseEstimator):
             return part.toarray().astype(out.dtype, copy=False)
         if idx is None:
             return X[start:stop]
-        return np.take(X, idx, axis=0, out=out[: idx.shape[0]], mode="clip")
+        return _accel.take_rows(X, idx, out)
 
     # --- the network ---------------------------------------------------------------------------
 

@@ -667,7 +667,6 @@ def fit(
     if state.batch:
         last_good_at = f"the checkpoint (epoch {state.epoch}, batch {state.batch})"
 
-    gather = None if _accel.kernels is None else _accel.kernels.gather_rows
     # Reused batch buffers: np.take(..., out=, mode="clip") gathers rows without allocating.
     m_max = min(batch_size, n)
     X_buf = np.empty((m_max, X.shape[1]), dtype=X.dtype)
@@ -707,11 +706,7 @@ def fit(
                 if comm is not None:  # this rank's share of the global batch
                     m_global, idx = idx.shape[0], comm.shard(idx)
                 m = idx.shape[0]
-                if gather is not None and idx.dtype == np.int64:
-                    xb = X_buf[:m]
-                    gather(X, idx, xb)  # np.take's result, rows prefetched (matnet._accel)
-                else:
-                    xb = np.take(X, idx, axis=0, out=X_buf[:m], mode="clip")
+                xb = _accel.take_rows(X, idx, X_buf)
                 yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
                 wb = None if W_buf is None else np.take(W_sample, idx, out=W_buf[:m], mode="clip")
                 Z, backward = model.forward(xb, training=True, rng=drop_rng)
