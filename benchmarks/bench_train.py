@@ -217,7 +217,7 @@ class Validation:
         self.X, self.y, self.model = X, y, model
 
     def run(self) -> None:
-        from matnet.train import check_features, check_targets
+        from matnet.validation import check_features, check_targets
 
         X = check_features(self.X, self.model.n_features, self.model.dtype)
         check_targets(self.model.loss, self.y, X.shape[0], self.model.n_outputs, self.model.dtype)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from matnet.errors import MatnetError
+from matnet.errors import OptionalDependencyError
 
 __all__ = [
     "array_namespace",
@@ -35,10 +35,6 @@ __all__ = [
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 BACKEND_NAMES = ("numpy", "cupy")
-
-
-class OptionalDependencyError(MatnetError, ImportError):
-    """An optional library that a feature needs is not installed; the message names the extra."""
 
 
 def import_optional(module: str, extra: str, feature: str) -> Any:

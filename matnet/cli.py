@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from matnet import datasets, distributed
-from matnet.errors import MatnetError, ModelFileError
+from matnet.errors import MatnetError, ModelFileError, UsageError
 from matnet.io import atomic_write, load, model_bytes
 from matnet.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
 from matnet.model import MLP, Sequential
@@ -33,10 +33,6 @@ EXIT_USAGE = 2
 MAX_CLASSES_FROM_NUMBERS = (
     20  # a whole-number target with at most this many values is a class label
 )
-
-
-class UsageError(MatnetError, ValueError):
-    """A command-line option that cannot be used."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from matnet.errors import MatnetError
+from matnet.errors import DataError
 
 __all__ = [
     "DATASETS",
@@ -37,10 +37,6 @@ DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 SPLITS = ("train", "test")
 TEST_FRACTION = 0.25
 _DATA_DIR = Path(__file__).resolve().parent / "data"
-
-
-class DataError(MatnetError, ValueError):
-    """A data file or dataset name that cannot be used: missing, malformed, or lacking a column."""
 
 
 @dataclass

@@ -94,7 +94,7 @@ class Communicator(ABC):
         With ``seed=None`` each rank would draw fresh entropy; broadcasting rank 0's state makes the
         permutations (and the validation split) agree.
         """
-        from matnet.model import as_generator
+        from matnet.validation import as_generator
 
         rng = as_generator(seed)
         state = self.broadcast_object(rng.bit_generator.state)

@@ -1,8 +1,18 @@
-"""matnet's own exception classes; each subclasses the built-in error a caller would expect."""
+"""matnet's own exception classes, all in one place; each subclasses the built-in error a caller
+would expect, so ``except ValueError`` still catches a bad argument."""
 
 from __future__ import annotations
 
-__all__ = ["MatnetError", "ModelFileError", "TrainingDivergedError", "NotFittedError"]
+__all__ = [
+    "MatnetError",
+    "ModelFileError",
+    "TrainingDivergedError",
+    "NotFittedError",
+    "DataError",
+    "UsageError",
+    "OptionalDependencyError",
+    "NonFiniteProductError",
+]
 
 
 class MatnetError(Exception):
@@ -19,3 +29,19 @@ class TrainingDivergedError(MatnetError, ValueError):
 
 class NotFittedError(MatnetError, ValueError, AttributeError):
     """A model that needs training (or a fixed output link) was used before it had one."""
+
+
+class DataError(MatnetError, ValueError):
+    """A data file or dataset name that cannot be used: missing, malformed, or lacking a column."""
+
+
+class UsageError(MatnetError, ValueError):
+    """A command-line option that cannot be used."""
+
+
+class OptionalDependencyError(MatnetError, ImportError):
+    """An optional library that a feature needs is not installed; the message names the extra."""
+
+
+class NonFiniteProductError(MatnetError, ArithmeticError):
+    """A checked Dense product (see :meth:`matnet.layers.Dense.forward`) has a NaN or an infinity."""

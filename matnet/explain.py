@@ -274,7 +274,7 @@ def _run(
 ) -> tuple[dict[str, np.ndarray], float | None]:
     """One training step's forward and backward through the model's own layers, every array copied
     as it is produced (layers reuse and overwrite their buffers). The model's gradients are restored."""
-    from matnet.train import check_features, check_targets
+    from matnet.validation import check_features, check_targets
 
     X = check_features(X, model.n_features, model.dtype)
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ import numpy as np
 
 from matnet.losses import Loss, get_loss
 from matnet.model import Sequential
-from matnet.train import check_features, check_targets
+from matnet.validation import check_features, check_targets
 
 __all__ = ["gradcheck", "numerical_gradient"]
 

@@ -18,6 +18,7 @@ from matnet import _accel
 from matnet.activations import Activation as ActivationFunction
 from matnet.activations import get_activation
 from matnet.backend import all_finite, array_namespace
+from matnet.errors import NonFiniteProductError
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "INITIALIZERS", "layer_from_config"]
 
@@ -25,10 +26,6 @@ Array = Any
 Backward = Callable[[Array], Array | None]
 
 INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
-
-
-class NonFiniteProductError(ArithmeticError):
-    """A checked Dense product (``forward(..., check_finite=True)``) has a NaN or an infinity."""
 
 
 class Layer:

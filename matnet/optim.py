@@ -16,22 +16,11 @@ import numpy as np
 
 from matnet import _accel
 from matnet._blas import axpy
+from matnet.validation import check_number
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get_optimizer", "OPTIMIZER_NAMES"]
 
 Array = Any
-
-
-def check_number(name: str, value: Any, low: float, high: float, *, low_open: bool) -> float:
-    """Return ``value`` as a float if it is a finite number in the range, else raise ValueError."""
-    ok_type = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
-        value, bool
-    )
-    in_range = ok_type and (value > low if low_open else value >= low) and value < high
-    if not (ok_type and np.isfinite(value) and in_range):
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name}={value!r} must be a number in {bracket}{low}, {high})")
-    return float(value)
 
 
 class Optimizer(ABC):

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from matnet import _accel
-from matnet.backend import all_finite
 from matnet.checkpoint import (
     Checkpoint,
     TrainState,
@@ -35,114 +34,25 @@ from matnet.checkpoint import (
 )
 from matnet.errors import ModelFileError, TrainingDivergedError
 from matnet.losses import Loss, SoftmaxCrossEntropy, get_loss
-from matnet.model import Sequential, as_generator
-from matnet.optim import Optimizer, check_number, get_optimizer
+from matnet.model import Sequential
+from matnet.optim import Optimizer, get_optimizer
 from matnet.schedules import Schedule, get_schedule
+from matnet.validation import (
+    as_generator,
+    check_features,
+    check_number,
+    check_positive_int,
+    check_sample_weight,
+    check_targets,
+    split_validation,
+)
 
-__all__ = ["fit", "History", "Callback", "check_features", "check_finite_rows", "check_targets"]
+__all__ = ["fit", "History", "Callback"]
 
 Array = Any
 
 
 # --- validation at the boundary --------------------------------------------------------------
-
-
-def check_features(
-    X: Any, n_features: int | None, dtype: Any, *, finite: bool = True
-) -> np.ndarray:
-    """Validate a feature matrix and return it as a C-contiguous array of ``dtype``.
-
-    Integer and boolean features are converted; read-only, non-contiguous and memory-mapped arrays are
-    accepted (copied only when the dtype or layout requires it). ``finite=False`` leaves the check
-    for NaN and infinity to the caller (:func:`check_finite_rows`, e.g. block by block).
-
-    Raises
-    ------
-    TypeError
-        For non-numeric (object, string) or complex data.
-    ValueError
-        For anything but a non-empty 2-D array, NaN or infinity, or a width other than ``n_features``.
-    """
-    try:
-        X = np.asarray(X)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"X could not be read as a 2-D numeric array: {exc}") from exc
-    if X.dtype.kind in "OUSV":
-        raise TypeError(
-            f"X has dtype {X.dtype}; matnet needs numeric features (encode strings or categories "
-            "as numbers first)"
-        )
-    if X.dtype.kind == "c":
-        raise TypeError(f"X has complex dtype {X.dtype}; matnet needs real-valued features")
-    if X.ndim != 2:
-        hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}{hint}")
-    if X.shape[0] == 0:
-        raise ValueError(f"X has 0 rows (shape {X.shape}); at least one sample is required")
-    if X.shape[1] == 0:
-        raise ValueError(f"X has 0 features (shape {X.shape})")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but the model expects {n_features} "
-            f"(the width of its first Dense layer)"
-        )
-    X = np.ascontiguousarray(X, dtype=dtype)
-    if finite:
-        check_finite_rows(X)
-    return X
-
-
-def check_finite_rows(X: np.ndarray, first_row: int = 0) -> None:
-    """Raise ValueError, naming the first bad entry, unless every entry of ``X`` is finite.
-
-    ``X`` is a contiguous float array, rows ``first_row, first_row + 1, ...`` of the caller's data.
-    """
-    if not all_finite(X):
-        bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(
-            f"X contains NaN or infinity (first at row {first_row + bad[0]}, column {bad[1]}); "
-            "remove or impute those values"
-        )
-
-
-def check_targets(loss: Loss, y: Any, n_samples: int, n_outputs: int, dtype: Any) -> np.ndarray:
-    """Validate targets against the loss, the sample count and the model's output width."""
-    try:
-        y = np.asarray(y)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"y could not be read as an array: {exc}") from exc
-    if y.ndim == 0 or y.shape[0] != n_samples:
-        raise ValueError(
-            f"y has {y.shape[0] if y.ndim else 0} labels for {n_samples} samples in X; "
-            "give one target per row"
-        )
-    if y.dtype.kind in "OUSVc":
-        raise ValueError(
-            f"y has dtype {y.dtype}; targets must be numbers (encode class labels as integers "
-            "0..k-1, or use matnet.sklearn for string labels)"
-        )
-    return loss.encode_targets(y, n_outputs, dtype)
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
-    return int(value)
-
-
-def _check_sample_weight(sample_weight: Any, n: int, dtype: Any) -> np.ndarray | None:
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.shape != (n,):
-        raise ValueError(
-            f"sample_weight has shape {w.shape}; expected ({n},), one weight per sample"
-        )
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("sample_weight must be finite and non-negative")
-    if not np.any(w > 0):
-        raise ValueError("sample_weight is zero everywhere, which leaves nothing to learn from")
-    return w.astype(dtype)
 
 
 # --- history and callbacks ---------------------------------------------------------------------
@@ -269,29 +179,6 @@ class _Progress:
 # --- splitting --------------------------------------------------------------------------------
 
 
-def _split_validation(
-    n: int, fraction: float, Y: np.ndarray, rng: np.random.Generator, stratify: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(train, validation)``; stratified by class for class-index targets."""
-    if stratify:
-        val_parts = []
-        for cls in np.unique(Y):
-            members = np.flatnonzero(Y == cls)
-            rng.shuffle(members)
-            val_parts.append(members[: int(round(fraction * members.size))])
-        val_idx = np.sort(np.concatenate(val_parts))
-    else:
-        val_idx = np.sort(rng.permutation(n)[: int(round(fraction * n))])
-    if val_idx.size == 0 or val_idx.size == n:
-        raise ValueError(
-            f"validation_fraction={fraction} of {n} samples leaves an empty training or validation "
-            "set; use more data or another fraction"
-        )
-    train_mask = np.ones(n, dtype=bool)
-    train_mask[val_idx] = False
-    return np.flatnonzero(train_mask), val_idx
-
-
 # --- interruption -----------------------------------------------------------------------------
 
 
@@ -331,7 +218,7 @@ class _InterruptFlag:
 def _check_checkpoint_options(checkpoint: Any, checkpoint_every: Any, resume: Any) -> Any:
     """Validate the checkpoint options; return the path to resume from (or None)."""
     if checkpoint_every != "epoch":
-        checkpoint_every = _check_positive_int("checkpoint_every", checkpoint_every)
+        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
@@ -578,8 +465,8 @@ def fit(
             "softmax cross-entropy needs one output per class, at least 2; this model has 1 "
             "output (use 2 outputs, or loss='binary_cross_entropy' for a single 0/1 output)"
         )
-    epochs = _check_positive_int("epochs", epochs)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
     if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
         raise ValueError(f"patience={patience!r} must be a non-negative integer")
     if not (
@@ -612,7 +499,7 @@ def fit(
     X = check_features(X, model.n_features, model.dtype)
     n = X.shape[0]
     Y = check_targets(loss_fn, y, n, model.n_outputs, model.dtype)
-    W_sample = _check_sample_weight(sample_weight, n, model.dtype)
+    W_sample = check_sample_weight(sample_weight, n, model.dtype)
     data = None
     if checkpoint is not None or ckpt is not None:
         data = {**data_fingerprint(X, Y), "batch_size": batch_size}
@@ -633,7 +520,7 @@ def fit(
             train_idx = np.setdiff1d(np.arange(n), val_idx, assume_unique=True)
         else:
             stratify = isinstance(loss_fn, SoftmaxCrossEntropy) and Y.ndim == 1
-            train_idx, val_idx = _split_validation(n, validation_fraction, Y, rng, stratify)
+            train_idx, val_idx = split_validation(n, validation_fraction, Y, rng, stratify)
         X_val, Y_val = X[val_idx], Y[val_idx]
         X, Y = X[train_idx], Y[train_idx]
         W_sample = None if W_sample is None else W_sample[train_idx]

@@ -10,8 +10,8 @@ import pytest
 
 import matnet
 from matnet import distributed
-from matnet.backend import OptionalDependencyError
 from matnet.distributed import Communicator, ThreadCommunicator, simulate
+from matnet.errors import OptionalDependencyError
 
 
 def make_data(n=97, n_features=6, n_classes=3, seed=0):

@@ -85,7 +85,7 @@ def test_peak_rss_of_an_epoch_is_data_plus_30_mib():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_finite_check_is_exact_and_needs_no_copy_of_the_data(dtype):
-    from matnet.train import check_features
+    from matnet.validation import check_features
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((3000, 50)).astype(dtype)
