@@ -46,11 +46,26 @@ class Layer:
         """``(name, shape, decayed)`` for each parameter; ``decayed`` marks weights for L2/decay."""
         return []
 
+    def state_specs(self) -> list[tuple[str, tuple[int, ...]]]:
+        """``(name, shape)`` for each piece of non-trainable state (running statistics, a scaler):
+        saved with the model, never touched by an optimizer or gradcheck."""
+        return []
+
     def bind(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         """Receive views into the model's flat parameter and gradient vectors."""
 
+    def bind_state(self, state: dict[str, Array]) -> None:
+        """Receive views into the model's flat state vector (see :meth:`state_specs`)."""
+
     def initialize(self, rng: np.random.Generator) -> None:
         """Draw initial parameter values into the bound views."""
+
+    def needs_adapt(self) -> bool:
+        """True while non-trainable state must still be fitted from data (see :meth:`adapt`)."""
+        return False
+
+    def adapt(self, A_prev: Array) -> None:
+        """Fit the non-trainable state from this layer's input over the training rows."""
 
     def output_width(self, n_in: int) -> int:
         """Width of the output for an input of width ``n_in``."""

@@ -148,6 +148,27 @@ class Sequential:
         self._bind_flat(
             np.zeros(self.n_params, dtype=self.dtype), np.zeros(self.n_params, dtype=self.dtype)
         )
+        self._state_specs = [
+            (f"{i}.{name}", i, name, shape)
+            for i, layer in enumerate(self.layers)
+            for name, shape in layer.state_specs()
+        ]
+        self.n_state = sum(int(np.prod(shape)) for *_, shape in self._state_specs)
+        self._bind_state(np.zeros(self.n_state, dtype=self.dtype))
+
+    def _bind_state(self, flat_state: Array) -> None:
+        """Make every piece of non-trainable state a view into ``flat_state``."""
+        self.flat_state = flat_state
+        #: Non-trainable state (``"0.mean"``, ...): saved and moved with the model, never trained.
+        self.state: dict[str, Array] = {}
+        per_layer: dict[int, dict] = {i: {} for i in range(len(self.layers))}
+        offset = 0
+        for key, i, name, shape in self._state_specs:
+            size = int(np.prod(shape))
+            self.state[key] = per_layer[i][name] = flat_state[offset : offset + size].reshape(shape)
+            offset += size
+        for i, layer in enumerate(self.layers):
+            layer.bind_state(per_layer[i])
 
     def _bind_flat(self, flat_params: Array, flat_grads: Array) -> None:
         """Make every parameter and gradient a view into these two flat vectors."""
@@ -188,6 +209,24 @@ class Sequential:
         self.initialize(rng)
         self.to(target)
 
+    def adapt(self, X: Array) -> None:
+        """Fit the non-trainable state of every layer that still needs it (a :class:`Standardize`
+        layer's mean and scale, say) from the training rows ``X``; :func:`matnet.fit` calls this
+        before the first step. Layers already fitted keep their state.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_features), the model's dtype, on the host
+        """
+        pending = [i for i, layer in enumerate(self.layers) if layer.needs_adapt()]
+        if not pending:
+            return
+        A = X
+        for i, layer in enumerate(self.layers[: pending[-1] + 1]):
+            if i in pending:
+                layer.adapt(to_host(A))
+            A, _ = layer.forward(A, False, None, None)
+
     def to(self, device: str | Backend) -> Sequential:
         """Move the parameters to ``device`` (``"cpu"``, ``"cuda:0"``, or a Backend); returns self.
 
@@ -202,6 +241,8 @@ class Sequential:
         host = to_host(self.flat_params)
         flat_params = target.asarray(host) if not target.is_host else host.copy()
         self._bind_flat(flat_params, target.xp.zeros_like(flat_params))
+        state = to_host(self.flat_state)
+        self._bind_state(target.asarray(state) if not target.is_host else state.copy())
         for layer in self.layers:
             layer._buffers = {}
         self.backend = target
@@ -410,6 +451,7 @@ class Sequential:
         """A copy of this model with parameters converted to ``dtype``."""
         model = Sequential.from_config(self.config(), dtype=dtype)
         model.flat_params[...] = to_host(self.flat_params)
+        model.flat_state[...] = to_host(self.flat_state)
         return model.to(self.backend)
 
     def copy(self) -> Sequential:
@@ -420,6 +462,7 @@ class Sequential:
         return {
             "config": self.config(),
             "flat_params": to_host(self.flat_params),
+            "flat_state": to_host(self.flat_state),
             "metadata": self.metadata,
         }
 
@@ -427,6 +470,7 @@ class Sequential:
         model = Sequential.from_config(state["config"])
         self.__dict__.update(model.__dict__)
         self.flat_params[...] = state["flat_params"]
+        self.flat_state[...] = state.get("flat_state", self.flat_state)
         self.metadata = state.get("metadata", {})
 
     # --- display ----------------------------------------------------------------------------
