@@ -16,19 +16,21 @@ Quick start::
 """
 
 from matnet import distributed, functional
-from matnet.activations import ACTIVATION_NAMES, get_activation
+from matnet.activations import ACTIVATION_NAMES, get_activation, register_activation
 from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
 from matnet.explain import explain
 from matnet.gradcheck import gradcheck, numerical_gradient
 from matnet.io import load, save
-from matnet.layers import Activation, Dense, Dropout, Layer
+from matnet.layers import Activation, Dense, Dropout, Layer, Standardize, register_layer
 from matnet.losses import (
     LOSS_NAMES,
     BinaryCrossEntropy,
     Loss,
     MeanSquaredError,
+    PoissonLoss,
     SoftmaxCrossEntropy,
     get_loss,
+    register_loss,
 )
 from matnet.model import MLP, Sequential
 from matnet.optim import OPTIMIZER_NAMES, SGD, Adam, AdamW, Optimizer, get_optimizer
@@ -50,6 +52,11 @@ __all__ = [
     "LOSS_NAMES",
     "MLP",
     "OPTIMIZER_NAMES",
+    "PoissonLoss",
+    "Standardize",
+    "register_activation",
+    "register_layer",
+    "register_loss",
     "SGD",
     "Activation",
     "Adam",

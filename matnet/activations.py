@@ -16,7 +16,13 @@ import numpy as np
 from matnet import functional as F
 from matnet.backend import array_namespace
 
-__all__ = ["Activation", "get_activation", "ACTIVATION_NAMES"]
+__all__ = [
+    "Activation",
+    "get_activation",
+    "register_activation",
+    "activation_names",
+    "ACTIVATION_NAMES",
+]
 
 Array = Any
 
@@ -24,16 +30,30 @@ Array = Any
 class Activation(ABC):
     """An activation ``A = act(Z)`` and its backward ``dZ = dA * act'(Z)``.
 
+    Everything matnet knows about an activation lives on its class: the in-place pair
+    (:meth:`forward`, :meth:`backward`) that layers run, the pure form (:meth:`__call__`) for tests and
+    explanations, the initializer that suits it, and the derivative as :func:`matnet.explain` writes it.
+    Add one with :func:`register_activation`; models, model files, the command line and the
+    estimators then accept its name.
+
     Attributes
     ----------
     name : str
         The registry name, as written in model files.
     overwrites_input : bool
         True when ``backward`` needs only ``A``, so ``forward`` may write ``A`` over ``Z``.
+    init : {"he", "glorot"}
+        The weight initializer family for a Dense layer feeding this activation: He for ReLU-like
+        (unbounded, zero for half the inputs), Glorot for the others.
+    derivative : str
+        The backward equation's right side as :func:`matnet.explain` prints it, with ``{dA}``, ``{Z}``
+        and ``{A}`` standing for the names of the arrays.
     """
 
     name = ""
     overwrites_input = True
+    init = "glorot"
+    derivative = "{dA} ⊙ {name}′({Z})"
 
     @abstractmethod
     def forward(self, Z: Array, out: Array) -> Array:
@@ -42,6 +62,14 @@ class Activation(ABC):
     @abstractmethod
     def backward(self, dA: Array, Z: Array, A: Array) -> Array:
         """Return ``dZ``; may overwrite ``dA`` (and ``Z`` is stale when ``overwrites_input``)."""
+
+    def __call__(self, Z: Array) -> Array:
+        """The pure form: ``act(Z)`` as a new array, ``Z`` untouched."""
+        return self.forward(Z, array_namespace(Z).empty_like(Z))
+
+    def backward_formula(self, dA: str, Z: str, A: str) -> str:
+        """The right side of ``dZ = ...`` with these array names."""
+        return self.derivative.format(dA=dA, Z=Z, A=A, name=self.name)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -52,6 +80,7 @@ class Activation(ABC):
 
 class Identity(Activation):
     name = "identity"
+    derivative = "{dA}"
 
     def forward(self, Z, out):
         return Z
@@ -62,6 +91,7 @@ class Identity(Activation):
 
 class ReLU(Activation):
     name = "relu"
+    init = "he"
 
     def __init__(self) -> None:
         self._zeros: Array | None = None
@@ -81,6 +111,7 @@ class ReLU(Activation):
 
 class LeakyReLU(Activation):
     name = "leaky_relu"
+    init = "he"
 
     def __init__(self, alpha: float = 0.01):
         if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
@@ -124,6 +155,7 @@ class Tanh(Activation):
 class GELU(Activation):
     name = "gelu"
     overwrites_input = False
+    init = "he"
 
     def forward(self, Z, out):
         out[...] = F.gelu(Z)
@@ -136,6 +168,7 @@ class GELU(Activation):
 
 class Softmax(Activation):
     name = "softmax"
+    derivative = "{A} ⊙ ({dA} − Σcols {dA} ⊙ {A})"
 
     def forward(self, Z, out):
         out[...] = F.softmax(Z)
@@ -151,7 +184,35 @@ _REGISTRY: dict[str, type[Activation]] = {
 # scikit-learn's and Keras' names for the same functions.
 _ALIASES = {"logistic": "sigmoid", "linear": "identity"}
 
-ACTIVATION_NAMES = tuple(sorted(_REGISTRY)) + tuple(sorted(_ALIASES))
+
+def register_activation(cls: type[Activation]) -> type[Activation]:
+    """Add an :class:`Activation` subclass to the registry under ``cls.name`` (usable as a
+    decorator). Its name then works everywhere an activation is named: ``Activation("name")``,
+    ``MLP(..., activation="name")``, model files, the estimators and the command line.
+
+    Raises
+    ------
+    ValueError
+        When the name is empty or already taken by a different class.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Activation)):
+        raise TypeError(f"register_activation needs an Activation subclass, got {cls!r}")
+    name = cls.name
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"activation name {name!r} must be a non-empty identifier")
+    if _REGISTRY.get(name, cls) is not cls or name in _ALIASES:
+        raise ValueError(f"activation name {name!r} is already registered")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def activation_names() -> tuple[str, ...]:
+    """Every name :func:`get_activation` accepts, registered ones included."""
+    return tuple(sorted(_REGISTRY)) + tuple(sorted(_ALIASES))
+
+
+#: The built-in names (see :func:`activation_names` for the registered ones too).
+ACTIVATION_NAMES = activation_names()
 
 
 def get_activation(spec: str | dict | Activation) -> Activation:
@@ -173,7 +234,7 @@ def get_activation(spec: str | dict | Activation) -> Activation:
     name = _ALIASES.get(spec, spec)
     if name not in _REGISTRY:
         raise ValueError(
-            f"unknown activation {spec!r}; choose one of {', '.join(ACTIVATION_NAMES)}"
+            f"unknown activation {spec!r}; choose one of {', '.join(activation_names())}"
         )
     try:
         return _REGISTRY[name](**kwargs)

@@ -14,15 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from matnet.layers import Activation, Dense, Dropout
-from matnet.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
+from matnet.equations import Equation
+from matnet.layers.base import Description, Symbols
 from matnet.model import Sequential
+from matnet.validation import check_features
 
 __all__ = ["explain"]
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + "×".join(str(int(d)) for d in shape) + ")"
 
 
 def _count(n: int) -> str:
@@ -36,286 +33,91 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
-class _Step:
-    """One equation: its left-hand name, the formula text, the shapes text, an optional note."""
-
-    def __init__(self, name: str, formula: str, shapes: str, note: str = "") -> None:
-        self.name, self.formula, self.shapes, self.note = name, formula, shapes, note
-
-    def render(self, width: int, shapes_width: int) -> str:
-        line = f"  {self.formula:<{width}}{self.shapes:<{shapes_width}}"
-        return f"{line}  {self.note}" if self.note else line.rstrip()
+def _render(eq: Equation, width: int, shapes_width: int) -> str:
+    line = f"  {eq.formula:<{width}}{eq.shapes:<{shapes_width}}"
+    return f"{line}  {eq.note}" if eq.note else line.rstrip()
 
 
-def _plan(model: Sequential, n: int) -> tuple[list[_Step], list[_Step], str, list[str]]:
-    """The forward and backward equations for a batch of ``n`` rows.
-
-    Returns the forward steps, the backward steps, the name of the model's output and the name of
-    every array the forward pass keeps for the backward pass.
-    """
-    forward: list[_Step] = []
-    backward: list[_Step] = []
-    current, width, ell = "A0", model.n_features, 0
+def _describe(model: Sequential, n: int) -> list[Description]:
+    """Every layer's description for a batch of ``n`` rows, named in the article's notation: the
+    batch is ``A0`` and each layer with parameters takes the next number."""
+    descriptions, current, width, index = [], "A0", model.n_features, 0
     for layer in model.layers:
-        if isinstance(layer, Dense):
-            ell += 1
-            i, o = layer.n_in, layer.n_out
-            Zname = f"Z{ell}"
-            forward.append(
-                _Step(
-                    Zname,
-                    f"{Zname} = {current} · W{ell} + b{ell}",
-                    f"{_shape((n, i))}·{_shape((i, o))} + {_shape((1, o))} → {_shape((n, o))}",
-                )
-            )
-            grads = [
-                _Step(
-                    f"dW{ell}",
-                    f"dW{ell} = {current}ᵀ · d{Zname}",
-                    f"{_shape((i, n))}·{_shape((n, o))} → {_shape((i, o))}",
-                    f"{n} outer products, one per row, summed" if n > 1 else "one outer product",
-                ),
-                _Step(
-                    f"db{ell}",
-                    f"db{ell} = Σrows d{Zname}",
-                    f"{_shape((n, o))} → {_shape((1, o))}",
-                    "sum over the batch",
-                ),
-            ]
-            if layer.needs_input_grad:
-                grads.append(
-                    _Step(
-                        f"d{current}",
-                        f"d{current} = d{Zname} · W{ell}ᵀ",
-                        f"{_shape((n, o))}·{_shape((o, i))} → {_shape((n, i))}",
-                        f"the error sent back through W{ell}",
-                    )
-                )
-            else:
-                grads.append(
-                    _Step(
-                        "",
-                        f"(no d{current} = d{Zname} · W{ell}ᵀ)",
-                        "",
-                        f"the input needs no gradient: saves {_count(2 * n * o * i)} flops",
-                    )
-                )
-            backward[:0] = grads
-            current, width = Zname, o
-        elif isinstance(layer, Activation):
-            name = f"A{ell}" if current.startswith("Z") else f"{current}'"
-            fn = layer.fn.name
-            forward.append(
-                _Step(
-                    name,
-                    f"{name} = {fn}({current})",
-                    f"{_shape((n, width))} → {_shape((n, width))}",
-                )
-            )
-            if fn == "softmax":
-                formula = f"d{current} = {name} ⊙ (d{name} − Σcols d{name} ⊙ {name})"
-            elif fn == "identity":
-                formula = f"d{current} = d{name}"
-            else:
-                formula = f"d{current} = d{name} ⊙ {fn}′({current})"
-            shapes = f"{_shape((n, width))} ⊙ {_shape((n, width))} → {_shape((n, width))}"
-            backward.insert(0, _Step(f"d{current}", formula, shapes))
-            current = name
-        elif isinstance(layer, Dropout):
-            name = f"D{ell}"
-            p = layer.rate
-            forward.append(
-                _Step(
-                    name,
-                    f"{name} = {current} ⊙ M{ell}",
-                    f"{_shape((n, width))} ⊙ {_shape((n, width))} → {_shape((n, width))}",
-                    f"M{ell} = (U ≥ {p:g}) / {1 - p:g}, U uniform: inverted dropout",
-                )
-            )
-            backward.insert(
-                0,
-                _Step(
-                    f"d{current}",
-                    f"d{current} = d{name} ⊙ M{ell}",
-                    f"{_shape((n, width))} ⊙ {_shape((n, width))} → {_shape((n, width))}",
-                ),
-            )
-            current = name
-    out = current
+        if layer.param_specs():
+            index += 1
+        description = layer.describe(Symbols(input=current, index=index, n=n, n_in=width))
+        descriptions.append(description)
+        current, width = description.output, layer.output_width(width)
+    return descriptions
+
+
+def _plan(
+    model: Sequential, descriptions: list[Description], n: int
+) -> tuple[list[Equation], list[Equation], str, list[str]]:
+    """The forward and backward equations, the output's name and what the forward pass keeps."""
+    forward = [eq for d in descriptions for eq in d.forward]
+    backward = [eq for d in reversed(descriptions) for eq in d.backward]
+    out = descriptions[-1].output if descriptions else "A0"
     k = model.n_outputs
-    loss = model.loss
-    nk = _shape((n, k))
-    if isinstance(loss, SoftmaxCrossEntropy):
-        forward += [
-            _Step("P", f"P = softmax({out})", f"{nk} → {nk}", "row-wise, from the logits"),
-            _Step("L", "L = −(1/n) Σᵢ log P[i, yᵢ]", f"{nk} → scalar", "mean cross-entropy"),
-        ]
-        backward.insert(
-            0,
-            _Step(
-                f"d{out}",
-                f"d{out} = (P − Y) / n",
-                f"{nk} − {nk} → {nk}",
-                "Y one-hot; softmax with cross-entropy only",
-            ),
-        )
-    elif isinstance(loss, BinaryCrossEntropy):
-        forward += [
-            _Step("P", f"P = σ({out})", f"{nk} → {nk}", "elementwise sigmoid"),
-            _Step(
-                "L",
-                "L = −(1/n) Σ Y log P + (1−Y) log(1−P)",
-                f"{nk} → scalar",
-                "binary cross-entropy",
-            ),
-        ]
-        backward.insert(
-            0,
-            _Step(
-                f"d{out}",
-                f"d{out} = (P − Y) / n",
-                f"{nk} − {nk} → {nk}",
-                "sigmoid with binary cross-entropy only",
-            ),
-        )
-    elif isinstance(loss, MeanSquaredError):
-        forward.append(
-            _Step("L", f"L = Σ ({out} − Y)² / (n·k)", f"{nk} → scalar", "mean squared error")
-        )
-        backward.insert(
-            0,
-            _Step(
-                f"d{out}",
-                f"d{out} = 2 ({out} − Y) / (n·k)",
-                f"{nk} − {nk} → {nk}",
-                "identity output with squared error",
-            ),
-        )
+    if model.loss is not None:
+        loss_forward, loss_backward = model.loss.describe(out, n, k)
     else:
-        forward.append(
-            _Step("L", f"L = loss({out})", f"{nk} → scalar", "the model has no loss yet")
-        )
-        backward.insert(0, _Step(f"d{out}", f"d{out} = ∂L/∂{out}", f"{nk}"))
-    return forward, backward, out, _kept_arrays(model, n)
-
-
-def _kept_arrays(model: Sequential, n: int) -> list[str]:
-    """What a training forward pass holds for the backward pass, with matnet's buffer reuse."""
-    kept = [f"A0 {_shape((n, model.n_features))} (the batch)"]
-    width, ell = model.n_features, 0
-    for layer in model.layers:
-        if isinstance(layer, Dense):
-            ell += 1
-            width = layer.n_out
-            kept.append(f"Z{ell} {_shape((n, width))}")
-        elif isinstance(layer, Activation):
-            if layer.inplace and layer.fn.overwrites_input:
-                kept[-1] += f" overwritten by A{ell} = {layer.fn.name}(Z{ell}) in place"
-            else:
-                kept.append(f"A{ell} {_shape((n, width))}")
-        elif isinstance(layer, Dropout) and layer.rate > 0:
-            kept.append(f"M{ell} {_shape((n, width))}, D{ell} {_shape((n, width))}")
-    return kept
-
-
-def _flops(model: Sequential, n: int) -> list[tuple[str, int, int, int]]:
-    """Per Dense layer: matrix-product flops of the forward pass, the weight and the input gradients."""
-    rows = []
-    for ell, layer in enumerate(model.dense_layers, start=1):
-        product = 2 * n * layer.n_in * layer.n_out  # (m×k)·(k×p) costs 2·m·k·p
-        rows.append(
-            (
-                f"layer {ell}  ({layer.n_in}→{layer.n_out})",
-                product,
-                product,
-                product if layer.needs_input_grad else 0,
-            )
-        )
-    return rows
-
-
-def _activation_numbers(model: Sequential, n: int) -> tuple[int, int]:
-    """Numbers held by the forward pass for the backward pass, and by the backward pass's gradients."""
-    forward = n * model.n_features
-    width = model.n_features
-    for layer in model.layers:
-        if isinstance(layer, Dense):
-            width = layer.n_out
-            forward += n * width
-        elif isinstance(layer, Activation) and not (layer.inplace and layer.fn.overwrites_input):
-            forward += n * width
-        elif isinstance(layer, Dropout) and layer.rate > 0:
-            forward += 2 * n * width
-    backward = n * model.n_outputs  # dZ of the output, from the loss
-    for layer in model.dense_layers:
-        if layer.needs_input_grad:
-            backward += n * layer.n_in
-    return forward, backward
+        loss_forward = [
+            Equation(f"L = loss({out})", f"({n}×{k}) → scalar", "the model has no loss yet")
+        ]
+        loss_backward = Equation(f"d{out} = ∂L/∂{out}", f"({n}×{k})")
+    kept = [f"A0 ({n}×{model.n_features}) (the batch)"]
+    for d in descriptions:
+        if d.overwrites_input:
+            kept[-1] += d.overwrites_input
+        kept += [text for text, _ in d.kept]
+    return forward + loss_forward, [loss_backward, *backward], out, kept
 
 
 def _random_batch(
     model: Sequential, n: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray | None]:
     X = rng.standard_normal((n, model.n_features))
-    loss = model.loss
-    if isinstance(loss, SoftmaxCrossEntropy):
-        y = rng.integers(0, model.n_outputs, size=n)
-    elif isinstance(loss, BinaryCrossEntropy):
-        y = rng.integers(0, 2, size=(n, model.n_outputs))
-    elif isinstance(loss, MeanSquaredError):
-        y = rng.standard_normal((n, model.n_outputs))
-    else:
-        y = None
+    y = None if model.loss is None else model.loss.sample_targets(rng, n, model.n_outputs)
     return X, y
 
 
 def _run(
-    model: Sequential, X: np.ndarray, y: Any, seed: int
+    model: Sequential, descriptions: list[Description], X: np.ndarray, y: Any, seed: int
 ) -> tuple[dict[str, np.ndarray], float | None]:
     """One training step's forward and backward through the model's own layers, every array copied
-    as it is produced (layers reuse and overwrite their buffers). The model's gradients are restored."""
-    from matnet.validation import check_features, check_targets
-
+    as it is produced (layers reuse and overwrite their buffers), under the names the descriptions
+    give. The model's gradients are restored."""
     X = check_features(X, model.n_features, model.dtype)
     rng = np.random.default_rng(seed)
     saved = model.flat_grads.copy()
     values: dict[str, np.ndarray] = {"A0": X.copy()}
     closures = []
-    A, current, ell = X, "A0", 0
+    A = X
     try:
-        for layer in model.layers:
-            A, backward = layer.forward(A, training=True, rng=rng)
-            if isinstance(layer, Dense):
-                ell += 1
-                current = f"Z{ell}"
-                values[f"W{ell}"], values[f"b{ell}"] = layer.W.copy(), layer.b.copy()
-            elif isinstance(layer, Activation):
-                current = f"A{ell}" if current.startswith("Z") else f"{current}'"
-            else:
-                current = f"D{ell}"
-            values[current] = A.copy()
-            closures.append((layer, current, backward))
+        for i, (layer, d) in enumerate(zip(model.layers, descriptions, strict=True)):
+            for symbol, name, _ in d.parameters:
+                values[symbol] = model.params[f"{i}.{name}"].copy()
+            for symbol, name in d.state:
+                values[symbol] = model.state[f"{i}.{name}"].copy()
+            A, backward = layer.forward(A, True, rng, None)
+            values[d.output] = A.copy()
+            closures.append((i, d, backward))
         loss = model.loss
         if loss is None or y is None:
             return values, None
-        Y = check_targets(loss, y, X.shape[0], model.n_outputs, model.dtype)
+        Y = model.encode_targets(y, X.shape[0], loss)
         values["Y"] = Y.copy() if Y.ndim == 2 else np.eye(model.n_outputs, dtype=model.dtype)[Y]
-        if not isinstance(loss, MeanSquaredError):
+        if loss.link_name:
             values["P"] = loss.link(A)
         value, dZ = loss(A, Y)
         values["L"] = np.asarray(value)
-        values[f"d{current}"] = dZ.copy()
-        dense_index = ell
-        inputs = [name for _, name, _ in closures]
-        inputs = ["A0", *inputs[:-1]]
-        for (layer, _, backward), before in zip(reversed(closures), reversed(inputs), strict=True):
+        values[f"d{descriptions[-1].output}"] = dZ.copy()
+        inputs = ["A0", *(d.output for d in descriptions[:-1])]
+        for (i, d, backward), before in zip(reversed(closures), reversed(inputs), strict=True):
             dZ = backward(dZ)
-            if isinstance(layer, Dense):
-                values[f"dW{dense_index}"], values[f"db{dense_index}"] = (
-                    layer.dW.copy(),
-                    layer.db.copy(),
-                )
-                dense_index -= 1
+            for symbol, name, _ in d.parameters:
+                values[f"d{symbol}"] = model.grads[f"{i}.{name}"].copy()
             if dZ is not None:
                 values[f"d{before}"] = dZ.copy()
         return values, value
@@ -382,6 +184,7 @@ def explain(
     numbers: dict[str, np.ndarray] = {}
     loss_value = None
     source = ""
+    descriptions = _describe(model, n)
     if values:
         if batch is None:
             batch, y_random = _random_batch(model, n, np.random.default_rng(seed))
@@ -392,12 +195,16 @@ def explain(
             source = f"the given batch, with random targets (seed {seed})"
         else:
             source = "the given batch and targets"
-        numbers, loss_value = _run(model, batch, y, seed)
+        numbers, loss_value = _run(model, descriptions, batch, y, seed)
 
-    forward, backward, out, kept = _plan(model, n)
+    forward, backward, out, kept = _plan(model, descriptions, n)
     lines = []
     loss_name = model.loss.name if model.loss is not None else "none"
-    widths = [model.n_features] + [layer.n_out for layer in model.dense_layers]
+    widths, width = [model.n_features], model.n_features
+    for layer in model.layers:
+        width = layer.output_width(width)
+        if layer.param_specs():
+            widths.append(width)
     lines.append(
         f"{' → '.join(map(str, widths))} network, loss {loss_name}, {dtype.name}, batch of n = {n} rows"
     )
@@ -413,11 +220,17 @@ def explain(
     width = max(len(step.formula) for step in forward + backward) + 4
     shapes_width = max(len(step.shapes) for step in forward + backward) + 2
 
-    def emit(steps: list[_Step]) -> None:
+    # With values: each layer's parameters (and state) are shown after its first equation.
+    operands = {
+        d.forward[0].name: [symbol for symbol, *_ in d.parameters + d.state]
+        for d in descriptions
+        if d.forward
+    }
+
+    def emit(steps: list[Equation]) -> None:
         for step in steps:
-            lines.append(step.render(width, shapes_width))
-            weights = [f"W{step.name[1:]}", f"b{step.name[1:]}"] if step.name[:1] == "Z" else []
-            for name in weights:
+            lines.append(_render(step, width, shapes_width))
+            for name in operands.get(step.name, []) if step in forward else []:
                 if values and name in numbers:
                     lines.append(_matrix(name, numbers[name]))
             if values and step.name in numbers:
@@ -432,7 +245,11 @@ def explain(
     )
     emit(backward)
 
-    rows = _flops(model, n)
+    rows, width = [], model.n_features
+    for d, layer in zip(descriptions, model.layers, strict=True):
+        n_in, width = width, layer.output_width(width)
+        if any(d.flops):
+            rows.append((f"layer {len(rows) + 1}  ({n_in}→{width})", *d.flops))
     fwd = sum(r[1] for r in rows)
     wgt = sum(r[2] for r in rows)
     inp = sum(r[3] for r in rows)
@@ -452,7 +269,7 @@ def explain(
         lines.append(
             "  " + r[0].ljust(col[0]) + "".join("  " + r[c].rjust(col[c]) for c in range(1, 4))
         )
-    bias_ops = 2 * n * sum(layer.n_out for layer in model.dense_layers)
+    bias_ops = 2 * n * sum(model.params[k].size for k in model.params if k.endswith(".b"))
     lines.append(
         f"  = {_count(total)} flops in matrix products ({_count(total // n)} per example); besides "
         f"them, the bias adds and bias sums"
@@ -462,16 +279,14 @@ def explain(
     )
 
     lines.append("")
-    parts = []
-    for ell, layer in enumerate(model.dense_layers, start=1):
-        parts.append(f"W{ell} {layer.n_in}×{layer.n_out} = {_count(layer.n_in * layer.n_out)}")
-        parts.append(f"b{ell} {_count(layer.n_out)}")
+    parts = [text for d in descriptions for _, _, text in d.parameters]
     lines.append(f"Parameters: {_count(model.n_params)} = " + " + ".join(parts))
     lines.append(
         f"  {_bytes(model.n_params * dtype.itemsize)} in {dtype.name}, and as much again for "
         "their gradients"
     )
-    held, grads = _activation_numbers(model, n)
+    held = n * model.n_features + sum(count for d in descriptions for _, count in d.kept)
+    grads = n * model.n_outputs + sum(d.grad_numbers for d in descriptions)
     lines.append(
         f"Activations of one batch: {_count(held)} numbers = {_bytes(held * dtype.itemsize)} kept by "
         f"the forward pass for the backward pass:"

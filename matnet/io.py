@@ -37,7 +37,8 @@ __all__ = [
     "FORMAT_VERSION",
 ]
 
-FORMAT_VERSION = 1
+# 2: non-trainable state tensors, classes, feature names and target scaling (matnet 0.2).
+FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 _DTYPES = {
@@ -294,6 +295,17 @@ def model_metadata(model: Any, extra: dict[str, Any] | None = None) -> dict[str,
         "matnet_version": __version__,
         "model": json.dumps(model.config()),
     }
+    # What turns raw rows into the answer belongs to the model: its labels, its input columns and a
+    # regressor's target scaling (the preprocessing layers' state travels as tensors).
+    if model.classes is not None:
+        meta["classes"] = json.dumps(list(model.classes))
+    if model.feature_names is not None:
+        meta["feature_names"] = json.dumps(list(model.feature_names))
+    if model.target_scaling is not None:
+        mean, scale = model.target_scaling
+        meta["target_scaling"] = json.dumps(
+            {"mean": np.asarray(mean).tolist(), "scale": np.asarray(scale).tolist()}
+        )
     user = {**getattr(model, "metadata", {}), **(extra or {})}
     if user:
         meta["user"] = json.dumps(user)
@@ -318,6 +330,7 @@ def model_bytes(model: Any, *, metadata: dict[str, Any] | None = None) -> bytes:
     """The bytes :func:`save` writes: encode first, write later, so nothing is left half-done when
     a later step (another file, a plot) fails."""
     tensors = {key: to_host(value) for key, value in model.params.items()}  # GPU models too
+    tensors.update({key: to_host(value) for key, value in model.state.items()})
     return encode_tensors(tensors, model_metadata(model, metadata))
 
 
@@ -354,10 +367,11 @@ def model_from_tensors(
             raise ValueError("user metadata must be an object")
         # The shapes the architecture needs, from the layers alone: a file that lies about its
         # widths must not make us allocate a model that its tensors cannot fill.
+        layers = [layer_from_config(c) for c in config["layers"]]
         expected = {
             f"{i}.{name}": tuple(shape)
-            for i, layer in enumerate(layer_from_config(c) for c in config["layers"])
-            for name, shape, _ in layer.param_specs()
+            for i, layer in enumerate(layers)
+            for name, shape, *_ in layer.param_specs() + layer.state_specs()
         }
     except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
@@ -373,9 +387,59 @@ def model_from_tensors(
     for key, tensor in tensors.items():
         if tensor.dtype.kind != "f":
             raise _fail(source, f"parameter {key!r} has non-float dtype {tensor.dtype}")
-    model.set_weights(tensors)
+    for key, tensor in tensors.items():
+        if not np.all(np.isfinite(tensor)):
+            raise _fail(
+                source, f"tensor {key!r} holds NaN or infinity; the file is not a usable model"
+            )
+    model.set_weights({key: tensors[key] for key in model.params})
+    for key in model.state:
+        model.state[key][...] = tensors[key]
+    _read_model_concept(model, metadata, source)
     model.metadata = user
     return model
+
+
+def _read_model_concept(model: Any, metadata: dict[str, str], source: Any) -> None:
+    """Classes, feature names and target scaling from the metadata, each checked against the model."""
+    try:
+        classes = json.loads(metadata["classes"]) if "classes" in metadata else None
+        names = json.loads(metadata["feature_names"]) if "feature_names" in metadata else None
+        scaling = json.loads(metadata["target_scaling"]) if "target_scaling" in metadata else None
+    except (ValueError, RecursionError) as exc:
+        raise _fail(source, f"the model's labels or columns are not valid JSON: {exc}") from None
+    k = model.n_outputs
+    if classes is not None:
+        ok = isinstance(classes, list) and len(classes) in (k, 2 if k == 1 else k)
+        ok = ok and all(isinstance(c, (str, int, float, bool)) for c in classes)
+        if not ok or len({json.dumps(c) for c in classes}) != len(classes):
+            raise _fail(source, f"'classes' must list {k} distinct labels (strings or numbers)")
+        model.classes = classes
+    if names is not None:
+        if not (
+            isinstance(names, list)
+            and len(names) == model.n_features
+            and all(isinstance(n, str) for n in names)
+            and len(set(names)) == len(names)
+        ):
+            raise _fail(source, f"'feature_names' must list {model.n_features} distinct names")
+        model.feature_names = names
+    if scaling is not None:
+        try:
+            mean = np.asarray(scaling["mean"], dtype=np.float64).reshape(-1)
+            scale = np.asarray(scaling["scale"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError, KeyError):
+            mean = scale = np.zeros(0)
+        if not (
+            mean.shape == scale.shape == (k,)
+            and np.all(np.isfinite(mean))
+            and np.all(np.isfinite(scale))
+            and np.all(scale != 0)
+        ):
+            raise _fail(
+                source, f"'target_scaling' must hold {k} finite means and {k} non-zero scales"
+            )
+        model.target_scaling = (mean, scale)
 
 
 def load(path: str | os.PathLike) -> Any:

@@ -23,13 +23,17 @@ from typing import Any
 import numpy as np
 
 from matnet import functional as F
+from matnet.equations import Equation, shape_text
 
 __all__ = [
     "Loss",
     "SoftmaxCrossEntropy",
     "BinaryCrossEntropy",
     "MeanSquaredError",
+    "PoissonLoss",
     "get_loss",
+    "register_loss",
+    "loss_names",
     "LOSS_NAMES",
 ]
 
@@ -37,10 +41,19 @@ Array = Any
 
 
 class Loss(ABC):
-    """Base class. Subclasses define ``__call__``, ``link``, ``predict``, targets and a metric."""
+    """Base class. Subclasses define ``__call__``, ``link``, ``predict``, targets and a metric.
+
+    A loss also says what it is for, so the front ends need not know it by class: ``task``
+    (``"classification"`` or ``"regression"``), ``link`` (the output map, named in ``link_name``), and
+    :meth:`describe` (its equations for :func:`matnet.explain`). Add one with :func:`register_loss`.
+    """
 
     name = ""
     metric_name = ""
+    #: "classification" (outputs are class scores or 0/1 labels) or "regression" (values).
+    task = "regression"
+    #: The output map as :func:`matnet.explain` writes it ("softmax", "σ", "exp"; "" for none).
+    link_name = ""
 
     def __init__(self) -> None:
         self._grad: Array | None = None
@@ -96,6 +109,19 @@ class Loss(ABC):
     def metric(self, Z: Array, Y: Array) -> float:
         """The loss's natural score (higher is better): accuracy or R²."""
 
+    def describe(self, Z: str, n: int, k: int) -> tuple[list[Equation], Equation]:
+        """The loss's equations on logits named ``Z`` of shape (n, k): the forward ones (the link,
+        then ``L``) and the backward one (``dZ``), as :class:`~matnet.layers.Equation` objects."""
+        nk = shape_text(n, k)
+        return (
+            [Equation(f"L = {self.name}({Z})", f"{nk} → scalar", "", "L")],
+            Equation(f"d{Z} = ∂L/∂{Z}", nk, "", f"d{Z}"),
+        )
+
+    def sample_targets(self, rng: np.random.Generator, n: int, k: int) -> Array:
+        """Random targets of the right kind for ``n`` rows and ``k`` outputs (explanations, tests)."""
+        return rng.standard_normal((n, k))
+
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
 
@@ -127,6 +153,26 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "softmax_cross_entropy"
     metric_name = "accuracy"
+    task = "classification"
+    link_name = "softmax"
+
+    def describe(self, Z, n, k):
+        nk = shape_text(n, k)
+        return (
+            [
+                Equation(f"P = softmax({Z})", f"{nk} → {nk}", "row-wise, from the logits", "P"),
+                Equation("L = −(1/n) Σᵢ log P[i, yᵢ]", f"{nk} → scalar", "mean cross-entropy", "L"),
+            ],
+            Equation(
+                f"d{Z} = (P − Y) / n",
+                f"{nk} − {nk} → {nk}",
+                "Y one-hot; softmax with cross-entropy only",
+                f"d{Z}",
+            ),
+        )
+
+    def sample_targets(self, rng, n, k):
+        return rng.integers(0, k, size=n)
 
     def __call__(self, Z, Y, sample_weight=None):
         n, k = Z.shape
@@ -217,6 +263,20 @@ class SoftmaxCrossEntropy(Loss):
             return y
         if y.ndim == 2 and y.shape[1] == n_outputs:
             _check_finite_targets(y, "one-hot")
+            if y.dtype.kind not in "iubf":
+                raise ValueError(f"soft cross-entropy targets must be numbers, got dtype {y.dtype}")
+            Y = y.astype(np.float64)
+            # Rows are distributions: the loss and dZ = (P - Y) / n hold only for those.
+            if np.any(Y < 0) or not np.allclose(Y.sum(axis=1), 1.0, rtol=0, atol=1e-6):
+                bad = int(
+                    np.flatnonzero(
+                        (Y < 0).any(axis=1) | ~np.isclose(Y.sum(axis=1), 1.0, rtol=0, atol=1e-6)
+                    )[0]
+                )
+                raise ValueError(
+                    f"soft cross-entropy targets must be non-negative rows that sum to 1; row {bad} "
+                    f"sums to {Y[bad].sum():.6g} (normalize each row, or give class indices)"
+                )
             return y.astype(dtype)
         raise ValueError(
             f"cross-entropy targets of shape {y.shape} do not fit a model with {n_outputs} "
@@ -236,6 +296,31 @@ class BinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy"
     metric_name = "accuracy"
+    task = "classification"
+    link_name = "σ"
+
+    def describe(self, Z, n, k):
+        nk = shape_text(n, k)
+        return (
+            [
+                Equation(f"P = σ({Z})", f"{nk} → {nk}", "elementwise sigmoid", "P"),
+                Equation(
+                    "L = −(1/n) Σ Y log P + (1−Y) log(1−P)",
+                    f"{nk} → scalar",
+                    "binary cross-entropy",
+                    "L",
+                ),
+            ],
+            Equation(
+                f"d{Z} = (P − Y) / n",
+                f"{nk} − {nk} → {nk}",
+                "sigmoid with binary cross-entropy only",
+                f"d{Z}",
+            ),
+        )
+
+    def sample_targets(self, rng, n, k):
+        return rng.integers(0, 2, size=(n, k))
 
     def __call__(self, Z, Y, sample_weight=None):
         n = Z.shape[0]
@@ -283,6 +368,19 @@ class MeanSquaredError(Loss):
 
     name = "mse"
     metric_name = "r2"
+    task = "regression"
+
+    def describe(self, Z, n, k):
+        nk = shape_text(n, k)
+        return (
+            [Equation(f"L = Σ ({Z} − Y)² / (n·k)", f"{nk} → scalar", "mean squared error", "L")],
+            Equation(
+                f"d{Z} = 2 ({Z} − Y) / (n·k)",
+                f"{nk} − {nk} → {nk}",
+                "identity output with squared error",
+                f"d{Z}",
+            ),
+        )
 
     def __call__(self, Z, Y, sample_weight=None):
         n, k = Z.shape
@@ -326,6 +424,70 @@ class MeanSquaredError(Loss):
         return float(np.mean(r2))
 
 
+class PoissonLoss(Loss):
+    """Poisson deviance from log-rate logits (the exp link), as scikit-learn's ``loss="poisson"``:
+
+    ``l = sum_j xlogy(y, y) - y z - y + exp(z)`` (its constant term included, so a perfect fit
+    scores 0); ``dZ = w (exp(Z) - Y) / n``, valid for the exp link with this loss only.
+    """
+
+    name = "poisson"
+    metric_name = "r2"
+    task = "regression"
+    link_name = "exp"
+
+    def __call__(self, Z, Y, sample_weight=None):
+        n = Z.shape[0]
+        Y = Y.reshape(Z.shape)
+        G = self._grad_buffer(Z)
+        np.exp(Z, out=G)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1)), 0.0)
+        losses = (ylogy - Y * Z - Y + G).sum(axis=1, keepdims=True)
+        G -= Y
+        w = _weights(sample_weight, n)
+        if w is None:
+            G /= n
+            return float(losses.sum() / n), G
+        G *= w / n
+        return float(np.sum(losses * w) / n), G
+
+    def link(self, Z, out=None):
+        return np.exp(Z) if out is None else np.exp(Z, out=out)
+
+    def predict(self, Z):
+        return np.exp(Z)
+
+    def encode_targets(self, y, n_outputs, dtype):
+        y = MeanSquaredError.encode_targets(self, y, n_outputs, dtype)
+        if np.any(y < 0):
+            raise ValueError("Poisson targets must be non-negative counts or rates")
+        return y
+
+    def metric(self, Z, Y):
+        return MeanSquaredError.metric(self, np.exp(Z), Y)
+
+    def describe(self, Z, n, k):
+        nk = shape_text(n, k)
+        return (
+            [
+                Equation(f"Ŷ = exp({Z})", f"{nk} → {nk}", "the log link: Z is a log rate", "P"),
+                Equation(
+                    f"L = (1/n) Σ Y log Y − Y·{Z} − Y + Ŷ",
+                    f"{nk} → scalar",
+                    "Poisson deviance",
+                    "L",
+                ),
+            ],
+            Equation(
+                f"d{Z} = (Ŷ − Y) / n", f"{nk} − {nk} → {nk}", "exp link with Poisson only", f"d{Z}"
+            ),
+        )
+
+    def sample_targets(self, rng, n, k):
+        return rng.poisson(2.0, size=(n, k)).astype(float)
+
+
 _REGISTRY: dict[str, type[Loss]] = {
     "softmax_cross_entropy": SoftmaxCrossEntropy,
     "cross_entropy": SoftmaxCrossEntropy,
@@ -335,8 +497,43 @@ _REGISTRY: dict[str, type[Loss]] = {
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
     "squared_error": MeanSquaredError,
+    "poisson": PoissonLoss,
 }
-LOSS_NAMES = tuple(_REGISTRY)
+
+
+def register_loss(cls: type[Loss], *aliases: str) -> type[Loss]:
+    """Add a :class:`Loss` subclass to the registry under ``cls.name`` (and any aliases); usable
+    as a decorator. Models, model files, checkpoints, the estimators and the command line then
+    accept the name.
+
+    Raises
+    ------
+    ValueError
+        When a name is empty or already taken by a different class.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Loss)):
+        raise TypeError(f"register_loss needs a Loss subclass, got {cls!r}")
+    for name in (cls.name, *aliases):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"loss name {name!r} must be a non-empty identifier")
+        if _REGISTRY.get(name, cls) is not cls:
+            raise ValueError(f"loss name {name!r} is already registered")
+    if cls.task not in ("classification", "regression"):
+        raise ValueError(
+            f"{cls.__name__}.task={cls.task!r} must be 'classification' or 'regression'"
+        )
+    for name in (cls.name, *aliases):
+        _REGISTRY[name] = cls
+    return cls
+
+
+def loss_names() -> tuple[str, ...]:
+    """Every name :func:`get_loss` accepts, registered ones included."""
+    return tuple(_REGISTRY)
+
+
+#: The built-in names (see :func:`loss_names` for the registered ones too).
+LOSS_NAMES = loss_names()
 
 
 def get_loss(spec: str | dict | Loss) -> Loss:
@@ -348,5 +545,5 @@ def get_loss(spec: str | dict | Loss) -> Loss:
     if not isinstance(spec, str):
         raise TypeError(f"loss must be a name such as 'cross_entropy', got {type(spec).__name__}")
     if spec not in _REGISTRY:
-        raise ValueError(f"unknown loss {spec!r}; choose one of {', '.join(LOSS_NAMES)}")
+        raise ValueError(f"unknown loss {spec!r}; choose one of {', '.join(loss_names())}")
     return _REGISTRY[spec]()

@@ -8,7 +8,6 @@ a prefix slice.
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,15 +15,10 @@ from typing import Any
 import numpy as np
 
 from matnet import _accel
+from matnet.activations import get_activation
 from matnet.backend import Backend, get_backend, resolve_dtype, to_host
 from matnet.errors import NonFiniteProductError, NotFittedError
-from matnet.layers import (
-    Activation,
-    Dense,
-    Dropout,
-    Layer,
-    layer_from_config,
-)
+from matnet.layers import Activation, Dense, Dropout, Layer, layer_from_config
 from matnet.losses import Loss, get_loss
 from matnet.validation import as_generator, check_features, check_finite_rows, check_targets
 
@@ -74,18 +68,26 @@ class Sequential:
     ) -> None:
         target = get_backend(backend, device)  # fails before any work when CuPy is missing
         layers = list(layers)
-        if not layers or not isinstance(layers[0], Dense):
-            raise ValueError(
-                "a Sequential model needs at least one layer and must start with Dense"
-            )
         for layer in layers:
             if not isinstance(layer, Layer):
                 raise TypeError(f"{layer!r} is not a matnet layer")
+        if not layers or layers[0].n_in is None:
+            raise ValueError(
+                "a Sequential model needs at least one layer, and its first layer must fix the "
+                "input width (Dense or Standardize)"
+            )
         self.layers = layers
         self.dtype = resolve_dtype(dtype)
         self.loss = None if loss is None else get_loss(loss)
-        #: JSON-serializable extras saved in model files (input scaler, label names, ...).
+        #: JSON-serializable extras saved in model files (a training record, notes, ...).
         self.metadata: dict[str, Any] = {}
+        #: The class labels (any JSON values) that the outputs stand for, or None: class indices.
+        self.classes: list[Any] | None = None
+        #: The input columns' names when known; a DataFrame given to predict is matched by name.
+        self.feature_names: list[str] | None = None
+        #: A regressor's target scaling ``(mean, scale)``, each of shape (n_outputs,), or None:
+        #: the model learns ``(y - mean) / scale`` and predicts ``Z * scale + mean``.
+        self.target_scaling: tuple[np.ndarray, np.ndarray] | None = None
         # Layers compute in shared buffers: one inference at a time per model, so predict() is safe
         # to call from several threads.
         self._lock = threading.Lock()
@@ -104,35 +106,40 @@ class Sequential:
     # --- structure --------------------------------------------------------------------------
 
     def _wire_layers(self) -> None:
-        def accepts(layer: Layer, *names: str) -> bool:  # a subclass may override forward
-            parameters = inspect.signature(layer.forward).parameters
-            return all(name in parameters for name in names)
-
-        self._row_blocks = all(layer.row_blocks and accepts(layer, "rows") for layer in self.layers)
-        self._checks_first = accepts(self.layers[0], "rows", "relu", "check_finite")
-        self._has_dropout = any(isinstance(layer, Dropout) for layer in self.layers)
-        for i, layer in enumerate(self.layers):
+        layers = self.layers
+        self._row_blocks = all(layer.row_blocks for layer in layers)
+        self._random = any(layer.random for layer in layers)
+        for i, layer in enumerate(layers):
             layer.needs_input_grad = i > 0
             if isinstance(layer, Activation):
                 # Write A over Z when Z is a buffer of the previous layer that only this layer reads.
-                layer.inplace = i > 0 and self.layers[i - 1].owns_output
-        # forward()'s plans: (layer, fused with the ReLU after it). With matnet's C kernels, a Dense
-        # followed by an in-place ReLU runs as one step (bias and ReLU in one pass, the ReLU's
-        # backward with db in one pass); explain and single layers still see them apart.
-        self._plain_plan = [(layer, False) for layer in self.layers]
+                layer.inplace = i > 0 and layers[i - 1].owns_output
+        # The forward plans, chosen here once: (layer, fused with the ReLU after it). With matnet's
+        # C kernels a Dense followed by an in-place ReLU runs as one step (bias and ReLU in one
+        # pass, the ReLU's backward with db in one pass); explain and single layers see them apart.
+        self._plain_plan = [(layer, False) for layer in layers]
         self._fused_plan = []
-        i, layers = 0, self.layers
+        i = 0
         while i < len(layers):
             after = layers[i + 1] if i + 1 < len(layers) else None
             fuse = (
-                isinstance(layers[i], Dense)
-                and accepts(layers[i], "rows", "relu", "check_finite")
+                _plain_dense(layers[i])
                 and isinstance(after, Activation)
                 and after.fn.name == "relu"
                 and after.inplace
             )
             self._fused_plan.append((layers[i], fuse))
             i += 2 if fuse else 1
+        # The first Dense layer may check its own product for NaN/inf at inference (see logits).
+        self._checks_first = _plain_dense(layers[0])
+        self._steps = {
+            (fused, checked): [
+                _step(layer, relu, checked and k == 0)
+                for k, (layer, relu) in enumerate(self._fused_plan if fused else self._plain_plan)
+            ]
+            for fused in (False, True)
+            for checked in ((False, True) if self._checks_first else (False,))
+        }
 
     def _allocate(self) -> None:
         specs = [
@@ -289,31 +296,15 @@ class Sequential:
         backend = self.backend
         X = X if backend.is_host else backend.asarray(X)  # the batch goes to the device
         n = X.shape[0]
-        if n > 2 * ROW_BLOCK and self._row_blocks and not (training and self._has_dropout):
+        if n > 2 * ROW_BLOCK and self._row_blocks and not (training and self._random):
             blocks = [slice(start, start + ROW_BLOCK) for start in range(0, n, ROW_BLOCK)]
         else:
             blocks = [None]
-        plan = (
-            self._fused_plan if backend.is_host and _accel.kernels is not None else self._plain_plan
-        )
-        (first, fuse_first), rest = plan[0], plan[1:]
+        steps = self._steps[backend.is_host and _accel.kernels is not None, check_first]
         for rows in blocks:
-            if fuse_first or check_first:
-                A, backward = first.forward(
-                    X, training, rng, rows, relu=fuse_first, check_finite=check_first
-                )
-            elif rows is not None:
-                A, backward = first.forward(X, training, rng, rows)
-            else:
-                A, backward = first.forward(X, training, rng)
-            backwards = [backward]
-            for layer, relu in rest:
-                if relu:
-                    A, backward = layer.forward(A, training, rng, rows, relu=True)
-                elif rows is None:
-                    A, backward = layer.forward(A, training, rng)
-                else:
-                    A, backward = layer.forward(A, training, rng, rows)
+            A, backwards = X, []
+            for step in steps:
+                A, backward = step(A, training, rng, rows)
                 backwards.append(backward)
 
         def backward_all(dZ: Array) -> None:
@@ -327,7 +318,7 @@ class Sequential:
     def logits(self, X: Array) -> Array:
         """The raw outputs (before the loss's link), as a new array of shape (n, n_outputs)."""
 
-        X = check_features(X, self.n_features, self.dtype, finite=False)
+        X = check_features(self.select_features(X), self.n_features, self.dtype, finite=False)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         with self._lock:
             for start in range(0, X.shape[0], PREDICT_CHUNK):
@@ -349,7 +340,7 @@ class Sequential:
         """
 
         first = self.layers[0]
-        if not (self.backend.is_host and self._checks_first and first.n_out <= first.n_in):
+        if not (self.backend.is_host and self._checks_first and first.n_out <= first.n_in):  # type: ignore[attr-defined]
             check_finite_rows(X, first_row)
             Z, _ = self.forward(X)
         else:
@@ -369,24 +360,91 @@ class Sequential:
             )
         return self.loss
 
+    # --- the model's own view of raw inputs and answers ---------------------------------------
+
+    def select_features(self, X: Any) -> Any:
+        """``X`` with its columns in the model's order: a DataFrame (anything with ``columns``) is
+        matched by name when the model knows its :attr:`feature_names`; arrays are taken as they are.
+
+        Raises
+        ------
+        ValueError
+            When a DataFrame lacks a feature the model was trained on.
+        """
+        names = self.feature_names
+        columns = getattr(X, "columns", None)
+        if names is None or columns is None:
+            return X
+        columns = [str(c) for c in columns]
+        missing = [name for name in names if name not in columns]
+        if missing:
+            shown = ", ".join(map(repr, missing[:5])) + (", ..." if len(missing) > 5 else "")
+            raise ValueError(
+                f"X lacks {len(missing)} of the model's {len(names)} features ({shown}); give "
+                "a table with every column the model was trained on"
+            )
+        if columns == names:
+            return X
+        return X[names] if hasattr(X, "__getitem__") else X
+
+    def _class_labels(self) -> np.ndarray | None:
+        """The labels the decisions stand for, when the model has them and they fit its output."""
+        if self.classes is None or self.loss is None or self.loss.task != "classification":
+            return None
+        k = self.n_outputs
+        if len(self.classes) != (2 if k == 1 else k):
+            return None  # multi-label: the outputs are independent 0/1 labels
+        return np.asarray(self.classes)
+
+    def encode_targets(self, y: Any, n_samples: int, loss: Loss | None = None) -> np.ndarray:
+        """Targets in the form the loss trains on: labels mapped through :attr:`classes` (learned
+        here from non-numeric ``y`` when the model has none), values through :attr:`target_scaling`.
+
+        Raises
+        ------
+        ValueError
+            For a label the model does not know, or targets that do not fit the loss.
+        """
+        loss = loss or self._require_loss()
+        y_array = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
+        if loss.task == "classification" and y_array.ndim == 1:
+            if self.classes is None and y_array.dtype.kind in "OUSb":
+                self.classes = [_json_label(c) for c in np.unique(y_array)]
+            if self.classes is not None and len(self.classes) == (
+                2 if self.n_outputs == 1 else self.n_outputs
+            ):
+                y_array = _label_indices(y_array, self.classes)
+        Y = check_targets(loss, y_array, n_samples, self.n_outputs, self.dtype)
+        if self.target_scaling is not None and loss.task == "regression":
+            mean, scale = self.target_scaling
+            Y = ((Y - mean) / scale).astype(self.dtype)
+        return Y
+
     def predict(self, X: Array) -> Array:
-        """Class indices (cross-entropy), 0/1 labels (binary cross-entropy) or values (regression).
+        """Decisions: class labels (or indices when the model has no :attr:`classes`), 0/1 labels
+        (multi-label), or values in the target's own units (regression).
 
         Parameters
         ----------
-        X : array-like of shape (n, n_features)
+        X : array-like or DataFrame of shape (n, n_features)
 
         Returns
         -------
-        array of shape (n,) for a single output or class index, else (n, n_outputs)
+        array of shape (n,) for a single output or class, else (n, n_outputs)
         """
-        result = self._require_loss().predict(self.logits(X))
+        loss = self._require_loss()
+        result = loss.predict(self.logits(X))
+        if loss.task == "regression" and self.target_scaling is not None:
+            mean, scale = self.target_scaling
+            result = result * scale + mean
         if result.ndim == 2 and result.shape[1] == 1:
-            return result[:, 0]
-        return result
+            result = result[:, 0]
+        labels = self._class_labels()
+        return result if labels is None else labels[result]
 
     def predict_proba(self, X: Array) -> Array:
-        """The loss's link applied to the logits: softmax or sigmoid probabilities.
+        """The loss's link applied to the logits: softmax or sigmoid probabilities, columns in the
+        order of :attr:`classes`.
 
         Returns
         -------
@@ -396,19 +454,49 @@ class Sequential:
         return self._require_loss().link(Z, out=Z)
 
     def evaluate(self, X: Array, y: Array) -> dict[str, float]:
-        """Mean loss and the loss's metric (accuracy or R²) on ``(X, y)``."""
-
+        """Mean loss and the loss's metric (accuracy or R²) on ``(X, y)``; ``y`` as for fit
+        (labels, or values in the target's own units)."""
         loss = self._require_loss()
         Z = self.logits(X)
-        Y = check_targets(loss, y, Z.shape[0], self.n_outputs, self.dtype)
+        Y = self.encode_targets(y, Z.shape[0], loss)
         value, _ = loss(Z, Y)
         return {"loss": value, loss.metric_name: loss.metric(Z, Y)}
 
-    def fit(self, X: Array, y: Array, **kwargs: Any) -> Any:
-        """Train on ``(X, y)``; see :func:`matnet.fit` for every option. Returns the History."""
+    def fit(
+        self,
+        X: Array,
+        y: Array,
+        *,
+        loss: str | Loss | None = None,
+        optimizer: Any = "adam",
+        learning_rate: float | None = None,
+        epochs: int = 10,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int | np.random.Generator | None = 0,
+        validation_data: tuple[Array, Array] | None = None,
+        validation_fraction: float = 0.0,
+        early_stopping: bool = False,
+        patience: int = 5,
+        min_delta: float = 0.0,
+        schedule: Any = None,
+        clip_norm: float | None = None,
+        l2: float = 0.0,
+        sample_weight: Array | None = None,
+        callbacks: Any = None,
+        verbose: int = 0,
+        checkpoint: Any = None,
+        checkpoint_every: int | str = "epoch",
+        resume: Any = False,
+        on_divergence: str = "raise",
+        comm: Any = None,
+    ) -> Any:
+        """Train on ``(X, y)``: :func:`matnet.fit` with this model; every option is documented
+        there. Returns the :class:`~matnet.History`."""
         from matnet.train import fit
 
-        return fit(self, X, y, **kwargs)
+        options = {k: v for k, v in locals().items() if k not in ("self", "X", "y", "fit")}
+        return fit(self, X, y, **options)
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -513,7 +601,7 @@ class Sequential:
 
 def MLP(
     sizes: Sequence[int],
-    activation: str | Sequence[str] = "relu",
+    activation: Any = "relu",
     *,
     dropout: float | Sequence[float] = 0.0,
     init: str | None = None,
@@ -529,8 +617,9 @@ def MLP(
     ----------
     sizes : sequence of int
         Layer widths, input first, at least two entries.
-    activation : str or sequence of str
-        The hidden activation, or one per hidden layer.
+    activation : str, dict, Activation, or a sequence of them
+        The hidden activation (a registered name, a config dict such as
+        ``{"name": "leaky_relu", "alpha": 0.2}``, or an instance), or one per hidden layer.
     dropout : float or sequence of float
         Dropout rate after each hidden activation (one for all, or one per hidden layer).
     init : str, optional
@@ -550,7 +639,9 @@ def MLP(
     if len(sizes) < 2:
         raise ValueError(f"MLP sizes={sizes!r} needs at least an input and an output width")
     n_hidden = len(sizes) - 2
-    activations = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+    # One activation (a name, a config dict or an instance) for every hidden layer, or a list.
+    one = isinstance(activation, (str, dict)) or not isinstance(activation, Sequence)
+    activations = [activation] * n_hidden if one else list(activation)
     rates = [dropout] * n_hidden if isinstance(dropout, (int, float)) else list(dropout)
     if len(activations) != n_hidden:
         raise ValueError(f"{len(activations)} activations given for {n_hidden} hidden layers")
@@ -558,15 +649,45 @@ def MLP(
         raise ValueError(f"{len(rates)} dropout rates given for {n_hidden} hidden layers")
     layers: list[Layer] = []
     for i in range(len(sizes) - 1):
-        act = activations[i] if i < n_hidden else None
-        if init is not None:
-            layer_init = init
-        else:
-            relu_like = act in (None, "relu", "leaky_relu", "gelu")
-            layer_init = "he_normal" if relu_like else "glorot_uniform"
+        fn = get_activation(activations[i]) if i < n_hidden else None
+        # The output layer is linear (the loss owns the link) and has always been drawn He.
+        layer_init = init or ("he_normal" if fn is None or fn.init == "he" else "glorot_uniform")
         layers.append(Dense(sizes[i], sizes[i + 1], init=layer_init))
-        if act is not None:
-            layers.append(Activation(act))
+        if fn is not None:
+            layers.append(Activation(fn))
             if rates[i]:
                 layers.append(Dropout(rates[i]))
     return Sequential(layers, dtype=dtype, seed=seed, loss=loss, backend=backend, device=device)
+
+
+def _plain_dense(layer: Layer) -> bool:
+    """A Dense layer whose forward is Dense's own, so the plan may call its fused form instead."""
+    return isinstance(layer, Dense) and type(layer).forward is Dense.forward
+
+
+def _step(layer: Layer, relu: bool, check_finite: bool) -> Callable:
+    """One step of a forward plan, called as ``step(A_prev, training, rng, rows)``."""
+    if not (relu or check_finite):  # looked up at each call, so a layer's forward may be replaced
+        return lambda A, training, rng, rows: layer.forward(A, training, rng, rows)
+    fused = layer.fused_forward  # type: ignore[attr-defined]  # a plain Dense (see _plain_dense)
+    return lambda A, training, rng, rows: fused(A, rows, relu=relu, check_finite=check_finite)
+
+
+def _json_label(value: Any) -> Any:
+    """A class label as a plain JSON value (NumPy scalars become Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _label_indices(y: np.ndarray, classes: list[Any]) -> np.ndarray:
+    """Class indices of the labels ``y`` in ``classes``; an unknown label is an error."""
+    lookup = {label: i for i, label in enumerate(classes)}
+    try:
+        return np.fromiter((lookup[_json_label(v)] for v in y), dtype=np.intp, count=len(y))
+    except KeyError as exc:
+        shown = ", ".join(map(repr, classes[:12])) + (", ..." if len(classes) > 12 else "")
+        raise ValueError(
+            f"y holds the label {exc.args[0]!r}, which the model does not know; its classes are "
+            f"{shown}"
+        ) from None
+    except TypeError as exc:  # an unhashable label
+        raise ValueError(f"y holds a label that cannot be a class: {exc}") from None

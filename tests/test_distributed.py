@@ -186,8 +186,8 @@ def test_dropout_streams_differ_per_rank_but_weights_stay_identical():
         layer = model.layers[2]
         original = layer.forward
 
-        def spy(A_prev, training=False, rng=None):
-            A, backward = original(A_prev, training, rng)
+        def spy(A_prev, training=False, rng=None, rows=None):
+            A, backward = original(A_prev, training, rng, rows)
             masks.append(layer._buffers["mask"][:1].copy())
             return A, backward
 

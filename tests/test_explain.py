@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import matnet
-from matnet.explain import _run
+from matnet.explain import _describe, _run
 
 
 def _line(text: str, start: str) -> str:
@@ -110,7 +110,7 @@ def test_values_are_the_real_step_and_obey_the_article(activation, loss, dropout
         "binary_cross_entropy": rng.integers(0, 2, (6, 2)),
         "mse": rng.standard_normal((6, 2)),
     }[loss]
-    values, value = _run(model, X, y, seed=0)
+    values, value = _run(model, _describe(model, X.shape[0]), X, y, seed=0)
     # The explanation leaves the model as it found it.
     np.testing.assert_array_equal(model.flat_params, params_before)
     assert np.all(model.flat_grads == 7.0)

@@ -53,8 +53,8 @@ def test_gradcheck_every_layer_activation_and_loss(activation, loss, batch):
 class _WrongBiasGradient(Dense):
     """A Dense layer whose backward reports twice the true bias gradient."""
 
-    def forward(self, A_prev, training=False, rng=None):
-        Z, backward = super().forward(A_prev, training, rng)
+    def forward(self, A_prev, training=False, rng=None, rows=None):
+        Z, backward = super().forward(A_prev, training, rng, rows)
 
         def wrong_backward(dZ):
             dA_prev = backward(dZ)

@@ -131,7 +131,7 @@ def test_predict_returns_a_fresh_array(rng):
 
 
 def test_sequential_validation():
-    with pytest.raises(ValueError, match="start with Dense"):
+    with pytest.raises(ValueError, match="first layer must fix the input width"):
         Sequential([Activation("relu")])
     with pytest.raises(ValueError, match="follows a layer of width 4"):
         Sequential([Dense(3, 4), Dense(5, 2)])

@@ -87,9 +87,10 @@ def test_dropout_is_blocked_only_at_inference():
         Dropout(0.5).forward(X, training=True, rng=rng, rows=slice(0, 2))
 
 
-def test_a_custom_layer_without_rows_is_never_called_with_rows():
-    class Double(Layer):
-        def forward(self, A_prev, training=False, rng=None):
+def test_a_custom_layer_without_row_blocks_is_never_called_with_rows():
+    class Double(Layer):  # row_blocks is False by default
+        def forward(self, A_prev, training=False, rng=None, rows=None):
+            assert rows is None
             return 2 * A_prev, lambda dA: 2 * dA
 
     n = 2 * ROW_BLOCK + 1
@@ -104,12 +105,12 @@ def test_a_custom_layer_without_rows_is_never_called_with_rows():
     np.testing.assert_allclose(model.forward(X)[0], expected, rtol=1e-12)
 
 
-def test_a_dense_subclass_with_the_old_forward_still_works_on_many_rows():
-    """A subclass that overrides forward without rows/relu/check_finite keeps the one-pass path."""
+def test_a_dense_subclass_that_overrides_forward_works_on_many_rows():
+    """A subclass with its own forward is called through it (never through Dense's fused form)."""
 
     class Scaled(Dense):
-        def forward(self, A_prev, training=False, rng=None):
-            Z, backward = super().forward(A_prev, training, rng)
+        def forward(self, A_prev, training=False, rng=None, rows=None):
+            Z, backward = super().forward(A_prev, training, rng, rows)
             return Z, backward
 
     n = 2 * ROW_BLOCK + 3

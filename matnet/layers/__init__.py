@@ -1,0 +1,42 @@
+"""Layers: one calling convention, ``forward(A_prev, training, rng, rows) -> (A, backward)``, and a
+description of themselves (:meth:`Layer.describe`) that :func:`matnet.explain` prints.
+
+One module per layer: :mod:`~matnet.layers.dense` (the article's ``Z = A_prev·W + b``),
+:mod:`~matnet.layers.activation`, :mod:`~matnet.layers.dropout` and
+:mod:`~matnet.layers.preprocessing` (state fitted from the training rows). A new layer subclasses
+:class:`Layer` and is registered with :func:`register_layer` so model files can rebuild it.
+"""
+
+from matnet.layers.activation import Activation
+from matnet.layers.base import (
+    Description,
+    Equation,
+    Layer,
+    Symbols,
+    layer_from_config,
+    layer_types,
+    register_layer,
+    shape_text,
+)
+from matnet.layers.dense import INITIALIZERS, Dense
+from matnet.layers.dropout import Dropout
+from matnet.layers.preprocessing import Standardize
+
+for _cls in (Dense, Activation, Dropout, Standardize):
+    register_layer(_cls)
+
+__all__ = [
+    "INITIALIZERS",
+    "Activation",
+    "Dense",
+    "Description",
+    "Dropout",
+    "Equation",
+    "Layer",
+    "Standardize",
+    "Symbols",
+    "layer_from_config",
+    "layer_types",
+    "register_layer",
+    "shape_text",
+]
