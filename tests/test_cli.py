@@ -146,7 +146,7 @@ def test_info_shows_architecture_and_training(iris_model, capsys):
     model_path, _ = iris_model
     code, out, err = run(capsys, "info", model_path)
     assert code == 0, err
-    assert "matnet model file, format 1" in out
+    assert "matnet model file, format 2" in out
     assert "classification of 'species' into 3 classes: setosa, versicolor, virginica" in out
     assert "Dense(4 -> 16)" in out and "(4, 16)" in out and "131 parameters" in out
     assert '"optimizer": "adam"' not in out and 'optimizer="adam"' in out
