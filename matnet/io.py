@@ -365,6 +365,8 @@ def model_from_tensors(
             raise ValueError("the architecture must be an object with a list of layers")
         if not isinstance(user, dict):
             raise ValueError("user metadata must be an object")
+        if int(version) == 1:
+            config, tensors, metadata, user = _upgrade_format_1(config, tensors, metadata, user)
         # The shapes the architecture needs, from the layers alone: a file that lies about its
         # widths must not make us allocate a model that its tensors cannot fill.
         layers = [layer_from_config(c) for c in config["layers"]]
@@ -398,6 +400,44 @@ def model_from_tensors(
     _read_model_concept(model, metadata, source)
     model.metadata = user
     return model
+
+
+def _upgrade_format_1(
+    config: dict[str, Any], tensors: dict[str, np.ndarray], metadata: dict[str, str], user: dict
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str], dict]:
+    """A format-1 file (matnet 0.1) as format 2. Its command line kept the input scaler, class
+    labels, column names and target scaling in the user metadata, applied by the command line
+    alone; they become the model's own: a Standardize layer in front, classes, feature names and
+    target scaling, so every reader gives the command line's answers."""
+    user = dict(user)
+    scaler, labels = user.pop("scaler", None), user.pop("labels", None)
+    features, target = user.pop("features", None), user.pop("target_scaler", None)
+    metadata = dict(metadata)
+    if labels is not None:
+        metadata["classes"] = json.dumps(labels)
+    if features is not None:
+        metadata["feature_names"] = json.dumps(features)
+    if target is not None:
+        metadata["target_scaling"] = json.dumps(
+            {"mean": [target["mean"]], "scale": [target["scale"]]}
+        )
+    if scaler is not None:
+        mean = np.asarray(scaler["mean"], dtype=np.float64)
+        scale = np.asarray(scaler["scale"], dtype=np.float64)
+        d = mean.size
+        if mean.shape != (d,) or scale.shape != (d,) or not np.all(scale != 0):
+            raise ValueError("the scaler needs equal-length 'mean' and non-zero 'scale' lists")
+        config = {**config, "layers": [{"type": "Standardize", "n_features": d}, *config["layers"]]}
+        dtype = next(iter(tensors.values())).dtype if tensors else np.float32
+        shifted = {}
+        for key, tensor in tensors.items():
+            index, name = key.split(".", 1)
+            shifted[f"{int(index) + 1}.{name}"] = tensor
+        shifted["0.mean"] = mean.reshape(1, d).astype(dtype)
+        shifted["0.scale"] = scale.reshape(1, d).astype(dtype)
+        shifted["0.n_seen"] = np.ones(1, dtype=dtype)
+        tensors = shifted
+    return config, tensors, metadata, user
 
 
 def _read_model_concept(model: Any, metadata: dict[str, str], source: Any) -> None:
