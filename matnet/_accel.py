@@ -2,8 +2,8 @@
 
 They fuse passes that NumPy makes separately: the batch gather with prefetching, bias + ReLU, the
 ReLU backward with the bias gradient's column sums, and Adam's update. A training step then computes
-the same numbers (to the rounding of ``db``'s sums) 4-8% faster with SGD on the benchmark network,
-and Adam's update takes half the time (benchmarks/README.md). They are built with the package where a
+the same numbers (to the rounding of ``db``'s sums) in less time (the figures are in
+benchmarks/README.md). They are built with the package where a
 C compiler exists; without them, or with ``MATNET_NO_KERNELS=1``, matnet runs its NumPy path.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 kernels: Any = None
 if os.environ.get("MATNET_NO_KERNELS") != "1":
     try:
-        from matnet import _kernels as kernels
+        from matnet import _kernels as kernels  # type: ignore[attr-defined, no-redef]
     except ImportError:  # built without a C compiler
         kernels = None
 

@@ -1,11 +1,11 @@
 """One BLAS level-1 call NumPy does not expose: ``axpy`` (``y += a * x`` in one pass).
 
 NumPy has no fused multiply-add over arrays, so the SGD step ``p -= lr * g`` costs two passes over the
-235,146-entry parameter vector of the benchmark network (27 us). OpenBLAS's ``saxpy`` does it in one
-pass and on every BLAS thread (18 us on one thread, 10 us on two). The function is taken from the very
-OpenBLAS library that NumPy's wheel bundles and has already loaded (``scipy-openblas64``, 64-bit
-integers), so it shares NumPy's thread pool: a second OpenBLAS (SciPy's, tried first) made whole
-epochs 30x slower through two pools of spinning threads.
+parameter vector; OpenBLAS's ``saxpy`` does it in one pass and on every BLAS thread (the figures are in
+benchmarks/README.md). The function is taken from the very OpenBLAS library that NumPy's wheel bundles
+and has already loaded (``scipy-openblas64``, 64-bit integers), so it shares NumPy's thread pool: a
+second OpenBLAS (SciPy's, tried first) made whole epochs many times slower through two pools of
+spinning threads.
 
 Anything else (another BLAS build, a GPU array, a strided or non-float array) gets ``False`` back and
 the caller does the two NumPy passes. ``MATNET_NUMPY_AXPY=1`` forces that path. The result may differ
@@ -23,10 +23,10 @@ import numpy as np
 
 __all__ = ["axpy"]
 
-_FUNCS: dict[np.dtype, Any] | None = None
+_FUNCS: dict[Any, Any] | None = None
 
 
-def _load() -> dict[np.dtype, Any]:
+def _load() -> dict[Any, Any]:
     """``{float32: saxpy, float64: daxpy}`` from NumPy's bundled OpenBLAS, or ``{}``."""
     if os.environ.get("MATNET_NUMPY_AXPY") == "1":
         return {}

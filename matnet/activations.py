@@ -98,7 +98,7 @@ class ReLU(Activation):
 
     def forward(self, Z, out):
         # A zero row broadcast over the batch instead of the scalar 0: NumPy's SIMD loop for
-        # maximum runs only when both operands are contiguous along the row, 2-3x faster.
+        # maximum runs only when both operands are contiguous along the row.
         zeros = self._zeros
         if zeros is None or zeros.shape[1] != Z.shape[1] or zeros.dtype != Z.dtype:
             zeros = self._zeros = array_namespace(Z).zeros((1, Z.shape[1]), dtype=Z.dtype)

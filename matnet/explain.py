@@ -245,7 +245,8 @@ def explain(
     )
     emit(backward)
 
-    rows, width = [], model.n_features
+    rows: list[tuple[str, int, int, int]] = []
+    width = model.n_features
     for d, layer in zip(descriptions, model.layers, strict=True):
         n_in, width = width, layer.output_width(width)
         if any(d.flops):

@@ -41,7 +41,7 @@ __all__ = [
 FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
-_DTYPES = {
+_DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
     "F32": np.dtype("<f4"),
     "F16": np.dtype("<f2"),

@@ -28,8 +28,7 @@ Array = Any
 
 # Rows per forward pass in predict: large enough for BLAS to run at full speed, small enough that one
 # chunk's activations (2048 x 256 float32 = 2 MiB) stay in cache for the bias and activation passes
-# that follow each product. Measured on 10,000 rows: 0.884 -> 0.92 of the products' time at 2 BLAS
-# threads, 0.96 -> 0.99 at one (16384 rows per chunk before).
+# that follow each product (measured in benchmarks/predict_chunks.py; see benchmarks/README.md).
 PREDICT_CHUNK = 2048
 # forward() on more than twice this many rows runs all layers one block of rows at a time, for the
 # same reason (the whole batch's buffers are still filled, so backward sees the whole batch).
@@ -296,10 +295,9 @@ class Sequential:
         backend = self.backend
         X = X if backend.is_host else backend.asarray(X)  # the batch goes to the device
         n = X.shape[0]
+        blocks: list[slice | None] = [None]
         if n > 2 * ROW_BLOCK and self._row_blocks and not (training and self._random):
             blocks = [slice(start, start + ROW_BLOCK) for start in range(0, n, ROW_BLOCK)]
-        else:
-            blocks = [None]
         steps = self._steps[backend.is_host and _accel.kernels is not None, check_first]
         for rows in blocks:
             A, backwards = X, []

@@ -39,8 +39,12 @@ class Dense(Layer):
                 raise ValueError(f"Dense {name}={value!r} must be a positive integer")
         if init not in INITIALIZERS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITIALIZERS)}")
-        self.n_in, self.n_out, self.init = int(n_in), int(n_out), init
-        self.W = self.b = self.dW = self.db = None
+        self.n_in: int = int(n_in)
+        self.n_out, self.init = int(n_out), init
+        self.W: Array = None
+        self.b: Array = None
+        self.dW: Array = None
+        self.db: Array = None
 
     def param_specs(self):
         return [("W", (self.n_in, self.n_out), True), ("b", (1, self.n_out), False)]
@@ -112,7 +116,7 @@ class Dense(Layer):
                     np.matmul(ones, dZ, out=self.db)
             else:
                 # db = dZ.sum(axis=0, keepdims=True), as ones(1, n) @ dZ: BLAS does it without a
-                # temporary and on every thread, 2-3x faster than NumPy's reduction here.
+                # temporary and on every thread, faster than NumPy's reduction here.
                 np.matmul(ones, dZ, out=self.db)
             np.matmul(A_prev.T, dZ, out=self.dW)  # dW = A_prev.T @ dZ
             if not self.needs_input_grad:

@@ -41,8 +41,10 @@ class Standardize(Layer):
             or n_features < 1
         ):
             raise ValueError(f"Standardize n_features={n_features!r} must be a positive integer")
-        self.n_in = int(n_features)
-        self.mean = self.scale = self.n_seen = None
+        self.n_in: int = int(n_features)
+        self.mean: Array = None
+        self.scale: Array = None
+        self.n_seen: Array = None
 
     def state_specs(self):
         d = self.n_in
