@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-fast lint format bench clean
+.PHONY: demo test test-fast lint typecheck format bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test-fast: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check matnet tests benchmarks examples
 	$(VENV)/bin/ruff format --check matnet tests benchmarks examples
+
+typecheck: $(VENV)/.dev-installed
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format matnet tests benchmarks examples
