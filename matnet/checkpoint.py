@@ -241,11 +241,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     fields, opt = parsed["state"], parsed["optimizer"]
     state = _train_state(fields, opt, path)
     params = tensors.pop("params", None)
-    _need(
-        params is not None and params.ndim == 1 and params.dtype.kind == "f",
-        path,
-        "checkpoint has no flat float 'params' tensor",
-    )
+    if params is None or not (params.ndim == 1 and params.dtype.kind == "f"):
+        raise ModelFileError(f"{path}: checkpoint has no flat float 'params' tensor")
     _need(bool(np.all(np.isfinite(params))), path, "checkpoint parameters are not all finite")
     best = tensors.pop("best_params", None)
     _need(

@@ -93,9 +93,6 @@ def test_state_survives_checkpoint_and_resume_bit_identically(tmp_path):
     assert shift(resumed).adapt_calls == 0  # the state comes from the checkpoint, not the data
     np.testing.assert_array_equal(resumed.flat_state, whole.flat_state)
     np.testing.assert_array_equal(resumed.flat_params, whole.flat_params)
-    loaded = matnet.checkpoint.load_model  # the reader for model files refuses unknown layers,
-    with pytest.raises(matnet.errors.ModelFileError):  # so the state check is fit's alone here
-        loaded(path)
 
 
 def test_a_checkpoint_without_the_models_state_is_refused(tmp_path):

@@ -164,29 +164,57 @@ class Trainer:
         ``"val_loss"`` with validation data, else ``"loss"``.
     history : History
         What ``fit`` returns.
-    stop_requested, stop_reason, interrupted, diverged : bool, str or None, bool, str or None
+    stop_requested : bool
+        Set by :meth:`request_stop` (``stop_reason`` says who asked).
+    interrupted : bool
+        Ctrl-C (on any rank) stopped the run; ``interrupt.requested`` is this process's flag.
+    diverged : str or None
+        What went wrong when the loss or the parameters stopped being finite.
+    restored : str or None
+        Which parameters ``on_train_end`` put back, for the messages that follow.
     """
 
-    def __init__(self, model: Any, optimizer: Any, loss: Any, schedule: Any, comm: Any, **run: Any):
+    def __init__(
+        self,
+        model: Any,
+        optimizer: Any,
+        loss: Any,
+        schedule: Any,
+        comm: Any,
+        *,
+        rng: np.random.Generator,
+        state: TrainState,
+        epochs: int,
+        batch_size: int,
+        n: int,
+        validation: tuple[Any, Any] | None,
+        min_delta: float,
+        val_idx: np.ndarray | None,
+        data: dict[str, Any] | None,
+        checkpoint: Any,
+        on_divergence: str,
+        resumed_from: tuple[int, int] | None,
+        callbacks: list[Callback],
+    ) -> None:
         self.model, self.optimizer, self.loss, self.schedule = model, optimizer, loss, schedule
-        self.comm = comm
-        self.rng: np.random.Generator = run["rng"]
-        self.state: TrainState = run["state"]
-        self.epochs, self.batch_size, self.n_samples = run["epochs"], run["batch_size"], run["n"]
-        self.validation: tuple[Any, Any] | None = run["validation"]
-        self.monitor = "val_loss" if self.validation is not None else "loss"
-        self.min_delta: float = run["min_delta"]
-        self.val_idx, self.data = run["val_idx"], run["data"]
-        self.checkpoint = run["checkpoint"]
-        self.resumed_from: tuple[int, int] | None = run["resumed_from"]
-        self.stop_requested, self.stop_reason, self.interrupted = False, None, False
+        self.comm, self.rng, self.state = comm, rng, state
+        self.epochs, self.batch_size, self.n_samples = epochs, batch_size, n
+        self.validation = validation
+        self.monitor = "val_loss" if validation is not None else "loss"
+        self.min_delta = min_delta
+        #: What Checkpointing writes besides the run's state: the held-out rows, the data's
+        #: fingerprint, and the path (None on ranks other than 0).
+        self.val_idx, self.data, self.checkpoint = val_idx, data, checkpoint
+        self.resumed_from = resumed_from
+        self.stop_requested, self.interrupted = False, False
+        self.stop_reason: str | None = None
         self.diverged: str | None = None
         self.diverged_step = 0
         #: What on_train_end put back into the parameters ("the best weights (epoch 3)"), if any.
         self.restored: str | None = None
         self.history, self.interrupt = History(), Interrupt()
-        self.guard = DivergenceGuard(run["on_divergence"])
-        self.callbacks: list[Callback] = [self.history, *run["callbacks"]]
+        self.guard = DivergenceGuard(on_divergence)
+        self.callbacks: list[Callback] = [self.history, *callbacks]
         self.closing = [cb for cb in self.callbacks if cb.closes_epoch]
         self.callbacks = [cb for cb in self.callbacks if not cb.closes_epoch]
         # Per step: the closing ones (a step checkpoint) first, so a callback that pauses or kills

@@ -31,6 +31,7 @@ from matnet.model import Sequential
 from matnet.optim import Optimizer, get_optimizer
 from matnet.schedules import Schedule, get_schedule
 from matnet.training.callbacks import (
+    Callback,
     Checkpointing,
     EarlyStopping,
     History,
@@ -301,7 +302,7 @@ def _prepare(
         rng, state = _restore(ckpt, resume_from, model, opt, sched, rng), ckpt.state
     # Rank 0's parameters, state and optimizer state everywhere; per-rank dropout streams.
     drop_rng = comm.start(params, opt, rng, n, state=model.flat_state)
-    builtin = [Progress(verbose)] if verbose else []
+    builtin: list[Callback] = [Progress(verbose)] if verbose else []
     builtin += [EarlyStopping(patience)] if early_stopping else []
     extra += [Checkpointing(checkpoint, checkpoint_every)] if checkpoint is not None else []
     t = Trainer(
@@ -441,7 +442,7 @@ def _training_data(
     Y = check_targets(loss_fn, y, n, model.n_outputs, model.dtype)
     W = check_sample_weight(sample_weight, n, model.dtype)
     data = {**data_fingerprint(X, Y), "batch_size": batch_size} if fingerprint else None
-    if ckpt is not None:
+    if ckpt is not None and data is not None:  # a checkpoint to resume always has a fingerprint
         val_split = validation_data is None and validation_fraction > 0
         _check_resumable(ckpt, source, model, opt, data, batch_size, val_split)
     if validation_data is not None:
@@ -455,7 +456,7 @@ def _training_data(
     if not validation_fraction > 0:
         return X, Y, W, None, None, data
     if ckpt is not None and ckpt.val_idx is not None:
-        val_idx = _validation_rows(ckpt, source, n)
+        val_idx = _validation_rows(ckpt.val_idx, source, n)
         train_idx = np.setdiff1d(np.arange(n), val_idx, assume_unique=True)
     else:
         stratify = isinstance(loss_fn, SoftmaxCrossEntropy) and Y.ndim == 1
@@ -531,8 +532,7 @@ def _check_permutation(ckpt: Checkpoint, source: Any, n_train: int, batch_size: 
         raise ModelFileError(f"{source}: the saved permutation does not fit {n_train} rows")
 
 
-def _validation_rows(ckpt: Checkpoint, source: Any, n: int) -> np.ndarray:
-    val_idx = ckpt.val_idx
+def _validation_rows(val_idx: np.ndarray, source: Any, n: int) -> np.ndarray:
     if not (
         val_idx.size
         and val_idx.size < n
