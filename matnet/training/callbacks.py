@@ -40,8 +40,11 @@ What a callback may change, and when it is honoured:
   default schedule (:class:`~matnet.schedules.Constant`) never overrides it, so the new rate holds
   from the next step on and is saved in checkpoints. A non-constant schedule sets the rate at every
   epoch start from ``trainer.state.base_lr``: change ``base_lr`` to rescale it.
-- ``trainer.optimizer.l2`` (and any other hyperparameter) at any time; a loss wrapper (a callable
-  ``loss(Z, Y, sample_weight) -> (value, dZ)`` passed as ``fit(loss=...)``) may set it per batch.
+- ``trainer.optimizer.l2`` (and any other hyperparameter) at any time. A loss wrapper (an instance
+  of a :class:`~matnet.losses.Loss` subclass, ``loss(Z, Y, sample_weight) -> (value, dZ)``, passed as
+  ``fit(loss=...)``) sees every batch and may set it per batch; the optimizer adds ``l2 * W`` after
+  the ranks' reduction, so once. ``fit`` sets ``model.loss`` to the loss it trained with: put the
+  plain loss back after training with a wrapper.
 - ``trainer.request_stop(reason)`` from any hook; with several ranks the request travels with the next
   step's reduction (or the epoch-end vote), so every rank stops after the same step.
 - ``trainer.model.flat_params`` in ``on_train_end`` (to restore parameters a callback kept).
