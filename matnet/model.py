@@ -405,12 +405,22 @@ class Sequential:
         """
         loss = loss or self._require_loss()
         y_array = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
+        n_classes = 2 if self.n_outputs == 1 else self.n_outputs
         if loss.task == "classification" and y_array.ndim == 1:
             if self.classes is None and y_array.dtype.kind in "OUSb":
-                self.classes = [_json_label(c) for c in np.unique(y_array)]
-            if self.classes is not None and len(self.classes) == (
-                2 if self.n_outputs == 1 else self.n_outputs
-            ):
+                classes = [_json_label(c) for c in np.unique(y_array)]
+                if len(classes) != n_classes:
+                    shown = ", ".join(map(repr, classes[:8])) + (
+                        ", ..." if len(classes) > 8 else ""
+                    )
+                    raise ValueError(
+                        f"y holds {len(classes)} distinct labels ({shown}), but the model's "
+                        f"{self.n_outputs} output(s) stand for {n_classes} classes; give the last "
+                        f"Dense layer {len(classes)} outputs (1 for two classes with binary "
+                        "cross-entropy)"
+                    )
+                self.classes = classes
+            if self.classes is not None and len(self.classes) == n_classes:
                 y_array = _label_indices(y_array, self.classes)
         Y = check_targets(loss, y_array, n_samples, self.n_outputs, self.dtype)
         if self.target_scaling is not None and loss.task == "regression":
@@ -491,7 +501,7 @@ class Sequential:
     ) -> Any:
         """Train on ``(X, y)``: :func:`matnet.fit` with this model; every option is documented
         there. Returns the :class:`~matnet.History`."""
-        from matnet.train import fit
+        from matnet.training import fit
 
         options = {k: v for k, v in locals().items() if k not in ("self", "X", "y", "fit")}
         return fit(self, X, y, **options)

@@ -73,7 +73,7 @@ from matnet.layers import Activation, Dense, Dropout
 from matnet.losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
 from matnet.model import Sequential
 from matnet.optim import SGD, Adam, AdamW, Optimizer, get_optimizer
-from matnet.train import Callback, as_callbacks
+from matnet.training import Callback, as_callbacks
 
 __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 
