@@ -217,48 +217,71 @@ def explain(
         if "Y" in numbers:
             lines.append(_matrix("Y", numbers["Y"]))
 
+    lines += _equation_lines(forward, backward, out, descriptions, numbers if values else None)
+    lines += _flops_lines(model, descriptions, n)
+    lines += _memory_lines(model, descriptions, n, out, kept)
+    if loss_value is not None:
+        lines.append("")
+        lines.append(f"This step's loss: L = {loss_value:.6g}")
+    text = "\n".join(lines)
+    if print_fn is not None:
+        print_fn(text)
+    return text
+
+
+def _equation_lines(
+    forward: list[Equation],
+    backward: list[Equation],
+    out: str,
+    descriptions: list[Description],
+    numbers: dict[str, np.ndarray] | None,
+) -> list[str]:
+    """The forward and backward equations, aligned; with ``numbers``, each array under its equation
+    (and each layer's parameters and state under its first equation)."""
     width = max(len(step.formula) for step in forward + backward) + 4
     shapes_width = max(len(step.shapes) for step in forward + backward) + 2
-
-    # With values: each layer's parameters (and state) are shown after its first equation.
     operands = {
         d.forward[0].name: [symbol for symbol, *_ in d.parameters + d.state]
         for d in descriptions
         if d.forward
     }
+    lines: list[str] = []
 
-    def emit(steps: list[Equation]) -> None:
+    def emit(steps: list[Equation], show_operands: bool) -> None:
         for step in steps:
             lines.append(_render(step, width, shapes_width))
-            for name in operands.get(step.name, []) if step in forward else []:
-                if values and name in numbers:
+            if numbers is None:
+                continue
+            for name in operands.get(step.name, []) if show_operands else []:
+                if name in numbers:
                     lines.append(_matrix(name, numbers[name]))
-            if values and step.name in numbers:
+            if step.name in numbers:
                 lines.append(_matrix(step.name, numbers[step.name]))
 
-    lines.append("")
-    lines.append("Forward pass (A0 is the batch)")
-    emit(forward)
-    lines.append("")
-    lines.append(
-        f"Backward pass (dX means ∂L/∂X; it starts at d{out} and runs back to the first layer)"
-    )
-    emit(backward)
+    lines += ["", "Forward pass (A0 is the batch)"]
+    emit(forward, True)
+    lines += [
+        "",
+        f"Backward pass (dX means ∂L/∂X; it starts at d{out} and runs back to the first layer)",
+    ]
+    emit(backward, False)
+    return lines
 
+
+def _flops_lines(model: Sequential, descriptions: list[Description], n: int) -> list[str]:
+    """Where one training step's matrix-product flops go, by layer and by kind."""
     rows: list[tuple[str, int, int, int]] = []
     width = model.n_features
     for d, layer in zip(descriptions, model.layers, strict=True):
         n_in, width = width, layer.output_width(width)
         if any(d.flops):
             rows.append((f"layer {len(rows) + 1}  ({n_in}→{width})", *d.flops))
-    fwd = sum(r[1] for r in rows)
-    wgt = sum(r[2] for r in rows)
-    inp = sum(r[3] for r in rows)
+    fwd, wgt, inp = (sum(r[c] for r in rows) for c in (1, 2, 3))
     total = fwd + wgt + inp
-    lines.append("")
-    lines.append(
-        "Floating-point operations per training step (each (m×k)·(k×p) product costs 2·m·k·p)"
-    )
+    lines = [
+        "",
+        "Floating-point operations per training step (each (m×k)·(k×p) product costs 2·m·k·p)",
+    ]
     table = [("", "forward", "weight grads", "input grads")]
     for name, a, b, c in rows:
         table.append((name, _count(a), _count(b), _count(c) if c else "—"))
@@ -270,37 +293,33 @@ def explain(
         lines.append(
             "  " + r[0].ljust(col[0]) + "".join("  " + r[c].rjust(col[c]) for c in range(1, 4))
         )
-    bias_ops = 2 * n * sum(model.params[k].size for k in model.params if k.endswith(".b"))
+    other = sum(d.other_ops for d in descriptions)
     lines.append(
         f"  = {_count(total)} flops in matrix products ({_count(total // n)} per example); besides "
         f"them, the bias adds and bias sums"
     )
     lines.append(
-        f"    take {_count(bias_ops)}, and the activations and the loss a few operations per element."
+        f"    take {_count(other)}, and the activations and the loss a few operations per element."
     )
+    return lines
 
-    lines.append("")
+
+def _memory_lines(
+    model: Sequential, descriptions: list[Description], n: int, out: str, kept: list[str]
+) -> list[str]:
+    """The parameter count and the memory of one batch's activations and gradients."""
+    dtype = np.dtype(model.dtype)
     parts = [text for d in descriptions for _, _, text in d.parameters]
-    lines.append(f"Parameters: {_count(model.n_params)} = " + " + ".join(parts))
-    lines.append(
-        f"  {_bytes(model.n_params * dtype.itemsize)} in {dtype.name}, and as much again for "
-        "their gradients"
-    )
     held = n * model.n_features + sum(count for d in descriptions for _, count in d.kept)
     grads = n * model.n_outputs + sum(d.grad_numbers for d in descriptions)
-    lines.append(
+    return [
+        "",
+        f"Parameters: {_count(model.n_params)} = " + " + ".join(parts),
+        f"  {_bytes(model.n_params * dtype.itemsize)} in {dtype.name}, and as much again for "
+        "their gradients",
         f"Activations of one batch: {_count(held)} numbers = {_bytes(held * dtype.itemsize)} kept by "
-        f"the forward pass for the backward pass:"
-    )
-    lines.append("  " + ", ".join(kept))
-    lines.append(
+        f"the forward pass for the backward pass:",
+        "  " + ", ".join(kept),
         f"  plus {_count(grads)} numbers = {_bytes(grads * dtype.itemsize)} of gradients in flight "
-        f"(d{out} and each layer's dA)."
-    )
-    if loss_value is not None:
-        lines.append("")
-        lines.append(f"This step's loss: L = {loss_value:.6g}")
-    text = "\n".join(lines)
-    if print_fn is not None:
-        print_fn(text)
-    return text
+        f"(d{out} and each layer's dA).",
+    ]

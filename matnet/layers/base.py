@@ -71,6 +71,8 @@ class Description:
         When the output is written over the input buffer: the note to append to the input's entry.
     grad_numbers : int
         Numbers of the input gradient this layer's backward pass allocates.
+    other_ops : int
+        Floating-point operations besides the matrix products that the bias adds and sums take.
     parameters : list of (str, str, str)
         ``(symbol, parameter name, text)`` per parameter: ``("W1", "W", "W1 64×32 = 2,048")``.
     state : list of (str, str)
@@ -84,6 +86,7 @@ class Description:
     kept: list[tuple[str, int]] = field(default_factory=list)
     overwrites_input: str = ""
     grad_numbers: int = 0
+    other_ops: int = 0
     parameters: list[tuple[str, str, str]] = field(default_factory=list)
     state: list[tuple[str, str]] = field(default_factory=list)
 

@@ -192,6 +192,7 @@ class Dense(Layer):
             flops=(product, product, product if self.needs_input_grad else 0),
             kept=[(f"{Z} {shape_text(n, o)}", n * o)],
             grad_numbers=n * i if self.needs_input_grad else 0,
+            other_ops=2 * n * o,  # the bias add forward and the bias sum backward
             parameters=[
                 (f"W{ell}", "W", f"W{ell} {i}×{o} = {i * o:,}"),
                 (f"b{ell}", "b", f"b{ell} {o:,}"),

@@ -80,92 +80,6 @@ def fit(
     resume: bool | str | os.PathLike = False,
     comm: Any = None,
 ) -> History:
-    """Train ``model`` on ``(X, y)`` with mini-batches reshuffled every epoch.
-
-    Parameters
-    ----------
-    model : Sequential
-    X : array-like of shape (n_samples, n_features)
-    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        Class indices or one-hot rows (cross-entropy), 0/1 labels (binary cross-entropy), or values.
-    loss : str or Loss, optional
-        ``"cross_entropy"``, ``"binary_cross_entropy"`` or ``"mse"``; defaults to the model's loss.
-        The model keeps it for ``predict``/``predict_proba``.
-    optimizer : str, dict or Optimizer
-        ``"sgd"``, ``"adam"``, ``"adamw"``, or a configured instance (for momentum, betas, ...). An
-        instance is used as given (its state is kept between calls), but for ``learning_rate`` and a
-        non-zero ``l2``, which are set on it.
-    learning_rate : float, optional
-        Initial learning rate (default: the optimizer's own).
-    l2 : float
-        L2 penalty on the weights (``l2 * W`` added to their gradient). For an optimizer instance, a
-        non-zero value replaces the instance's ``l2``; 0 (the default) leaves the instance's.
-    epochs : int
-        Passes over the training data (in total, counting those done before a resume).
-    batch_size : int
-        Rows per step; the last batch of an epoch may be smaller. Larger than the data means one batch.
-    shuffle : bool
-        Reshuffle the rows every epoch (from ``seed``); False takes them in order.
-    seed : int or numpy.random.Generator
-        Drives shuffling, dropout and the validation split (one generator for all three). The same
-        seed, data and BLAS thread count give bit-identical weights.
-    validation_data : (X_val, y_val), optional
-    validation_fraction : float in [0, 1)
-        Hold out this fraction of ``(X, y)`` (stratified for class indices) when no validation_data.
-    early_stopping : bool
-        Stop when the monitored loss (validation loss if any, else training loss) has not improved by
-        ``min_delta`` for ``patience`` epochs, and restore the weights of the best epoch.
-    patience : int
-    min_delta : float
-        The improvement that counts for ``history.best_epoch`` and early stopping.
-    schedule : str or Schedule, optional
-        Learning-rate schedule, applied at the start of each epoch. The default (constant) leaves the
-        rate alone, so a callback may change ``trainer.optimizer.learning_rate`` between epochs.
-    clip_norm : float, optional
-        Rescale the whole gradient vector when its L2 norm exceeds this value.
-    sample_weight : array-like of shape (n_samples,), optional
-    callbacks : Callback, callable or list of them
-        See :mod:`matnet.training.callbacks` for the protocol.
-    verbose : int
-        0 silent, 1 a progress bar (tqdm, when installed), 2 one line per epoch.
-    on_divergence : {"raise", "warn"}
-        The loss is checked for NaN/infinity at every step and the parameters at every epoch end. On
-        failure training stops and the last good weights are restored (the best epoch's with early
-        stopping, else those at the end of the last finite epoch); then ``"raise"`` raises
-        :class:`~matnet.errors.TrainingDivergedError` and ``"warn"`` warns and returns the history
-        with ``history.diverged = True``.
-    checkpoint : path, optional
-        Write the whole training state here (atomically; see :mod:`matnet.checkpoint`) every
-        ``checkpoint_every``, at the end, and on Ctrl-C; never a diverged state.
-    checkpoint_every : int or "epoch"
-        A number of optimizer steps, or ``"epoch"`` for every epoch end.
-    resume : bool or path
-        ``True``: continue from ``checkpoint`` if that file exists (else start fresh); a path:
-        continue from that checkpoint. The result is bit-identical to the run never having stopped.
-    comm : matnet.distributed.Communicator, optional
-        Train data-parallel across the ranks of ``comm`` (see :mod:`matnet.distributed`): each rank
-        computes its share of every global batch of ``batch_size`` rows and one Allreduce per step
-        sums the gradients and the loss. Only rank 0 writes the checkpoint. Default: one process.
-
-    Returns
-    -------
-    History
-        ``history.interrupted`` is True when Ctrl-C stopped training (after the current step; the
-        best weights are kept and the checkpoint written), ``history.diverged`` when training diverged
-        with ``on_divergence="warn"``.
-
-    Raises
-    ------
-    TrainingDivergedError
-        When the loss or the parameters stop being finite (unless ``on_divergence="warn"``).
-    ModelFileError
-        When the checkpoint to resume from is corrupted or not a checkpoint.
-
-    Notes
-    -----
-    Before the first step ``fit`` fits the model's non-trainable state (``model.adapt``) on the
-    training rows (after the validation split); a resumed run takes that state from the checkpoint.
-    """
     # Every argument, by name: all are checked before the first parameter changes.
     t, X, Y, W, drop_rng = _prepare(**locals())
     params, grads = t.model.flat_params, t.model.flat_grads
@@ -228,6 +142,100 @@ def fit(
                 break
         t.close_run()
     return t.finish()
+
+
+# The parameters' documentation is long; it sits apart so that fit's code reads on one screen.
+_FIT_DOC = """Train ``model`` on ``(X, y)`` with mini-batches reshuffled every epoch.
+
+Parameters
+----------
+model : Sequential
+X : array-like or DataFrame of shape (n_samples, n_features)
+    A DataFrame's column names become ``model.feature_names`` (when the model has none), and a
+    model that has names takes a DataFrame's columns by name.
+y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+    Class labels, class indices or one-hot rows (cross-entropy), 0/1 labels (binary cross-entropy),
+    or values. Non-numeric labels become ``model.classes`` (when the model has none; ``predict``
+    then returns them); values are scaled by ``model.target_scaling`` when the model has one.
+loss : str or Loss, optional
+    ``"cross_entropy"``, ``"binary_cross_entropy"`` or ``"mse"``; defaults to the model's loss.
+    The model keeps it for ``predict``/``predict_proba``.
+optimizer : str, dict or Optimizer
+    ``"sgd"``, ``"adam"``, ``"adamw"``, or a configured instance (for momentum, betas, ...). An
+    instance is used as given (its state is kept between calls), but for ``learning_rate`` and a
+    non-zero ``l2``, which are set on it.
+learning_rate : float, optional
+    Initial learning rate (default: the optimizer's own).
+l2 : float
+    L2 penalty on the weights (``l2 * W`` added to their gradient). For an optimizer instance, a
+    non-zero value replaces the instance's ``l2``; 0 (the default) leaves the instance's.
+epochs : int
+    Passes over the training data (in total, counting those done before a resume).
+batch_size : int
+    Rows per step; the last batch of an epoch may be smaller. Larger than the data means one batch.
+shuffle : bool
+    Reshuffle the rows every epoch (from ``seed``); False takes them in order.
+seed : int or numpy.random.Generator
+    Drives shuffling, dropout and the validation split (one generator for all three). The same
+    seed, data and BLAS thread count give bit-identical weights.
+validation_data : (X_val, y_val), optional
+validation_fraction : float in [0, 1)
+    Hold out this fraction of ``(X, y)`` (stratified for class indices) when no validation_data.
+early_stopping : bool
+    Stop when the monitored loss (validation loss if any, else training loss) has not improved by
+    ``min_delta`` for ``patience`` epochs, and restore the weights of the best epoch.
+patience : int
+min_delta : float
+    The improvement that counts for ``history.best_epoch`` and early stopping.
+schedule : str or Schedule, optional
+    Learning-rate schedule, applied at the start of each epoch. The default (constant) leaves the
+    rate alone, so a callback may change ``trainer.optimizer.learning_rate`` between epochs.
+clip_norm : float, optional
+    Rescale the whole gradient vector when its L2 norm exceeds this value.
+sample_weight : array-like of shape (n_samples,), optional
+callbacks : Callback, callable or list of them
+    See :mod:`matnet.training.callbacks` for the protocol.
+verbose : int
+    0 silent, 1 a progress bar (tqdm, when installed), 2 one line per epoch.
+on_divergence : {"raise", "warn"}
+    The loss is checked for NaN/infinity at every step and the parameters at every epoch end. On
+    failure training stops and the last good weights are restored (the best epoch's with early
+    stopping, else those at the end of the last finite epoch); then ``"raise"`` raises
+    :class:`~matnet.errors.TrainingDivergedError` and ``"warn"`` warns and returns the history
+    with ``history.diverged = True``.
+checkpoint : path, optional
+    Write the whole training state here (atomically; see :mod:`matnet.checkpoint`) every
+    ``checkpoint_every``, at the end, and on Ctrl-C; never a diverged state.
+checkpoint_every : int or "epoch"
+    A number of optimizer steps, or ``"epoch"`` for every epoch end.
+resume : bool or path
+    ``True``: continue from ``checkpoint`` if that file exists (else start fresh); a path:
+    continue from that checkpoint. The result is bit-identical to the run never having stopped.
+comm : matnet.distributed.Communicator, optional
+    Train data-parallel across the ranks of ``comm`` (see :mod:`matnet.distributed`): each rank
+    computes its share of every global batch of ``batch_size`` rows and one Allreduce per step
+    sums the gradients and the loss. Only rank 0 writes the checkpoint. Default: one process.
+
+Returns
+-------
+History
+    ``history.interrupted`` is True when Ctrl-C stopped training (after the current step; the
+    best weights are kept and the checkpoint written), ``history.diverged`` when training diverged
+    with ``on_divergence="warn"``.
+
+Raises
+------
+TrainingDivergedError
+    When the loss or the parameters stop being finite (unless ``on_divergence="warn"``).
+ModelFileError
+    When the checkpoint to resume from is corrupted or not a checkpoint.
+
+Notes
+-----
+Before the first step ``fit`` fits the model's non-trainable state (``model.adapt``) on the
+training rows (after the validation split); a resumed run takes that state from the checkpoint.
+"""
+fit.__doc__ = _FIT_DOC
 
 
 # --- setting up a run -----------------------------------------------------------------------
