@@ -99,8 +99,8 @@ class Checkpoint:
 
 def data_fingerprint(X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
     """Shapes and a CRC-32 of the training data, so a run is not resumed on other data by mistake."""
-    crc = zlib.crc32(memoryview(np.ascontiguousarray(X)).cast("B"))
-    crc = zlib.crc32(memoryview(np.ascontiguousarray(Y)).cast("B"), crc)
+    crc = zlib.crc32(np.ascontiguousarray(X).data.cast("B"))
+    crc = zlib.crc32(np.ascontiguousarray(Y).data.cast("B"), crc)
     return {"n_samples": int(X.shape[0]), "n_features": int(X.shape[1]), "crc32": crc}
 
 

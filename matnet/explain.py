@@ -276,7 +276,9 @@ def _flops_lines(model: Sequential, descriptions: list[Description], n: int) -> 
         n_in, width = width, layer.output_width(width)
         if any(d.flops):
             rows.append((f"layer {len(rows) + 1}  ({n_in}→{width})", *d.flops))
-    fwd, wgt, inp = (sum(r[c] for r in rows) for c in (1, 2, 3))
+    fwd = sum(r[1] for r in rows)
+    wgt = sum(r[2] for r in rows)
+    inp = sum(r[3] for r in rows)
     total = fwd + wgt + inp
     lines = [
         "",

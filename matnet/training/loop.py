@@ -13,7 +13,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -103,7 +103,7 @@ def fit(
             if state.batch == 0:
                 t.epoch_begin(epoch)
                 state.perm = rng.permutation(n) if shuffle else order
-            perm = state.perm
+            perm = cast(np.ndarray, state.perm)  # drawn above, or restored from the checkpoint
             for start in range(state.batch * batch_size, n, batch_size):
                 idx = perm[start : start + batch_size]
                 m_global, idx = idx.shape[0], shard(idx)  # this rank's share of the global batch
