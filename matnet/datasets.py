@@ -28,6 +28,7 @@ __all__ = [
     "read_csv",
     "load_data",
     "encode_labels",
+    "canonical_label",
     "canonical_labels",
     "target_values",
     "train_test_indices",
@@ -147,6 +148,17 @@ def is_integer_valued(y: np.ndarray) -> bool:
     except ValueError:
         return False
     return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def canonical_label(value: object) -> str:
+    """A label as text in one form, so that a CSV cell and a model's class compare equal: numbers as
+    :func:`encode_labels` names them (``"1.0"``, ``" 1"`` and ``1`` are ``"1"``), other labels
+    stripped (``True`` stays ``"True"``, not the number 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    text = str(value)
+    number = _number_or_none(text)
+    return text.strip() if number is None else _canonical_number(number)
 
 
 def canonical_labels(y: np.ndarray, numeric: bool) -> np.ndarray:
