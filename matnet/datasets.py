@@ -77,6 +77,12 @@ class Table:
     def __len__(self) -> int:
         return self.X.shape[0]
 
+    def target(self) -> np.ndarray:
+        """The target column :attr:`y`; a :class:`DataError` when the table has none."""
+        if self.y is None:
+            raise DataError(f"{self.source}: no target column")
+        return self.y
+
 
 # --- labels and splits -------------------------------------------------------------------------
 
@@ -127,9 +133,7 @@ def encode_labels(y: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 def target_values(table: Table) -> np.ndarray:
     """The target column as float64 (regression), naming the first cell that is not a number."""
-    y = table.y
-    if y is None:
-        raise DataError(f"{table.source}: no target column")
+    y = table.target()
     if y.dtype.kind in "iuf":
         return y.astype(np.float64)
     for i, text in enumerate(y):
@@ -312,7 +316,7 @@ def read_csv(
         X = None
     if X is None or not np.all(np.isfinite(X)):
         X = _parse_cells(source, feature_cells, [header[j] for j in columns], lines)
-    y = None if t is None else _target_cells(source, cells[:, t], target, lines)
+    y = None if t is None else _target_cells(source, cells[:, t], header[t], lines)
     return Table(X, y, [header[j] for j in columns], target, source, lines=lines)
 
 

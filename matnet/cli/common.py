@@ -21,6 +21,7 @@ from matnet import datasets
 from matnet.errors import UsageError
 from matnet.io import load
 from matnet.layers import Standardize
+from matnet.losses import Loss
 from matnet.model import Sequential
 
 EXIT_USAGE = 2
@@ -72,9 +73,15 @@ def plot_requested(path: str | None) -> None:
 def load_model(path: str) -> Sequential:
     """A model file that can answer: any damage or inconsistency is the loader's one-line error."""
     model = load(path)
+    loss_of(model, path)
+    return model
+
+
+def loss_of(model: Sequential, path: str = "the model") -> Loss:
+    """The model's loss, which says its task and how to read its outputs."""
     if model.loss is None:
         raise UsageError(f"{path}: the model has no loss, so its outputs cannot be interpreted")
-    return model
+    return model.loss
 
 
 def is_classifier(model: Sequential) -> bool:
@@ -142,7 +149,7 @@ def class_indices(model: Sequential, table: datasets.Table) -> np.ndarray:
     ``1``); a label the model does not know is an error naming its line."""
     labels = class_labels(model)
     lookup = {datasets.canonical_label(label): i for i, label in enumerate(labels)}
-    keys = [datasets.canonical_label(v) for v in table.y]
+    keys = [datasets.canonical_label(v) for v in table.target()]
     unknown = sorted({key for key in keys if key not in lookup})
     if unknown:
         i = keys.index(unknown[0])

@@ -8,6 +8,7 @@ the parser is built, so an activation or loss registered with :func:`matnet.regi
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 import numpy as np
 
@@ -29,7 +30,7 @@ __all__ = ["build_parser"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
