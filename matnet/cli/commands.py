@@ -34,6 +34,7 @@ from matnet.cli.common import (
     is_classifier,
     label_values,
     load_model,
+    loss_of,
     note_unscaled,
     output_name,
     plot_requested,
@@ -86,7 +87,7 @@ def _choose_task(args: argparse.Namespace, table: datasets.Table) -> str:
         return table.task
     if args.loss is not None:
         return get_loss(args.loss).task
-    y = table.y
+    y = table.target()
     if not datasets.is_integer_valued(y):
         try:
             np.asarray(y).astype(np.float64)
@@ -131,7 +132,7 @@ def _check_outputs(args: argparse.Namespace) -> Any:
 def _read_target(table: datasets.Table, task: str, loss: str) -> _Target:
     if task == "regression":
         return _Target(task, loss, datasets.target_values(table), None, 1)
-    y, labels = datasets.encode_labels(table.y)
+    y, labels = datasets.encode_labels(table.target())
     if len(labels) < 2:
         raise UsageError(
             f"{table.source}: the target {table.target_name!r} has a single class "
@@ -176,7 +177,7 @@ def _build_model(
     model.feature_names = list(table.feature_names)
     if target.labels is not None:
         model.classes = list(target.labels)
-    elif not model.loss.link_name:
+    elif not loss_of(model).link_name:
         # With the identity link the network learns (y - mean) / scale, which suits its initial
         # weights; a link such as Poisson's exp needs the targets' own non-negative scale.
         train_y = target.y[train_idx]
@@ -215,7 +216,7 @@ def _announce(
     train_idx, val_idx = rows
     say(
         f"model {' → '.join(map(str, sizes))} {shape}, {model.n_params:,} parameters, "
-        f"{args.dtype}, loss {model.loss.name}; training on {train_idx.size} rows"
+        f"{args.dtype}, loss {loss_of(model).name}; training on {train_idx.size} rows"
         + (f", validating on {val_idx.size}" if val_idx.size else "")
     )
     if args.early_stopping and val_idx.size == 0:
@@ -223,6 +224,26 @@ def _announce(
 
 
 def _fit(
+    args: argparse.Namespace,
+    model: Sequential,
+    X: np.ndarray,
+    Y: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
+    comm: Any,
+) -> Any:
+    train_idx, val_idx = rows
+    # Y is already encoded by the model (class indices, scaled values). With its labels and target
+    # scaling set aside while it trains, fit reads Y the same way whether it takes targets as they
+    # are or encodes them itself through the model: indices and values pass encode_targets unchanged.
+    labels, scaling = model.classes, model.target_scaling
+    model.classes, model.target_scaling = None, None
+    try:
+        return _run_fit(args, model, X, Y, rows, comm)
+    finally:
+        model.classes, model.target_scaling = labels, scaling
+
+
+def _run_fit(
     args: argparse.Namespace,
     model: Sequential,
     X: np.ndarray,
@@ -508,7 +529,7 @@ def _random_targets(model: Sequential, n: int, rng: np.random.Generator) -> np.n
     if isinstance(model.loss, SoftmaxCrossEntropy):
         # Every class at least once when possible, so no column of dZ is trivially zero.
         return rng.permutation(np.arange(n) % model.n_outputs)
-    return model.loss.sample_targets(rng, n, model.n_outputs)
+    return loss_of(model).sample_targets(rng, n, model.n_outputs)
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -522,7 +543,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     ok = error <= args.tolerance
     widths = [model.n_features] + [layer.n_out for layer in model.dense_layers]
     say(
-        f"gradcheck {' → '.join(map(str, widths))}, loss {model.loss.name}, batch {args.batch}, "
+        f"gradcheck {' → '.join(map(str, widths))}, loss {loss_of(model).name}, batch {args.batch}, "
         f"float64 central differences over {model.n_params:,} parameters"
     )
     say(
@@ -558,7 +579,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     for name in datasets.DATASETS:
         table = datasets.load_dataset(name)
         if table.task == "classification":
-            kind = f"{np.unique(table.y).size} classes"
+            kind = f"{np.unique(table.target()).size} classes"
         else:
             kind = "regression"
         say(f"{name:<14} {len(table):>5} rows  {table.X.shape[1]:>3} features  {kind}")
