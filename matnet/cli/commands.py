@@ -102,8 +102,7 @@ def _task_and_loss(args: argparse.Namespace, table: datasets.Table) -> tuple[str
     task = _choose_task(args, table)
     loss = args.loss or ("cross_entropy" if task == "classification" else "mse")
     if get_loss(loss).task != task:
-        fitting = sorted({get_loss(name).name for name in loss_names()} - {get_loss(loss).name})
-        fitting = [name for name in fitting if get_loss(name).task == task]
+        fitting = sorted({get_loss(n).name for n in loss_names() if get_loss(n).task == task})
         raise UsageError(
             f"--loss {loss} does not fit {table.source}, a {task} task "
             f"({' or '.join(fitting)} {'does' if len(fitting) == 1 else 'do'})"
