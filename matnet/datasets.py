@@ -28,6 +28,7 @@ __all__ = [
     "read_csv",
     "load_data",
     "encode_labels",
+    "canonical_label",
     "canonical_labels",
     "target_values",
     "train_test_indices",
@@ -75,6 +76,12 @@ class Table:
 
     def __len__(self) -> int:
         return self.X.shape[0]
+
+    def target(self) -> np.ndarray:
+        """The target column :attr:`y`; a :class:`DataError` when the table has none."""
+        if self.y is None:
+            raise DataError(f"{self.source}: no target column")
+        return self.y
 
 
 # --- labels and splits -------------------------------------------------------------------------
@@ -126,9 +133,7 @@ def encode_labels(y: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 def target_values(table: Table) -> np.ndarray:
     """The target column as float64 (regression), naming the first cell that is not a number."""
-    y = table.y
-    if y is None:
-        raise DataError(f"{table.source}: no target column")
+    y = table.target()
     if y.dtype.kind in "iuf":
         return y.astype(np.float64)
     for i, text in enumerate(y):
@@ -147,6 +152,17 @@ def is_integer_valued(y: np.ndarray) -> bool:
     except ValueError:
         return False
     return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def canonical_label(value: object) -> str:
+    """A label as text in one form, so that a CSV cell and a model's class compare equal: numbers as
+    :func:`encode_labels` names them (``"1.0"``, ``" 1"`` and ``1`` are ``"1"``), other labels
+    stripped (``True`` stays ``"True"``, not the number 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    text = str(value)
+    number = _number_or_none(text)
+    return text.strip() if number is None else _canonical_number(number)
 
 
 def canonical_labels(y: np.ndarray, numeric: bool) -> np.ndarray:
@@ -262,46 +278,8 @@ def read_csv(
         a number, NaN or infinity, or an empty cell.
     """
     source = str(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader, None)
-                while header is not None and not any(cell.strip() for cell in header):
-                    header = next(reader, None)  # blank lines before the header
-                if header is None:
-                    raise DataError(
-                        f"{source}: the file is empty; expected a header row of column names"
-                    )
-                header = [name.strip() for name in header]
-                width = len(header)
-                rows: list[list[str]] = []
-                lines: list[int] = []
-                for row in reader:
-                    if not any(cell.strip() for cell in row):
-                        continue  # blank line
-                    if len(row) != width:
-                        raise DataError(
-                            f"{source}, line {reader.line_num}: {len(row)} fields, but the header "
-                            f"has {width} columns"
-                        )
-                    rows.append(row)
-                    lines.append(reader.line_num)
-            except csv.Error as exc:
-                raise DataError(
-                    f"{source}, line {reader.line_num}: malformed CSV ({exc})"
-                ) from None
-    except FileNotFoundError:
-        raise DataError(
-            f"{source}: no such file (nor a bundled dataset: {', '.join(DATASETS)})"
-        ) from None
-    except IsADirectoryError:
-        raise DataError(f"{source}: is a directory, not a CSV file") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise DataError(f"{source}: cannot be read ({exc.strerror})") from None
-
+    header, rows, lines = _read_rows(path, source)
+    width = len(header)
     for i, name in enumerate(header):
         if not name:
             raise DataError(f"{source}, line 1: column {i + 1} has an empty name")
@@ -324,39 +302,87 @@ def read_csv(
                 f"{source}: no column {missing[0]!r}, a feature the model was trained on "
                 f"({len(missing)} of its {len(features)} features are missing)"
             )
-        features = [header.index(name) for name in features]
+        columns = [header.index(name) for name in features]
     else:
-        features = [j for j in range(width) if j != t]
-    if not features:
+        columns = [j for j in range(width) if j != t]
+    if not columns:
         raise DataError(f"{source}: there are no feature columns besides the target {target!r}")
     cells = np.asarray(rows, dtype=str)
 
-    feature_cells = cells[:, features]
+    feature_cells = cells[:, columns]
     try:
         X = feature_cells.astype(np.float64)
     except ValueError:
         X = None
     if X is None or not np.all(np.isfinite(X)):
-        X = _parse_cells(source, feature_cells, [header[j] for j in features], lines)
+        X = _parse_cells(source, feature_cells, [header[j] for j in columns], lines)
+    y = None if t is None else _target_cells(source, cells[:, t], header[t], lines)
+    return Table(X, y, [header[j] for j in columns], target, source, lines=lines)
 
-    y = None
-    if t is not None:
-        y = np.char.strip(cells[:, t])
-        empty = np.flatnonzero(y == "")
-        if empty.size:
-            i = int(empty[0])
+
+def _read_rows(
+    path: str | os.PathLike, source: str
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the non-blank rows (each as wide as the header) and the line of each row."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            try:
+                header = next(reader, None)
+                while header is not None and not any(cell.strip() for cell in header):
+                    header = next(reader, None)  # blank lines before the header
+                if header is None:
+                    raise DataError(
+                        f"{source}: the file is empty; expected a header row of column names"
+                    )
+                header = [name.strip() for name in header]
+                rows: list[list[str]] = []
+                lines: list[int] = []
+                for row in reader:
+                    if not any(cell.strip() for cell in row):
+                        continue  # blank line
+                    if len(row) != len(header):
+                        raise DataError(
+                            f"{source}, line {reader.line_num}: {len(row)} fields, but the header "
+                            f"has {len(header)} columns"
+                        )
+                    rows.append(row)
+                    lines.append(reader.line_num)
+            except csv.Error as exc:
+                raise DataError(
+                    f"{source}, line {reader.line_num}: malformed CSV ({exc})"
+                ) from None
+    except FileNotFoundError:
+        raise DataError(
+            f"{source}: no such file (nor a bundled dataset: {', '.join(DATASETS)})"
+        ) from None
+    except IsADirectoryError:
+        raise DataError(f"{source}: is a directory, not a CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{source}: cannot be read ({exc.strerror})") from None
+    return header, rows, lines
+
+
+def _target_cells(source: str, cells: np.ndarray, target: str, lines: list[int]) -> np.ndarray:
+    """The target column's stripped cells; an empty, NaN or infinite target names its line."""
+    y = np.char.strip(cells)
+    empty = np.flatnonzero(y == "")
+    if empty.size:
+        i = int(empty[0])
+        raise DataError(
+            f"{source}, line {lines[i]}, column {target!r}: the target cell is empty; "
+            "remove or fill rows without a target"
+        )
+    for i, text in enumerate(y):
+        value = _number_or_none(text)
+        if value is None and text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
             raise DataError(
-                f"{source}, line {lines[i]}, column {target!r}: the target cell is empty; "
+                f"{source}, line {lines[i]}, column {target!r}: the target is {str(text)!r}; "
                 "remove or fill rows without a target"
             )
-        for i, text in enumerate(y):
-            value = _number_or_none(text)
-            if value is None and text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-                raise DataError(
-                    f"{source}, line {lines[i]}, column {target!r}: the target is {str(text)!r}; "
-                    "remove or fill rows without a target"
-                )
-    return Table(X, y, [header[j] for j in features], target, source, lines=lines)
+    return y
 
 
 # Boolean cells (as pandas and spreadsheets write them) are the features 1 and 0.

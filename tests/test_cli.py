@@ -71,10 +71,14 @@ def test_train_on_csv_with_string_labels(work, capsys):
     validation = next(line for line in out.splitlines() if line.startswith("validation"))
     assert float(validation.split()[2]) >= 0.8  # "validation  accuracy 0.9333  log-loss ..."
     model = matnet.load(work / "iris.safetensors")
+    assert model.classes == ["setosa", "versicolor", "virginica"]
+    assert model.loss.task == "classification" and model.metadata["target"] == "species"
+    assert model.feature_names == load_dataset("iris").feature_names
+    # The scaler is the model's first layer, fitted on the 135 training rows only.
+    assert isinstance(model.layers[0], matnet.Standardize)
+    assert model.state["0.mean"].shape == (1, 4) and float(model.state["0.n_seen"][0]) == 135
     meta = model.metadata
-    assert meta["labels"] == ["setosa", "versicolor", "virginica"]
-    assert meta["task"] == "classification" and meta["target"] == "species"
-    assert len(meta["scaler"]["mean"]) == 4 and len(meta["scaler"]["scale"]) == 4
+    assert not {"labels", "scaler", "features", "target_scaler", "task"} & set(meta)
     assert meta["training"]["epochs"] == 40 and meta["training"]["learning_rate"] == 0.01
     assert set(meta["metrics"]) == {"train", "validation"}
 
@@ -89,10 +93,7 @@ def test_predict_matches_the_python_api(iris_model, tmp_path, capsys):
     assert rows[0] == ["species"]
     model = matnet.load(model_path)
     table = load_dataset("iris")
-    Xs = (table.X - np.asarray(model.metadata["scaler"]["mean"])) / np.asarray(
-        model.metadata["scaler"]["scale"]
-    )
-    expected = np.asarray(model.metadata["labels"])[model.predict(Xs)]
+    expected = model.predict(table.X)  # raw rows: the model scales them and names the classes
     assert [r[0] for r in rows[1:]] == expected.tolist()
     assert np.mean(expected == table.y) > 0.85
 
@@ -160,8 +161,8 @@ def test_regression_is_chosen_for_a_many_valued_numeric_target(work, capsys):
     )  # fmt: skip
     assert code == 0, err
     assert "(regression, values)" in out and "loss mse" in out
-    meta = matnet.load(work / "d.safetensors").metadata
-    assert meta["task"] == "regression" and "target_scaler" in meta
+    model = matnet.load(work / "d.safetensors")
+    assert model.loss.task == "regression" and model.target_scaling is not None
     code, out, err = run(capsys, "evaluate", "d.safetensors", "diabetes.csv")
     assert code == 0, err
     parts = out.splitlines()[1].split()
@@ -178,7 +179,7 @@ def test_small_integer_target_is_classification_and_task_overrides(work, capsys)
     (work / "ints.csv").write_text("x,y\n" + "".join(f"{i / 10},{i % 3}\n" for i in range(30)))
     code, out, _ = run(capsys, "train", "ints.csv", "--target", "y", "--epochs", "1", "--quiet")
     assert code == 0 and "(classification, 3 classes)" in out
-    assert matnet.load(work / "model.safetensors").metadata["labels"] == ["0", "1", "2"]
+    assert matnet.load(work / "model.safetensors").classes == ["0", "1", "2"]
     code, out, _ = run(
         capsys, "train", "ints.csv", "--target", "y", "--task", "regression", "--epochs", "1",
         "--quiet",
@@ -474,10 +475,11 @@ def test_proba_for_a_regressor(work, capsys):
 def test_metadata_is_json_in_the_file(iris_model):
     from matnet.io import load_tensors
 
-    _, metadata = load_tensors(iris_model[0])
-    user = json.loads(metadata["user"])
-    assert user["labels"] == ["setosa", "versicolor", "virginica"]
-    assert metadata["format"] == "matnet"
+    tensors, metadata = load_tensors(iris_model[0])
+    assert json.loads(metadata["classes"]) == ["setosa", "versicolor", "virginica"]
+    assert json.loads(metadata["feature_names"])[0] == "sepal length (cm)"
+    assert json.loads(metadata["user"])["target"] == "species"
+    assert metadata["format"] == "matnet" and "0.mean" in tensors and "0.scale" in tensors
 
 
 def test_a_model_saved_from_python_works_with_the_cli(work, capsys):
@@ -501,22 +503,39 @@ def test_a_model_saved_from_python_works_with_the_cli(work, capsys):
     _assert_user_error(code, out, err, "--target")
 
 
+def _format_1_file(path, user: dict) -> None:
+    """A model file as matnet 0.1's `matnet train` wrote it: its scaler, labels, columns and target
+    scaling in the user metadata, applied by the command line alone."""
+    from matnet.io import encode_tensors
+
+    model = matnet.MLP([4, 5, 3], loss="cross_entropy")
+    metadata = {
+        "format": "matnet",
+        "format_version": "1",
+        "matnet_version": "0.1.0",
+        "model": json.dumps(model.config()),
+        "user": json.dumps(user),
+    }
+    path.write_bytes(encode_tensors(model.get_weights(), metadata))
+
+
 @pytest.mark.parametrize(
     ("metadata", "needle"),
     [
-        ({"scaler": {"mean": [0.0] * 4}}, "metadata 'scaler'"),
-        ({"scaler": {"mean": [0.0] * 3, "scale": [1.0] * 3}}, "metadata 'scaler'"),
+        ({"scaler": {"mean": [0.0] * 4}}, "cannot be built"),
+        ({"scaler": {"mean": [0.0] * 3, "scale": [1.0] * 3}}, "cannot be built"),
         ({"scaler": {"mean": [0.0] * 4, "scale": [0.0] * 4}}, "non-zero"),
-        ({"labels": ["a", "b"]}, "metadata 'labels' must list 3 class names"),
-        ({"features": "abcd"}, "metadata 'features'"),
-        ({"task": "ranking"}, "metadata 'task'"),
-        ({"target_scaler": {"mean": "x", "scale": 1}}, "metadata 'target_scaler'"),
+        ({"labels": ["a", "b"]}, "'classes' must list 3 distinct labels"),
+        ({"features": "abcd"}, "'feature_names' must list 4 distinct names"),
+        ({"target_scaler": {"mean": "x", "scale": 1}}, "'target_scaling'"),
     ],
 )
 @pytest.mark.parametrize("command", ["predict", "info"])
-def test_model_file_with_inconsistent_cli_metadata(work, capsys, metadata, needle, command):
-    model = matnet.MLP([4, 5, 3], loss="cross_entropy")
-    matnet.save(model, work / "odd.safetensors", metadata=metadata)
+def test_format_1_file_with_inconsistent_cli_metadata(work, capsys, metadata, needle, command):
+    # The old command line's keys are read (and checked) when the file is loaded, by every reader.
+    _format_1_file(work / "odd.safetensors", metadata)
+    with pytest.raises(matnet.errors.ModelFileError, match=needle):
+        matnet.load(work / "odd.safetensors")
     extra = ["iris"] if command == "predict" else []
     code, out, err = run(capsys, command, "odd.safetensors", *extra)
     _assert_user_error(code, out, err, "odd.safetensors", needle)
@@ -526,7 +545,7 @@ def test_ctrl_c_outside_fit_is_one_line_and_writes_nothing(work, capsys, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("matnet.cli.MLP", interrupted)
+    monkeypatch.setattr("matnet.cli.commands.MLP", interrupted)
     code, out, err = run(capsys, "train", "iris", "--out", "m.st")
     assert code == 130
     assert err.strip() == "matnet train: interrupted; nothing written"
@@ -534,16 +553,16 @@ def test_ctrl_c_outside_fit_is_one_line_and_writes_nothing(work, capsys, monkeyp
 
 
 def test_the_written_model_predicts_bit_identically_to_the_trained_one(work, capsys, monkeypatch):
-    import matnet.cli
+    import matnet.cli.commands
 
     trained = []
-    real_model_bytes = matnet.cli.model_bytes
+    real_model_bytes = matnet.cli.commands.model_bytes
 
     def capture(model, **kwargs):
         trained.append(model)
         return real_model_bytes(model, **kwargs)
 
-    monkeypatch.setattr(matnet.cli, "model_bytes", capture)
+    monkeypatch.setattr(matnet.cli.commands, "model_bytes", capture)
     code, _, err = run(capsys, "train", "wine", "--epochs", "3", "--quiet", "--out", "w.st")
     assert code == 0, err
     loaded = matnet.load(work / "w.st")

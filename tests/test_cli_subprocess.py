@@ -61,7 +61,9 @@ def test_train_predict_evaluate_info_explain(tmp_path, how):
     out = run(how, "info", "f.safetensors", cwd=tmp_path).stdout
     assert "Dense(4 -> 16)" in out
     out = run(how, "explain", "f.safetensors", "--batch", "4", cwd=tmp_path).stdout
-    assert "Z1 = A0 · W1 + b1" in out and "(4×4)·(4×16) + (1×16) → (4×16)" in out
+    # The scaler is the first layer: its equation, then the first Dense layer on its output.
+    assert "S0 = (A0 − μ0) ⊘ σ0" in out and "Z1 = S0 · W1 + b1" in out
+    assert "(4×4)·(4×16) + (1×16) → (4×16)" in out
 
 
 def test_user_error_in_a_real_process_is_one_line_without_traceback(tmp_path):

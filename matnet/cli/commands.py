@@ -1,0 +1,586 @@
+"""The commands: ``train`` builds a model with its preprocessing (a :class:`~matnet.Standardize`
+layer, class labels, column names, target scaling) and writes it; ``predict``, ``evaluate``,
+``info`` and ``explain`` read a model file and go through the model for every answer.
+
+The task of a model is its loss's (:attr:`matnet.losses.Loss.task`), so a loss registered with
+:func:`matnet.register_loss` trains and predicts here like a built-in one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matnet import datasets, distributed
+from matnet.cli.common import (
+    check_writable,
+    class_indices,
+    class_labels,
+    class_proba,
+    classification_metrics,
+    confusion_table,
+    csv_text,
+    decisions,
+    format_metrics,
+    has_input_scaling,
+    is_classifier,
+    label_values,
+    load_model,
+    loss_of,
+    note_unscaled,
+    output_name,
+    plot_requested,
+    predicted_values,
+    read_for_model,
+    regression_metrics,
+    say,
+    size_text,
+)
+from matnet.errors import UsageError
+from matnet.io import atomic_write, model_bytes
+from matnet.layers import Standardize
+from matnet.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, get_loss, loss_names
+from matnet.model import MLP, Sequential
+
+__all__ = [
+    "cmd_train",
+    "cmd_predict",
+    "cmd_evaluate",
+    "cmd_info",
+    "cmd_gradcheck",
+    "cmd_explain",
+    "cmd_datasets",
+]
+
+# A whole-number target with at most this many values is a class label.
+MAX_CLASSES_FROM_NUMBERS = 20
+
+
+# --- train -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Target:
+    """The target column as the model will learn it."""
+
+    task: str
+    loss: str
+    #: Class indices (classification) or float64 values (regression), one per row.
+    y: np.ndarray
+    #: The class labels (classification) or None.
+    labels: list[str] | None
+    n_outputs: int
+
+
+def _choose_task(args: argparse.Namespace, table: datasets.Table) -> str:
+    if args.task is not None:
+        return args.task
+    if table.task is not None:
+        return table.task
+    if args.loss is not None:
+        return get_loss(args.loss).task
+    y = table.target()
+    if not datasets.is_integer_valued(y):
+        try:
+            np.asarray(y).astype(np.float64)
+        except ValueError:
+            return "classification"  # text labels
+        return "regression"
+    n_unique = np.unique(np.asarray(y).astype(np.float64)).size
+    return "classification" if n_unique <= MAX_CLASSES_FROM_NUMBERS else "regression"
+
+
+def _task_and_loss(args: argparse.Namespace, table: datasets.Table) -> tuple[str, str]:
+    task = _choose_task(args, table)
+    loss = args.loss or ("cross_entropy" if task == "classification" else "mse")
+    if get_loss(loss).task != task:
+        fitting = sorted({get_loss(n).name for n in loss_names() if get_loss(n).task == task})
+        raise UsageError(
+            f"--loss {loss} does not fit {table.source}, a {task} task "
+            f"({' or '.join(fitting)} {'does' if len(fitting) == 1 else 'do'})"
+        )
+    return task, loss
+
+
+def _check_outputs(args: argparse.Namespace) -> Any:
+    """Output paths and extras, checked before any work; returns the MPI communicator or None."""
+    check_writable(args.out, "model file")
+    if args.checkpoint is not None:
+        check_writable(args.checkpoint, "checkpoint")
+        if Path(args.checkpoint).resolve() == Path(args.out).resolve():
+            raise UsageError("--checkpoint and --out name the same file")
+    elif args.resume or args.checkpoint_every is not None:
+        raise UsageError("--resume and --checkpoint-every need --checkpoint PATH")
+    plot_requested(args.plot)
+    # None, or the MPI ranks of `mpiexec -n K matnet train ... --distributed` (stdout muted on
+    # ranks above 0); a missing mpi4py is one line naming matnet[mpi].
+    comm = distributed.cli_setup(args.distributed)
+    if args.plot is not None and Path(args.plot).resolve() == Path(args.out).resolve():
+        raise UsageError("--plot and --out name the same file")
+    return comm
+
+
+def _read_target(table: datasets.Table, task: str, loss: str) -> _Target:
+    if task == "regression":
+        return _Target(task, loss, datasets.target_values(table), None, 1)
+    y, labels = datasets.encode_labels(table.target())
+    if len(labels) < 2:
+        raise UsageError(
+            f"{table.source}: the target {table.target_name!r} has a single class "
+            f"({labels[0]!r}); classification needs at least two"
+        )
+    binary = isinstance(get_loss(loss), BinaryCrossEntropy)
+    if binary and len(labels) != 2:
+        raise UsageError(
+            f"--loss {loss} needs two classes; {table.target_name!r} has "
+            f"{len(labels)} (use cross_entropy)"
+        )
+    return _Target(task, loss, y, labels, 1 if binary else len(labels))
+
+
+def _split(args: argparse.Namespace, target: _Target, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if args.validation_fraction == 0:
+        return np.arange(n), np.arange(0)
+    train_idx, val_idx = datasets.train_test_indices(
+        target.y, args.validation_fraction, seed=args.seed, stratify=target.task == "classification"
+    )
+    if train_idx.size == 0 or val_idx.size == 0:
+        raise UsageError(
+            f"--validation-fraction {args.validation_fraction} of {n} rows leaves an empty "
+            "training or validation set; use more rows or --validation-fraction 0"
+        )
+    return train_idx, val_idx
+
+
+def _build_model(
+    args: argparse.Namespace, table: datasets.Table, target: _Target, train_idx: np.ndarray
+) -> Sequential:
+    """The network with everything that turns raw rows into answers: a Standardize layer fitted on
+    the training rows alone, the class labels, the column names and a regressor's target scaling."""
+    d = table.X.shape[1]
+    sizes = [d, *args.hidden, target.n_outputs]
+    network = MLP(sizes, args.activation, dropout=args.dropout, dtype=args.dtype, seed=args.seed)
+    # MLP's layers (with its choice of initializer per activation) behind the scaler: Standardize
+    # draws nothing, so the same seed gives the same weights as the network alone.
+    model = Sequential(
+        [Standardize(d), *network.layers], dtype=args.dtype, seed=args.seed, loss=target.loss
+    )
+    model.feature_names = list(table.feature_names)
+    if target.labels is not None:
+        model.classes = list(target.labels)
+    elif not loss_of(model).link_name:
+        # With the identity link the network learns (y - mean) / scale, which suits its initial
+        # weights; a link such as Poisson's exp needs the targets' own non-negative scale.
+        train_y = target.y[train_idx]
+        scale = float(train_y.std()) or 1.0
+        model.target_scaling = (np.array([float(train_y.mean())]), np.array([scale]))
+    # Explicit, so the statistics come from the training rows only whatever fit does (fit adapts
+    # only layers not yet fitted, which then leaves this state alone).
+    model.adapt(table.X[train_idx])
+    return model
+
+
+def _encoded_targets(model: Sequential, table: datasets.Table, target: _Target) -> np.ndarray:
+    """The targets as the loss trains on them, through the model (labels to indices, values scaled)."""
+    y = label_values(model, target.y) if target.labels is not None else target.y
+    try:
+        return model.encode_targets(y, len(table))
+    except ValueError as exc:
+        raise UsageError(f"{table.source}, column {table.target_name!r}: {exc}") from None
+
+
+def _announce(
+    args: argparse.Namespace,
+    table: datasets.Table,
+    target: _Target,
+    model: Sequential,
+    rows: tuple[np.ndarray, np.ndarray],
+) -> None:
+    n, d = table.X.shape
+    kind = f"{len(target.labels)} classes" if target.labels is not None else "values"
+    say(
+        f"{table.source}: {n} rows, {d} features, target {table.target_name!r} "
+        f"({target.task}, {kind})"
+    )
+    sizes = [d, *args.hidden, target.n_outputs]
+    shape = f"({args.activation})" if args.hidden else "(linear: no hidden layer)"
+    train_idx, val_idx = rows
+    say(
+        f"model {' → '.join(map(str, sizes))} {shape}, {model.n_params:,} parameters, "
+        f"{args.dtype}, loss {loss_of(model).name}; training on {train_idx.size} rows"
+        + (f", validating on {val_idx.size}" if val_idx.size else "")
+    )
+    if args.early_stopping and val_idx.size == 0:
+        say("note: --early-stopping without validation data watches the training loss")
+
+
+def _fit(
+    args: argparse.Namespace,
+    model: Sequential,
+    X: np.ndarray,
+    Y: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
+    comm: Any,
+) -> Any:
+    train_idx, val_idx = rows
+    # Y is already encoded by the model (class indices, scaled values). With its labels and target
+    # scaling set aside while it trains, fit reads Y the same way whether it takes targets as they
+    # are or encodes them itself through the model: indices and values pass encode_targets unchanged.
+    labels, scaling = model.classes, model.target_scaling
+    model.classes, model.target_scaling = None, None
+    try:
+        return _run_fit(args, model, X, Y, rows, comm)
+    finally:
+        model.classes, model.target_scaling = labels, scaling
+
+
+def _run_fit(
+    args: argparse.Namespace,
+    model: Sequential,
+    X: np.ndarray,
+    Y: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
+    comm: Any,
+) -> Any:
+    train_idx, val_idx = rows
+    return model.fit(
+        X[train_idx],
+        Y[train_idx],
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        l2=args.l2,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        validation_data=(X[val_idx], Y[val_idx]) if val_idx.size else None,
+        early_stopping=args.early_stopping,
+        patience=args.patience,
+        verbose=0 if args.quiet or (comm is not None and not comm.is_root) else 1,
+        comm=comm,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every or "epoch",
+        resume=args.resume,
+    )
+
+
+def _split_metrics(
+    model: Sequential, table: datasets.Table, target: _Target, rows: tuple[np.ndarray, np.ndarray]
+) -> dict[str, dict[str, Any]]:
+    """Metrics of the training (and validation) rows, from raw rows through the model."""
+    results = {}
+    for split, idx in zip(("train", "validation"), rows, strict=True):
+        if split == "validation" and idx.size == 0:
+            continue
+        if target.labels is not None:
+            m = classification_metrics(model, table.X[idx], target.y[idx])
+            m.pop("confusion_matrix")
+        else:
+            m = regression_metrics(model, table.X[idx], target.y[idx])
+        results[split] = m
+    return results
+
+
+def _training_record(args: argparse.Namespace, loss: str, history: Any) -> dict[str, Any]:
+    return {
+        "data": args.data,
+        "hidden": args.hidden,
+        "activation": args.activation,
+        "dropout": args.dropout,
+        "loss": loss,
+        "optimizer": args.optimizer,
+        "learning_rate": history.records[0]["learning_rate"] if len(history) else args.lr,
+        "l2": args.l2,
+        "epochs": args.epochs,
+        "epochs_run": len(history),
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+        "batch_size": args.batch_size,
+        "validation_fraction": args.validation_fraction,
+        "early_stopping": args.early_stopping,
+        "patience": args.patience,
+        "seed": args.seed,
+        "dtype": args.dtype,
+    }
+
+
+def _report_and_write(
+    args: argparse.Namespace, history: Any, results: dict, blob: bytes, png: bytes | None
+) -> None:
+    if getattr(history, "interrupted", False):
+        say(f"interrupted after {len(history)} complete epochs")
+    elif history.stopped_early:
+        say(
+            f"stopped early after {len(history)} epochs; restored the weights of epoch "
+            f"{history.best_epoch}"
+        )
+    else:
+        say(f"trained {len(history)} epochs")
+    for split, m in results.items():
+        say(f"{split:<11} {format_metrics(m)}")
+    atomic_write(args.out, blob)
+    say(f"wrote {args.out} ({size_text(len(blob))})")
+    if png is not None:
+        atomic_write(args.plot, png)
+        say(f"wrote {args.plot}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    # 1. Everything that can be checked without training: options, data, output paths, extras.
+    table = datasets.load_data(args.data, args.target)
+    task, loss = _task_and_loss(args, table)
+    comm = _check_outputs(args)
+    target = _read_target(table, task, loss)
+    rows = _split(args, target, len(table))
+
+    # 2. The model with its preprocessing, and the targets encoded by it.
+    model = _build_model(args, table, target, rows[0])
+    Y = _encoded_targets(model, table, target)
+    _announce(args, table, target, model, rows)
+
+    # 3. Train. Ctrl-C: fit() stops after the current step, keeps the best weights, writes the
+    # checkpoint and says so on stderr; the model is written as well, and the exit status says
+    # that it was cut short.
+    history = _fit(args, model, table.X, Y, rows, comm)
+    if comm is not None and not comm.is_root:
+        return 0  # every rank holds the same weights; only rank 0 reports and writes files
+    if getattr(history, "resumed_from", None):
+        epoch, batch = history.resumed_from
+        say(f"resumed from {args.checkpoint} at epoch {epoch}, batch {batch}")
+
+    # 4. Metrics in the target's own units, then everything in memory before anything is written.
+    results = _split_metrics(model, table, target, rows)
+    model.metadata = {
+        "target": table.target_name,
+        "metrics": results,
+        "training": _training_record(args, loss, history),
+    }
+    blob = model_bytes(model)
+    png = None
+    if args.plot is not None and len(history):
+        from matnet.plots import history_png
+
+        png = history_png(history, title=f"matnet on {table.source}")
+
+    # 5. Report and write.
+    _report_and_write(args, history, results, blob, png)
+    return 130 if getattr(history, "interrupted", False) else 0
+
+
+# --- predict, evaluate, info -----------------------------------------------------------------
+
+
+def _class_columns(
+    model: Sequential, X: np.ndarray, name: str, proba: bool
+) -> tuple[list[str], list[list[str]]]:
+    header, columns = [name], [[str(v) for v in decisions(model, X).tolist()]]
+    if proba:
+        P = class_proba(model, X)
+        header += [f"proba_{label}" for label in class_labels(model)]
+        columns += [[f"{p:.6g}" for p in P[:, j]] for j in range(P.shape[1])]
+    return header, columns
+
+
+def _value_columns(
+    model: Sequential, X: np.ndarray, name: str
+) -> tuple[list[str], list[list[str]]]:
+    values = predicted_values(model, X)
+    if values.shape[1] == 1:
+        header = [name]
+    else:
+        header = [f"{name}_{j}" for j in range(values.shape[1])]
+    return header, [[f"{v:.8g}" for v in values[:, j]] for j in range(values.shape[1])]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    if args.out is not None:
+        check_writable(args.out, "predictions file")
+    if args.proba and not is_classifier(model):
+        raise UsageError("--proba gives class probabilities; this model is a regressor")
+    table = read_for_model(model, args.data, None, need_target=False)
+    note_unscaled(model, args.model)
+    if is_classifier(model):
+        header, columns = _class_columns(model, table.X, output_name(model), args.proba)
+    else:
+        header, columns = _value_columns(model, table.X, output_name(model))
+    text = csv_text(header, columns)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write(args.out, text.encode("utf-8"))
+        print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    classify = is_classifier(model)
+    if args.plot is not None and not classify:
+        raise UsageError("--plot draws a confusion matrix, which needs a classifier")
+    plot_requested(args.plot)
+    table = read_for_model(model, args.data, args.target, need_target=True)
+    note_unscaled(model, args.model)
+    lines = [f"{args.model} on {table.source}: {len(table)} rows"]
+    png = None
+    if classify:
+        m = classification_metrics(model, table.X, class_indices(model, table))
+        labels = [str(label) for label in class_labels(model)]
+        lines.append(format_metrics(m))
+        lines.append("confusion matrix (rows: true class, columns: predicted class)")
+        lines.append(confusion_table(m["confusion_matrix"], labels))
+        if args.plot is not None:
+            from matnet.plots import confusion_matrix_png
+
+            png = confusion_matrix_png(
+                m["confusion_matrix"],
+                labels,
+                title=f"{Path(args.model).name} on {table.source}: accuracy {m['accuracy']:.3f}",
+            )
+    else:
+        y = datasets.target_values(table)
+        lines.append(format_metrics(regression_metrics(model, table.X, y)))
+    say("\n".join(lines))
+    if png is not None:
+        atomic_write(args.plot, png)
+        say(f"wrote {args.plot}")
+    return 0
+
+
+def _info_header(path: str, raw: dict[str, str]) -> str:
+    if "matnet.sha256" not in raw:
+        return f"{path}: matnet model file, format {raw.get('format_version')}"
+    return (
+        f"{path}: matnet model file, format {raw.get('format_version')}, written by matnet "
+        f"{raw.get('matnet_version')}, {size_text(os.path.getsize(path))}, sha256 of the data "
+        f"{raw['matnet.sha256'][:16]}..."
+    )
+
+
+def _info_task_and_inputs(model: Sequential) -> list[str]:
+    target = repr(model.metadata["target"]) if "target" in model.metadata else "the target"
+    if is_classifier(model):
+        labels = [str(label) for label in class_labels(model)]
+        shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
+        named = "" if model.classes is not None else " (no labels stored: class indices)"
+        lines = [f"task: classification of {target} into {len(labels)} classes: {shown}{named}"]
+    else:
+        lines = [f"task: regression of {target}"]
+    names = model.feature_names
+    columns = (
+        f"{len(names)} features ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})"
+        if names
+        else f"{model.n_features} features (no names stored: columns are taken in order)"
+    )
+    scaling = "; standardized with the stored training mean and scale"
+    lines.append(f"inputs: {columns}" + (scaling if has_input_scaling(model) else ""))
+    return lines
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from matnet.io import load_tensors
+
+    tensors, raw = load_tensors(args.model)
+    model = load_model(args.model)
+    note_unscaled(model, args.model)
+    lines = [_info_header(args.model, raw), *_info_task_and_inputs(model), ""]
+    lines.append(model.summary(print_fn=None))
+    lines.append(
+        "tensors: " + ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in tensors.items())
+    )
+    training = model.metadata.get("training")
+    if isinstance(training, dict) and training:
+        lines.append("")
+        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in training.items())
+        lines.extend(textwrap.wrap(f"training: {shown}", width=100, subsequent_indent="  "))
+    metrics = model.metadata.get("metrics")
+    for split, m in (metrics if isinstance(metrics, dict) else {}).items():
+        if isinstance(m, dict):
+            lines.append(f"{split} metrics at save: {format_metrics(m)}")
+    say("\n".join(lines))
+    return 0
+
+
+# --- gradcheck and explain -------------------------------------------------------------------
+
+
+def _sized_model(args: argparse.Namespace, default_sizes: list[int], dtype: str) -> Sequential:
+    if args.model is not None and args.sizes is not None:
+        raise UsageError("give either a MODEL file or --sizes, not both")
+    if args.model is not None:
+        return load_model(args.model)
+    sizes = args.sizes if args.sizes is not None else default_sizes
+    if len(sizes) < 2:
+        raise UsageError(f"--sizes needs an input and an output width, got {sizes}")
+    if isinstance(get_loss(args.loss), SoftmaxCrossEntropy) and sizes[-1] < 2:
+        raise UsageError(f"--loss {args.loss} needs at least two outputs")
+    return MLP(sizes, args.activation, loss=args.loss, dtype=dtype, seed=args.seed)
+
+
+def _random_targets(model: Sequential, n: int, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(model.loss, SoftmaxCrossEntropy):
+        # Every class at least once when possible, so no column of dZ is trivially zero.
+        return rng.permutation(np.arange(n) % model.n_outputs)
+    return loss_of(model).sample_targets(rng, n, model.n_outputs)
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from matnet.gradcheck import gradcheck
+
+    model = _sized_model(args, [5, 4, 3], "float64")
+    rng = np.random.default_rng(args.seed)
+    X = rng.standard_normal((args.batch, model.n_features))
+    y = _random_targets(model, args.batch, rng)
+    error = gradcheck(model, X, y)
+    ok = error <= args.tolerance
+    widths = [model.n_features] + [layer.n_out for layer in model.dense_layers]
+    say(
+        f"gradcheck {' → '.join(map(str, widths))}, loss {loss_of(model).name}, batch {args.batch}, "
+        f"float64 central differences over {model.n_params:,} parameters"
+    )
+    say(
+        f"largest relative error {error:.3e}: "
+        + ("OK" if ok else "FAILED")
+        + f" (tolerance {args.tolerance:g})"
+    )
+    return 0 if ok else 1
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from matnet.explain import explain
+
+    model = _sized_model(args, [64, 32, 10], args.dtype)
+    X: Any = args.batch
+    y = None
+    if args.data is not None:
+        if args.model is None:
+            raise UsageError("--data needs a MODEL file (its columns and labels read the data)")
+        table = read_for_model(model, args.data, None, need_target=False)
+        rows = slice(0, min(args.batch, len(table)))
+        X = table.X[rows]  # raw rows: the model's own preprocessing layers are explained too
+        if table.y is not None:  # without a target column, explain() draws random targets
+            if is_classifier(model):
+                y = label_values(model, class_indices(model, table)[rows])
+            else:
+                y = datasets.target_values(table)[rows]
+    explain(model, X, y, values=args.values, seed=args.seed)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    for name in datasets.DATASETS:
+        table = datasets.load_dataset(name)
+        if table.task == "classification":
+            kind = f"{np.unique(table.target()).size} classes"
+        else:
+            kind = "regression"
+        say(f"{name:<14} {len(table):>5} rows  {table.X.shape[1]:>3} features  {kind}")
+    say("add :train or :test for the fixed 75/25 split (seed 0), e.g. digits:train")
+    return 0

@@ -1,0 +1,282 @@
+"""The argument tables of the ``matnet`` command and the types that check each option's value.
+
+The choices of ``--activation``, ``--loss`` and ``--optimizer`` are read from matnet's registries when
+the parser is built, so an activation or loss registered with :func:`matnet.register_activation` or
+:func:`matnet.register_loss` before :func:`matnet.cli.main` runs is accepted like a built-in one.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+import numpy as np
+
+from matnet import datasets, optim
+from matnet.activations import activation_names
+from matnet.cli.commands import (
+    cmd_datasets,
+    cmd_evaluate,
+    cmd_explain,
+    cmd_gradcheck,
+    cmd_info,
+    cmd_predict,
+    cmd_train,
+)
+from matnet.errors import UsageError
+from matnet.losses import loss_names
+
+__all__ = ["build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --- argument types --------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative integer")
+    return value
+
+
+def _sizes(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",") if p.strip()] if text.strip() else []
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of widths such as 256,128"
+        ) from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: every width must be at least 1")
+    return sizes
+
+
+def _hidden(text: str) -> list[int]:
+    if text.strip() in ("", "none", "0"):
+        return []
+    return _sizes(text)
+
+
+# --- the tables ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``matnet`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its ``parse_args`` raises :class:`~matnet.errors.UsageError` (one line) for a bad command
+        line; the parsed namespace's ``func`` runs the command.
+    """
+    from matnet import __version__
+
+    parser = _Parser(
+        prog="matnet",
+        description="Dense neural networks in matrix form: train, predict, evaluate, explain.",
+    )
+    parser.add_argument("--version", action="version", version=f"matnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    data_help = (
+        "a CSV file with a header row, or a bundled dataset: "
+        + ", ".join(datasets.DATASETS)
+        + " (add :train or :test for a fixed 75/25 split)"
+    )
+    _add_train(sub, data_help)
+    _add_model_commands(sub, data_help)
+    _add_gradcheck_and_explain(sub)
+    p = sub.add_parser("datasets", help="list the bundled datasets")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
+    p = sub.add_parser("train", help="train a network on a CSV file or bundled dataset")
+    p.add_argument("data", metavar="DATA", help=data_help)
+    p.add_argument(
+        "--target", metavar="COLUMN", help="the target column (not for a bundled dataset)"
+    )
+    p.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="default: the --loss's task; else text labels or at most 20 whole numbers mean "
+        "classification",
+    )
+    p.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=[128, 64],
+        metavar="W1,W2,...",
+        help="hidden layer widths (default 128,64; 'none' for a linear model)",
+    )
+    p.add_argument("--activation", default="relu", choices=activation_names())
+    p.add_argument(
+        "--dropout", type=_fraction, default=0.0, help="dropout rate after each hidden layer"
+    )
+    p.add_argument(
+        "--loss",
+        choices=loss_names(),
+        help="default: cross_entropy for classification, mse for regression",
+    )
+    p.add_argument(
+        "--optimizer", default="adam", choices=optim.OPTIMIZER_NAMES, help="default: adam"
+    )
+    p.add_argument(
+        "--lr", type=_positive_float, default=None, help="learning rate (default: the optimizer's)"
+    )
+    p.add_argument("--l2", type=_non_negative_float, default=0.0, help="L2 penalty on the weights")
+    p.add_argument("--epochs", type=_positive_int, default=50, help="default: 50")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
+    p.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        help="rows held out to validate each epoch (stratified; default: 0.1)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="stop when the validation loss stops improving; keep the best weights",
+    )
+    p.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=10,
+        help="epochs without improvement (default: 10)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="weights, shuffling, split (default: 0)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument(
+        "--out", default="model.safetensors", metavar="PATH", help="default: model.safetensors"
+    )
+    p.add_argument("--plot", metavar="PNG", help="write training curves (needs matnet[plot])")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="write a resumable checkpoint here (atomically) at every epoch end",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        metavar="STEPS",
+        help="checkpoint every STEPS optimizer steps instead of every epoch",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint if it exists (same data and options)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel across the ranks of mpiexec (needs matnet[mpi])",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def _add_model_commands(sub: argparse._SubParsersAction, data_help: str) -> None:
+    p = sub.add_parser("predict", help="predict with a trained model")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA", help=data_help)
+    p.add_argument("--out", metavar="CSV", help="write predictions here (default: stdout)")
+    p.add_argument("--proba", action="store_true", help="add class probabilities")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a trained model on labeled data")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA", help=data_help)
+    p.add_argument(
+        "--target", metavar="COLUMN", help="default: the column the model was trained on"
+    )
+    p.add_argument(
+        "--plot", metavar="PNG", help="write a confusion-matrix image (needs matnet[plot])"
+    )
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="architecture, shapes, parameters and training of a model file")
+    p.add_argument("model", metavar="MODEL")
+    p.set_defaults(func=cmd_info)
+
+
+def _add_gradcheck_and_explain(sub: argparse._SubParsersAction) -> None:
+    for name, helptext in (
+        ("gradcheck", "compare backpropagation with float64 central differences"),
+        ("explain", "print the forward and backward equations with their shapes"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("model", metavar="MODEL", nargs="?", help="a model file (or use --sizes)")
+        p.add_argument(
+            "--sizes",
+            type=_sizes,
+            metavar="N_IN,...,N_OUT",
+            help="default 5,4,3" if name == "gradcheck" else "default 64,32,10",
+        )
+        p.add_argument(
+            "--activation",
+            default="tanh" if name == "gradcheck" else "relu",
+            choices=activation_names(),
+        )
+        p.add_argument("--loss", default="cross_entropy", choices=loss_names())
+        p.add_argument("--batch", type=_positive_int, default=7 if name == "gradcheck" else 8)
+        p.add_argument("--seed", type=_seed, default=0)
+        if name == "gradcheck":
+            p.add_argument("--tolerance", type=_positive_float, default=1e-6)
+            p.set_defaults(func=cmd_gradcheck)
+        else:
+            p.add_argument(
+                "--values",
+                action="store_true",
+                help="run one real step and print every matrix (for small sizes)",
+            )
+            p.add_argument(
+                "--data", metavar="DATA", help="take the batch from this data (with a MODEL file)"
+            )
+            p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+            p.set_defaults(func=cmd_explain)
