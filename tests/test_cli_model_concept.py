@@ -298,7 +298,7 @@ def test_a_model_without_an_input_scaling_layer_is_noted(tmp_path, capsys):
     # The Python API on standardized X: the file knows nothing of the scaling.
     Xs = (X - X.mean(axis=0)) / X.std(axis=0)
     model = matnet.MLP([4, 8, 3], loss="cross_entropy", seed=0)
-    model.fit(Xs, y, epochs=30, learning_rate=0.01)
+    model.fit(Xs, y, epochs=30, learning_rate=0.01, verbose=0)
     matnet.save(model, tmp_path / "bare.safetensors")
     write_csv(
         tmp_path / "raw.csv",
@@ -330,30 +330,3 @@ def test_a_model_without_an_input_scaling_layer_is_noted(tmp_path, capsys):
                          "--target", "label")  # fmt: skip
     assert code == 0 and err == ""
     np.testing.assert_array_equal(scaled.predict(X), model.predict(Xs))
-
-
-@pytest.mark.parametrize("data", ["iris", "breast_cancer", "diabetes"])
-def test_training_is_the_same_whether_fit_encodes_targets_or_not(
-    tmp_path, capsys, monkeypatch, data
-):
-    # `matnet train` hands fit targets that the model already encoded; a fit that encodes targets
-    # through the model itself (labels to indices, values scaled) must train the very same weights.
-    from matnet.model import Sequential
-
-    argv = ["train", data, "--hidden", "8", "--epochs", "3", "--quiet", "--seed", "2"]
-    if data == "breast_cancer":
-        argv += ["--loss", "binary_cross_entropy"]
-    assert run(capsys, *argv, "--out", tmp_path / "plain.st")[0] == 0
-    plain_fit = Sequential.fit
-
-    def encoding_fit(self, X, y, **options):
-        y = self.encode_targets(y, len(y))
-        X_val, y_val = options["validation_data"]
-        options["validation_data"] = (X_val, self.encode_targets(y_val, len(y_val)))
-        return plain_fit(self, X, y, **options)
-
-    monkeypatch.setattr(Sequential, "fit", encoding_fit)
-    assert run(capsys, *argv, "--out", tmp_path / "encoding.st")[0] == 0
-    plain, encoding = matnet.load(tmp_path / "plain.st"), matnet.load(tmp_path / "encoding.st")
-    np.testing.assert_array_equal(plain.flat_params, encoding.flat_params)
-    assert plain.classes == encoding.classes and plain.metadata == encoding.metadata

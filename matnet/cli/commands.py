@@ -188,13 +188,15 @@ def _build_model(
     return model
 
 
-def _encoded_targets(model: Sequential, table: datasets.Table, target: _Target) -> np.ndarray:
-    """The targets as the loss trains on them, through the model (labels to indices, values scaled)."""
+def _checked_targets(model: Sequential, table: datasets.Table, target: _Target) -> np.ndarray:
+    """The targets in the model's own terms (its label values, or values in the target's units),
+    checked against the model now, so a bad label is one line before any training."""
     y = label_values(model, target.y) if target.labels is not None else target.y
     try:
-        return model.encode_targets(y, len(table))
+        model.encode_targets(y, len(table))
     except ValueError as exc:
         raise UsageError(f"{table.source}, column {table.target_name!r}: {exc}") from None
+    return y
 
 
 def _announce(
@@ -226,41 +228,22 @@ def _fit(
     args: argparse.Namespace,
     model: Sequential,
     X: np.ndarray,
-    Y: np.ndarray,
+    y: np.ndarray,
     rows: tuple[np.ndarray, np.ndarray],
     comm: Any,
 ) -> Any:
     train_idx, val_idx = rows
-    # Y is already encoded by the model (class indices, scaled values). With its labels and target
-    # scaling set aside while it trains, fit reads Y the same way whether it takes targets as they
-    # are or encodes them itself through the model: indices and values pass encode_targets unchanged.
-    labels, scaling = model.classes, model.target_scaling
-    model.classes, model.target_scaling = None, None
-    try:
-        return _run_fit(args, model, X, Y, rows, comm)
-    finally:
-        model.classes, model.target_scaling = labels, scaling
-
-
-def _run_fit(
-    args: argparse.Namespace,
-    model: Sequential,
-    X: np.ndarray,
-    Y: np.ndarray,
-    rows: tuple[np.ndarray, np.ndarray],
-    comm: Any,
-) -> Any:
-    train_idx, val_idx = rows
+    # fit encodes y through the model: labels to class indices, values through its target scaling.
     return model.fit(
         X[train_idx],
-        Y[train_idx],
+        y[train_idx],
         optimizer=args.optimizer,
         learning_rate=args.lr,
         l2=args.l2,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
-        validation_data=(X[val_idx], Y[val_idx]) if val_idx.size else None,
+        validation_data=(X[val_idx], y[val_idx]) if val_idx.size else None,
         early_stopping=args.early_stopping,
         patience=args.patience,
         verbose=0 if args.quiet or (comm is not None and not comm.is_root) else 1,
@@ -340,15 +323,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     target = _read_target(table, task, loss)
     rows = _split(args, target, len(table))
 
-    # 2. The model with its preprocessing, and the targets encoded by it.
+    # 2. The model with its preprocessing, and the targets checked against it.
     model = _build_model(args, table, target, rows[0])
-    Y = _encoded_targets(model, table, target)
+    y = _checked_targets(model, table, target)
     _announce(args, table, target, model, rows)
 
     # 3. Train. Ctrl-C: fit() stops after the current step, keeps the best weights, writes the
     # checkpoint and says so on stderr; the model is written as well, and the exit status says
     # that it was cut short.
-    history = _fit(args, model, table.X, Y, rows, comm)
+    history = _fit(args, model, table.X, y, rows, comm)
     if comm is not None and not comm.is_root:
         return 0  # every rank holds the same weights; only rank 0 reports and writes files
     if getattr(history, "resumed_from", None):
