@@ -18,7 +18,7 @@ from matnet import _accel
 from matnet.activations import get_activation
 from matnet.backend import Backend, get_backend, resolve_dtype, to_host
 from matnet.errors import NonFiniteProductError, NotFittedError
-from matnet.layers import Activation, Dense, Dropout, Layer, layer_from_config
+from matnet.layers import Activation, Dense, Dropout, Layer, Standardize, layer_from_config
 from matnet.losses import Loss, get_loss
 from matnet.validation import as_generator, check_features, check_finite_rows, check_targets
 
@@ -612,6 +612,7 @@ def MLP(
     activation: Any = "relu",
     *,
     dropout: float | Sequence[float] = 0.0,
+    standardize: bool = False,
     init: str | None = None,
     loss: str | Loss | None = None,
     dtype: Any = "float32",
@@ -630,8 +631,13 @@ def MLP(
         ``{"name": "leaky_relu", "alpha": 0.2}``, or an instance), or one per hidden layer.
     dropout : float or sequence of float
         Dropout rate after each hidden activation (one for all, or one per hidden layer).
+    standardize : bool
+        Put a :class:`~matnet.layers.Standardize` layer in front, so the model takes raw features:
+        its mean and scale are fitted from the training rows by :func:`matnet.fit` and saved with
+        the model.
     init : str, optional
-        Weight initializer; by default He for ReLU-like activations and Glorot for the others.
+        Weight initializer; by default the activation's own hint (He for ReLU-like activations,
+        Glorot for the others).
     loss : str or Loss, optional
         The loss that the logits feed (its link gives :meth:`Sequential.predict_proba`).
     dtype, seed, backend, device
@@ -655,7 +661,7 @@ def MLP(
         raise ValueError(f"{len(activations)} activations given for {n_hidden} hidden layers")
     if len(rates) != n_hidden:
         raise ValueError(f"{len(rates)} dropout rates given for {n_hidden} hidden layers")
-    layers: list[Layer] = []
+    layers: list[Layer] = [Standardize(sizes[0])] if standardize else []
     for i in range(len(sizes) - 1):
         fn = get_activation(activations[i]) if i < n_hidden else None
         # The output layer is linear (the loss owns the link) and has always been drawn He.
