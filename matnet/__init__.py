@@ -45,7 +45,7 @@ from matnet.schedules import (
 )
 from matnet.training import Callback, History, fit
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ACTIVATION_NAMES",
