@@ -262,3 +262,29 @@ def test_gpu_resume_puts_the_optimizer_state_back_on_the_device(fake_cupy, tmp_p
     state = {k: v for k, v in opt.state_dict().items() if hasattr(v, "shape")}
     assert state and all(type(v) is DeviceArray for v in state.values()), state.keys()
     np.testing.assert_array_equal(to_host(resumed.flat_params), to_host(whole.flat_params))
+
+
+def test_gpu_state_lives_on_the_device_and_trains_like_the_cpu(fake_cupy, tmp_path):
+    """Non-trainable state (a Standardize layer's mean and scale) moves with the model, is fitted
+    from host rows into device memory, and saves from the host."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 4)) * [1, 10, 100, 1000]
+    y = (X[:, 0] > 0).astype(int)
+    options = dict(epochs=3, batch_size=16, verbose=0, validation_fraction=0.2)
+    cpu = matnet.MLP([4, 6, 2], loss="cross_entropy", standardize=True, dtype="float64", seed=2)
+    gpu = matnet.MLP(
+        [4, 6, 2], loss="cross_entropy", standardize=True, dtype="float64", seed=2, device="cuda"
+    )
+    assert type(gpu.flat_state) is DeviceArray
+    assert all(np.shares_memory(v, gpu.flat_state) for v in gpu.state.values())
+    matnet.fit(cpu, X, y, **options)
+    matnet.fit(gpu, X, y, **options)
+    assert type(gpu.flat_state) is DeviceArray
+    np.testing.assert_array_equal(to_host(gpu.flat_state), cpu.flat_state)
+    np.testing.assert_allclose(to_host(gpu.flat_params), cpu.flat_params, rtol=1e-12)
+    matnet.save(gpu, tmp_path / "gpu.safetensors")
+    loaded = matnet.load(tmp_path / "gpu.safetensors")
+    np.testing.assert_array_equal(loaded.flat_state, cpu.flat_state)
+    gpu.to("cpu")
+    assert type(gpu.flat_state) is np.ndarray
+    np.testing.assert_array_equal(gpu.predict(X), cpu.predict(X))
