@@ -81,8 +81,9 @@ class PoissonLoss(Loss):
 class SklearnLoss(Loss):
     """scikit-learn's objective on a batch, around a matnet loss of the same link.
 
-    ``value = sum_i w_i l_i / sum(w) + alpha / 2 * ||W||**2 / sum(w)`` (``l_i`` half the squared
-    error for the identity link); ``dZ`` is the data term's gradient. Each call sets
+    ``value = sum_i w_i l_i / sum(w) + alpha / 2 * ||W||**2 / sum(w)``; ``dZ`` is the data term's
+    gradient. For the identity link ``l_i`` is half the squared error averaged over outputs while
+    ``dZ`` sums over them, as scikit-learn's value and gradient do. Each call sets
     ``optimizer.l2`` (when an optimizer is given) and :attr:`l2` to ``alpha / sum(w)``: the penalty's
     gradient on the weights is ``l2 * W``, which the optimizer's step adds (or
     :meth:`MLPClassifier._objective <matnet.sklearn.estimators._BaseMLP._objective>` for 'lbfgs').
