@@ -161,3 +161,13 @@ def test_adaptive_rate_carries_over_between_partial_fit_calls_as_sklearns():
             rates[name].append(reg._optimizer.learning_rate)
     assert rates["matnet"] == pytest.approx([1e-3, 1e-3, 2e-4, 2e-4, 4e-5], rel=1e-12)
     assert rates["matnet"] == pytest.approx(rates["sklearn"], rel=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_warnings_name_the_callers_line_however_deep_the_loop(solver):
+    X, y = _blobs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier((3,), solver=solver, max_iter=2, batch_size=500, random_state=0).fit(X, y)
+    assert {w.category.__name__ for w in caught} >= {"ConvergenceWarning"}
+    assert all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]

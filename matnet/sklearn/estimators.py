@@ -8,7 +8,6 @@ import json
 import math
 import numbers
 import os
-import warnings
 from itertools import pairwise
 from typing import Any
 
@@ -44,6 +43,7 @@ from matnet.sklearn.rules import (
     SklearnRate,
     SklearnRules,
     Validation,
+    warn_caller,
 )
 from matnet.train import Callback, as_callbacks
 
@@ -599,10 +599,8 @@ class _BaseMLP(BaseEstimator):
         if self.batch_size == "auto":
             return min(200, n)
         if self.batch_size > n:
-            warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is going to be "
-                "clipped",
-                stacklevel=6,
+            warn_caller(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
             )
         return int(np.clip(self.batch_size, 1, n))
 
@@ -689,7 +687,7 @@ class _BaseMLP(BaseEstimator):
                 if callback.on_epoch_end(epoch, record) or stop:
                     break
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=5)
+            warn_caller("Training interrupted by user.")
         callback.on_train_end({"epochs_run": self.n_iter_})
 
     def _objective(
@@ -750,14 +748,13 @@ class _BaseMLP(BaseEstimator):
         finally:
             progress.close()
         if result.status != 0 and not stopped[0]:
-            warnings.warn(
+            warn_caller(
                 f"lbfgs failed to converge after {result.nit} iteration(s) "
                 f"(status={result.status}):\n{result.message}.\n\nIncrease the number of "
                 f"iterations to improve the convergence (max_iter={self.max_iter}).\nYou "
                 "might also want to scale the data as shown in:\n    "
                 "https://scikit-learn.org/stable/modules/preprocessing.html",
                 ConvergenceWarning,
-                stacklevel=4,
             )
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)

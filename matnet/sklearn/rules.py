@@ -21,6 +21,7 @@ result equal scikit-learn's lives here:
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Any
@@ -30,15 +31,34 @@ from scipy.special import xlogy
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 
+import matnet
 from matnet.losses import Loss, MeanSquaredError
 from matnet.optim import Optimizer
 from matnet.schedules import Schedule
 from matnet.train import Callback
 
-__all__ = ["PoissonLoss", "Progress", "SklearnLoss", "SklearnRate", "SklearnRules", "Validation"]
+__all__ = [
+    "PoissonLoss",
+    "Progress",
+    "SklearnLoss",
+    "SklearnRate",
+    "SklearnRules",
+    "Validation",
+    "warn_caller",
+]
 
 # scikit-learn's floor for 'adaptive': below it, a plateau stops training instead.
 _ADAPTIVE_MIN_RATE = 1e-6
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(matnet.__file__)) + os.sep
+
+
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside matnet: the user's call of ``fit``,
+    however many frames of the training loop and its callbacks lie between."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 class PoissonLoss(Loss):
@@ -323,11 +343,10 @@ class SklearnRules(Callback):
         if stop or self.incremental:
             return True
         if est.n_iter_ == est.max_iter:
-            warnings.warn(
+            warn_caller(
                 f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the "
                 "optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=6,  # the user's call of fit (through the epoch loop)
             )
         return False
 
