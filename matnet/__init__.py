@@ -41,7 +41,7 @@ from matnet.schedules import (
     StepDecay,
     get_schedule,
 )
-from matnet.train import Callback, History, fit
+from matnet.training import Callback, History, fit
 
 __version__ = "0.1.0"
 

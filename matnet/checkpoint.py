@@ -3,7 +3,8 @@
 A checkpoint is a model file (the safetensors layout of :mod:`matnet.io`, written atomically) whose
 ``__metadata__`` says ``"format": "matnet-checkpoint"``. It holds
 
-- tensors: ``params`` (the model's flat parameter vector), ``optimizer.<name>`` for each array of the
+- tensors: ``params`` (the model's flat parameter vector), ``state`` (its non-trainable state,
+  ``model.flat_state``, when it has any), ``optimizer.<name>`` for each array of the
   optimizer's state (Adam's ``m`` and ``v``, SGD's ``velocity``), ``best_params`` (early stopping),
   ``perm`` (the row order of the epoch in progress, when a checkpoint falls mid-epoch) and ``val_idx``
   (the rows held out by ``validation_fraction``);
@@ -92,6 +93,8 @@ class Checkpoint:
     rng_state: dict[str, Any]
     val_idx: np.ndarray | None
     data: dict[str, Any]
+    #: The model's non-trainable state (``model.flat_state``); empty when it has none.
+    flat_state: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 def data_fingerprint(X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
@@ -128,6 +131,8 @@ def write_checkpoint(
     from matnet import __version__
 
     tensors: dict[str, np.ndarray] = {"params": model.flat_params}
+    if model.flat_state.shape[0]:
+        tensors["state"] = model.flat_state
     scalars: dict[str, Any] = {}
     for key, value in optimizer.state_dict().items():
         if isinstance(value, np.ndarray):
@@ -234,6 +239,73 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     for key, value in parsed.items():
         _need(isinstance(value, dict), path, f"checkpoint {key!r} metadata must be a JSON object")
     fields, opt = parsed["state"], parsed["optimizer"]
+    state = _train_state(fields, opt, path)
+    params = tensors.pop("params", None)
+    if params is None or not (params.ndim == 1 and params.dtype.kind == "f"):
+        raise ModelFileError(f"{path}: checkpoint has no flat float 'params' tensor")
+    _need(bool(np.all(np.isfinite(params))), path, "checkpoint parameters are not all finite")
+    best = tensors.pop("best_params", None)
+    _need(
+        best is None or (best.shape == params.shape and best.dtype == params.dtype),
+        path,
+        "best_params do not match params in shape or dtype",
+    )
+    state.best_params = best
+    flat_state = tensors.pop("state", None)
+    _need(
+        flat_state is None or (flat_state.ndim == 1 and flat_state.dtype == params.dtype),
+        path,
+        "the state tensor must be 1-D with the parameters' dtype",
+    )
+    _need(
+        flat_state is None or bool(np.all(np.isfinite(flat_state))),
+        path,
+        "checkpoint state values are not all finite",
+    )
+    perm = tensors.pop("perm", None)
+    _need(
+        (perm is None) == (state.batch == 0),
+        path,
+        "a mid-epoch checkpoint needs the epoch's permutation, and only it",
+    )
+    _need(
+        perm is None or (perm.ndim == 1 and perm.dtype.kind == "i"),
+        path,
+        "perm must be a 1-D integer tensor",
+    )
+    state.perm = perm
+    val_idx = tensors.pop("val_idx", None)
+    _need(
+        val_idx is None or (val_idx.ndim == 1 and val_idx.dtype.kind == "i"),
+        path,
+        "val_idx must be a 1-D integer tensor",
+    )
+    optimizer_state = dict(opt["state"])
+    for key in list(tensors):
+        _need(key.startswith("optimizer."), path, f"unexpected tensor {key!r}")
+        array = tensors.pop(key)
+        _need(
+            array.shape == params.shape and array.dtype == params.dtype,
+            path,
+            f"optimizer tensor {key!r} does not match params in shape or dtype",
+        )
+        optimizer_state[key.removeprefix("optimizer.")] = array
+    return Checkpoint(
+        state=state,
+        params=params,
+        model_config=parsed["model"],
+        optimizer_config=opt["config"],
+        optimizer_state=optimizer_state,
+        schedule_state=parsed["schedule"],
+        rng_state=parsed["rng"],
+        val_idx=val_idx,
+        data=parsed["data"],
+        flat_state=np.empty(0, params.dtype) if flat_state is None else flat_state,
+    )
+
+
+def _train_state(fields: dict[str, Any], opt: dict[str, Any], path: Any) -> TrainState:
+    """The :class:`TrainState` of a checkpoint's ``state`` metadata, every field checked."""
     try:
         _need(
             all(_is_int(fields[k]) and fields[k] >= 0 for k in ("epoch", "batch", "step")),
@@ -292,59 +364,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise ModelFileError(
             f"{path}: a number in the checkpoint state is out of range ({exc})"
         ) from None
-    params = tensors.pop("params", None)
-    _need(
-        params is not None and params.ndim == 1 and params.dtype.kind == "f",
-        path,
-        "checkpoint has no flat float 'params' tensor",
-    )
-    _need(bool(np.all(np.isfinite(params))), path, "checkpoint parameters are not all finite")
-    best = tensors.pop("best_params", None)
-    _need(
-        best is None or (best.shape == params.shape and best.dtype == params.dtype),
-        path,
-        "best_params do not match params in shape or dtype",
-    )
-    state.best_params = best
-    perm = tensors.pop("perm", None)
-    _need(
-        (perm is None) == (state.batch == 0),
-        path,
-        "a mid-epoch checkpoint needs the epoch's permutation, and only it",
-    )
-    _need(
-        perm is None or (perm.ndim == 1 and perm.dtype.kind == "i"),
-        path,
-        "perm must be a 1-D integer tensor",
-    )
-    state.perm = perm
-    val_idx = tensors.pop("val_idx", None)
-    _need(
-        val_idx is None or (val_idx.ndim == 1 and val_idx.dtype.kind == "i"),
-        path,
-        "val_idx must be a 1-D integer tensor",
-    )
-    optimizer_state = dict(opt["state"])
-    for key in list(tensors):
-        _need(key.startswith("optimizer."), path, f"unexpected tensor {key!r}")
-        array = tensors.pop(key)
-        _need(
-            array.shape == params.shape and array.dtype == params.dtype,
-            path,
-            f"optimizer tensor {key!r} does not match params in shape or dtype",
-        )
-        optimizer_state[key.removeprefix("optimizer.")] = array
-    return Checkpoint(
-        state=state,
-        params=params,
-        model_config=parsed["model"],
-        optimizer_config=opt["config"],
-        optimizer_state=optimizer_state,
-        schedule_state=parsed["schedule"],
-        rng_state=parsed["rng"],
-        val_idx=val_idx,
-        data=parsed["data"],
-    )
+    return state
 
 
 def restore_generator(rng: np.random.Generator, state: dict[str, Any], source: Any) -> Any:
@@ -395,5 +415,11 @@ def load_model(path: str | os.PathLike) -> Any:
         raise ModelFileError(
             f"{path}: parameters of dtype {ckpt.params.dtype} in a {model.flat_params.dtype} model"
         )
+    if ckpt.flat_state.shape != tuple(model.flat_state.shape):
+        raise ModelFileError(
+            f"{path}: {ckpt.flat_state.size} values of non-trainable state do not fit the "
+            f"architecture, which has {model.flat_state.shape[0]}"
+        )
     model.flat_params[...] = ckpt.params
+    model.flat_state[...] = ckpt.flat_state
     return model

@@ -406,7 +406,7 @@ class Sequential:
 
     def fit(self, X: Array, y: Array, **kwargs: Any) -> Any:
         """Train on ``(X, y)``; see :func:`matnet.fit` for every option. Returns the History."""
-        from matnet.train import fit
+        from matnet.training import fit
 
         return fit(self, X, y, **kwargs)
 

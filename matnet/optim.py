@@ -39,7 +39,9 @@ class Optimizer(ABC):
     def __init__(self, learning_rate: float = 1e-3, *, l2: float = 0.0) -> None:
         self.learning_rate = check_number("learning_rate", learning_rate, 0, np.inf, low_open=True)
         self.l2 = check_number("l2", l2, 0, np.inf, low_open=False)
-        self.n_decay = 0
+        #: How many leading entries of the flat vector are weights (decayed); None until
+        #: :meth:`prepare` or :meth:`setup` is told (``model.n_decay``).
+        self.n_decay: int | None = None
         self._scratch: Array | None = None
 
     def setup(self, params: Array, n_decay: int) -> None:
@@ -47,8 +49,11 @@ class Optimizer(ABC):
         self.n_decay = int(n_decay)
         self._scratch = np.empty_like(params)
 
-    def prepare(self, params: Array, n_decay: int) -> None:
-        """Set up state unless it already fits ``params`` (so a reused optimizer keeps its moments)."""
+    def prepare(self, params: Array, n_decay: int | None) -> None:
+        """Set up state unless it already fits ``params`` (so a reused optimizer keeps its moments).
+
+        ``n_decay`` is ``model.n_decay``; None (never told) is allowed while nothing is decayed.
+        """
         scratch = self._scratch
         if (
             scratch is None
@@ -56,16 +61,36 @@ class Optimizer(ABC):
             or scratch.dtype != params.dtype
             or (self.n_decay != n_decay)
         ):
-            self.setup(params, n_decay)
+            self.setup(params, 0 if n_decay is None else n_decay)
+            self.n_decay = None if n_decay is None else int(n_decay)
+
+    def _weights(self) -> int:
+        """``n_decay``, or a clear error when a step must decay weights it cannot tell apart."""
+        if self.n_decay is None:
+            decay = getattr(self, "weight_decay", 0)
+            raise ValueError(
+                f"{type(self).__name__} has l2={self.l2}"
+                + (f" and weight_decay={decay}" if decay else "")
+                + " but does not know which parameters are weights: call "
+                "optimizer.prepare(model.flat_params, model.n_decay) before step() (matnet.fit "
+                "does this)"
+            )
+        return self.n_decay
 
     def step(self, params: Array, grads: Array) -> None:
         """Update ``params`` in place from ``grads`` (both flat vectors of the same length).
 
         ``grads`` may be overwritten (the L2 term is added into it).
+
+        Raises
+        ------
+        ValueError
+            When the optimizer has ``l2`` or weight decay and :meth:`prepare` was never told which
+            parameters are weights (``model.n_decay``); :func:`matnet.fit` tells it.
         """
         self.prepare(params, self.n_decay)
         if self.l2:
-            k = self.n_decay
+            k = self._weights()
             grads[:k] += self.l2 * params[:k]
         self._update(params, grads)
 
@@ -263,7 +288,7 @@ class AdamW(Adam):
 
     def _update(self, params, grads):
         if self.weight_decay:
-            params[: self.n_decay] *= 1 - self.learning_rate * self.weight_decay
+            params[: self._weights()] *= 1 - self.learning_rate * self.weight_decay
         super()._update(params, grads)
 
     def config(self):

@@ -1,6 +1,8 @@
 """Learning-rate schedules, applied by :func:`matnet.fit` at the start of every epoch.
 
-A schedule maps ``(epoch, base_lr)`` to the learning rate of that epoch (epochs count from 0).
+A schedule maps ``(epoch, base_lr)`` to the learning rate of that epoch (epochs count from 0), and
+:meth:`Schedule.apply` sets it on the optimizer. :class:`Constant`, the default, leaves the optimizer's
+rate alone, so a callback may change the rate between epochs and have it hold.
 :class:`ReduceLROnPlateau` also watches the monitored loss through :meth:`Schedule.observe`.
 """
 
@@ -38,6 +40,10 @@ class Schedule:
         """The learning rate for ``epoch`` (0-based) given the optimizer's initial rate."""
         return base_lr
 
+    def apply(self, optimizer: Any, epoch: int, base_lr: float) -> None:
+        """Set ``optimizer.learning_rate`` for ``epoch`` (0-based); called by fit at each epoch start."""
+        optimizer.learning_rate = self.learning_rate(epoch, base_lr)
+
     def observe(self, value: float) -> None:
         """Called once per epoch with the monitored loss (validation loss when there is one)."""
 
@@ -49,7 +55,11 @@ class Schedule:
 
 
 class Constant(Schedule):
-    """``lr = base_lr`` every epoch."""
+    """``lr = base_lr`` every epoch: the optimizer's rate is left as it is, so a rate that a callback
+    set between epochs (scikit-learn's ``adaptive`` and ``invscaling`` rules, say) holds."""
+
+    def apply(self, optimizer, epoch, base_lr):
+        pass  # the rate starts at base_lr and only a callback changes it
 
 
 class StepDecay(Schedule):

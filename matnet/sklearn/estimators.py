@@ -45,7 +45,7 @@ from matnet.sklearn.rules import (
     Validation,
     warn_caller,
 )
-from matnet.train import Callback, as_callbacks
+from matnet.training import Callback, as_callbacks
 
 __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 

@@ -35,7 +35,7 @@ import matnet
 from matnet.losses import Loss, MeanSquaredError
 from matnet.optim import Optimizer
 from matnet.schedules import Schedule
-from matnet.train import Callback
+from matnet.training import Callback
 
 __all__ = [
     "PoissonLoss",

@@ -1,0 +1,37 @@
+"""Training: :func:`fit` (one loop over batches), the callback protocol and its built-in callbacks,
+and the communicators that make single-process and data-parallel training one code path.
+
+- :mod:`matnet.training.loop`: :func:`fit`.
+- :mod:`matnet.training.callbacks`: :class:`Callback`, :class:`Trainer` (the run's state), and the
+  built-ins :class:`History`, :class:`EarlyStopping`, :class:`Checkpointing`,
+  :class:`DivergenceGuard`, :class:`Interrupt`, :class:`Progress`. Its docstring is the protocol.
+- :mod:`matnet.training.comm`: :class:`LocalComm` (one process) and the MPI and thread communicators.
+"""
+
+from matnet.training.callbacks import (
+    Callback,
+    Checkpointing,
+    DivergenceGuard,
+    EarlyStopping,
+    History,
+    Interrupt,
+    Progress,
+    Trainer,
+    as_callbacks,
+)
+from matnet.training.comm import LocalComm
+from matnet.training.loop import fit
+
+__all__ = [
+    "fit",
+    "Callback",
+    "Trainer",
+    "History",
+    "EarlyStopping",
+    "Checkpointing",
+    "DivergenceGuard",
+    "Interrupt",
+    "Progress",
+    "LocalComm",
+    "as_callbacks",
+]

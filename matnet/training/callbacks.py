@@ -1,0 +1,626 @@
+"""The callback protocol of :func:`matnet.fit`, the :class:`Trainer` it hands to callbacks, and the
+built-in callbacks.
+
+:func:`~matnet.training.fit` is a loop over batches; everything else a run does (early stopping,
+checkpoints, the divergence guard, Ctrl-C, progress, the history) is a callback on one protocol.
+
+The protocol
+------------
+A callback subclasses :class:`Callback` and overrides any of its five hooks. Before
+``on_train_begin``, ``fit`` sets ``callback.trainer`` to the run's :class:`Trainer`, through which a
+callback reads and changes the run:
+
+- ``on_train_begin(logs)``: once, before the first step (``logs``: ``epochs``, ``batch_size``,
+  ``n_samples``). On a resumed run, ``trainer.state`` already holds the restored epoch, step and records.
+- ``on_epoch_begin(epoch, logs)``: before each epoch (1-based; ``logs``: ``learning_rate``). Not
+  called for the epoch a run resumes in the middle of.
+- ``on_batch_end(step, logs)``: after each optimizer step (``logs``: ``loss`` of the batch,
+  ``batch_size``, ``epoch``). Called only on callbacks whose class overrides it, and the loop skips
+  the call entirely when no callback does, so an unused hook costs nothing per batch. Return True (or
+  call ``trainer.request_stop(reason)``) to stop after this step.
+- ``on_epoch_end(epoch, logs)``: after each epoch, with the epoch's record (``epoch``, ``loss``, with
+  validation data ``val_loss`` and ``val_<metric>``, ``learning_rate``, ``seconds``), which is the
+  dict kept in the history and the checkpoint: a callback may add keys to it. Return True (or call
+  ``request_stop``) to stop after this epoch.
+- ``on_train_end(logs)``: after the last epoch (``logs``: ``epochs_run``, ``best_epoch``), after
+  the best weights were restored; not called when training diverged and ``on_divergence="raise"``.
+
+Every callback is called (a True from one does not skip the others). Order within an epoch's end:
+:class:`DivergenceGuard` sees the record first (a diverged epoch is not recorded and no other callback
+sees it); then the trainer records it (``trainer.state.records``, the schedule's ``observe``, the best
+monitored value: ``state.best_value``, ``best_epoch``, ``bad_epochs``); then :class:`History`,
+:class:`Progress`, :class:`EarlyStopping` and the user's callbacks in the order given; then the ranks
+agree on whether to stop and the epoch is closed (``state.epoch`` moves on); last, callbacks with
+``closes_epoch = True`` (:class:`Checkpointing`) see the record, so a checkpoint holds the state at
+the start of the next epoch.
+
+What a callback may change, and when it is honoured:
+
+- ``trainer.optimizer.learning_rate`` between epochs (in ``on_epoch_end`` or ``on_epoch_begin``): the
+  default schedule (:class:`~matnet.schedules.Constant`) never overrides it, so the new rate holds
+  from the next step on and is saved in checkpoints. A non-constant schedule sets the rate at every
+  epoch start from ``trainer.state.base_lr``: change ``base_lr`` to rescale it.
+- ``trainer.optimizer.l2`` (and any other hyperparameter) at any time. A loss wrapper (an instance
+  of a :class:`~matnet.losses.Loss` subclass, ``loss(Z, Y, sample_weight) -> (value, dZ)``, passed as
+  ``fit(loss=...)``) sees every batch and may set it per batch; the optimizer adds ``l2 * W`` after
+  the ranks' reduction, so once. ``fit`` sets ``model.loss`` to the loss it trained with: put the
+  plain loss back after training with a wrapper.
+- ``trainer.request_stop(reason)`` from any hook; with several ranks the request travels with the next
+  step's reduction (or the epoch-end vote), so every rank stops after the same step.
+- ``trainer.model.flat_params`` in ``on_train_end`` (to restore parameters a callback kept).
+
+A plain callable in ``callbacks=`` is called as ``on_epoch_end(epoch, logs)``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+
+from matnet.checkpoint import TrainState, remove_stale_temporaries, write_checkpoint
+from matnet.errors import TrainingDivergedError
+
+__all__ = [
+    "Callback",
+    "Trainer",
+    "History",
+    "EarlyStopping",
+    "Checkpointing",
+    "DivergenceGuard",
+    "Interrupt",
+    "Progress",
+    "as_callbacks",
+]
+
+
+class Callback:
+    """Hooks called by :func:`matnet.fit`; see the module docstring for the protocol.
+
+    Return True from ``on_epoch_end`` or ``on_batch_end`` to stop training after that point.
+    """
+
+    #: The run's :class:`Trainer`; set by ``fit`` before ``on_train_begin``.
+    trainer: Trainer
+    #: When True, ``on_epoch_end`` runs after the epoch is closed (after the ranks' vote on stopping,
+    #: with ``trainer.state`` at the start of the next epoch), as a checkpoint writer needs.
+    closes_epoch = False
+    # Position in on_train_end: the built-ins that restore weights or report run before the user's.
+    _end_order = 100
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        """Before the first epoch; ``logs`` holds the run's settings."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
+        """Before each epoch (1-based ``epoch``)."""
+
+    def on_batch_end(self, step: int, logs: dict[str, Any]) -> bool | None:
+        """After each optimizer step; ``logs`` holds ``loss`` (of the batch) and ``batch_size``."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool | None:
+        """After each epoch, with that epoch's record of the :class:`History`."""
+
+    def on_train_end(self, logs: dict[str, Any]) -> None:
+        """After the last epoch (and after the best weights were restored)."""
+
+
+def uses_batches(callback: Callback) -> bool:
+    """Whether ``callback``'s class overrides ``on_batch_end`` (only those are called per batch)."""
+    return type(callback).on_batch_end is not Callback.on_batch_end
+
+
+class _FunctionCallback(Callback):
+    def __init__(self, fn: Callable[[int, dict[str, Any]], Any]) -> None:
+        self.fn = fn
+
+    def on_epoch_end(self, epoch, logs):
+        return self.fn(epoch, logs)
+
+
+def as_callbacks(callbacks: Any) -> list[Callback]:
+    """Normalize ``callbacks=``: None, one callback, or a list of Callback objects and callables."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or callable(callbacks):
+        callbacks = [callbacks]
+    result = []
+    for cb in callbacks:
+        if isinstance(cb, Callback):
+            result.append(cb)
+        elif callable(cb):
+            result.append(_FunctionCallback(cb))
+        else:
+            raise TypeError(f"callback {cb!r} is neither a matnet.Callback nor callable")
+    return result
+
+
+# --- the run's state --------------------------------------------------------------------------
+
+
+class Trainer:
+    """The state of one :func:`matnet.fit` run, shared with its callbacks.
+
+    Attributes
+    ----------
+    model : Sequential
+    optimizer : Optimizer
+        Its ``learning_rate`` may be changed by a callback between epochs (see the module docstring).
+    loss : Loss or callable
+    schedule : Schedule
+    comm : Communicator
+        :class:`~matnet.training.comm.LocalComm` for one process.
+    rng : numpy.random.Generator
+        The generator that shuffles (and, in one process, drives dropout).
+    state : TrainState
+        ``epoch`` (1-based, in progress), ``batch`` (done in this epoch), ``step``, ``records``,
+        ``best_value``, ``best_epoch``, ``bad_epochs``, ``best_params``, ``base_lr``; checkpointed.
+    validation : tuple (X_val, Y_val) or None
+        The validation rows and targets (already checked), when there are any.
+    monitor : str
+        ``"val_loss"`` with validation data, else ``"loss"``.
+    history : History
+        What ``fit`` returns.
+    stop_requested : bool
+        Set by :meth:`request_stop` (``stop_reason`` says who asked).
+    interrupted : bool
+        Ctrl-C (on any rank) stopped the run; ``interrupt.requested`` is this process's flag.
+    diverged : str or None
+        What went wrong when the loss or the parameters stopped being finite.
+    restored : str or None
+        Which parameters ``on_train_end`` put back, for the messages that follow.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        optimizer: Any,
+        loss: Any,
+        schedule: Any,
+        comm: Any,
+        *,
+        rng: np.random.Generator,
+        state: TrainState,
+        epochs: int,
+        batch_size: int,
+        n: int,
+        validation: tuple[Any, Any] | None,
+        min_delta: float,
+        val_idx: np.ndarray | None,
+        data: dict[str, Any] | None,
+        checkpoint: Any,
+        on_divergence: str,
+        resumed_from: tuple[int, int] | None,
+        callbacks: list[Callback],
+    ) -> None:
+        self.model, self.optimizer, self.loss, self.schedule = model, optimizer, loss, schedule
+        self.comm, self.rng, self.state = comm, rng, state
+        self.epochs, self.batch_size, self.n_samples = epochs, batch_size, n
+        self.validation = validation
+        self.monitor = "val_loss" if validation is not None else "loss"
+        self.min_delta = min_delta
+        #: What Checkpointing writes besides the run's state: the held-out rows, the data's
+        #: fingerprint, and the path (None on ranks other than 0).
+        self.val_idx, self.data, self.checkpoint = val_idx, data, checkpoint
+        self.resumed_from = resumed_from
+        self.stop_requested, self.interrupted = False, False
+        self.stop_reason: str | None = None
+        self.diverged: str | None = None
+        self.diverged_step = 0
+        #: What on_train_end put back into the parameters ("the best weights (epoch 3)"), if any.
+        self.restored: str | None = None
+        self.history, self.interrupt = History(), Interrupt()
+        self.guard = DivergenceGuard(on_divergence)
+        self.callbacks: list[Callback] = [self.history, *callbacks]
+        self.closing = [cb for cb in self.callbacks if cb.closes_epoch]
+        self.callbacks = [cb for cb in self.callbacks if not cb.closes_epoch]
+        # Per step: the closing ones (a step checkpoint) first, so a callback that pauses or kills
+        # the process at a step does so after that step's checkpoint is on disk.
+        self.batch_callbacks = [cb for cb in self.closing + self.callbacks if uses_batches(cb)]
+        self._every = [self.guard, self.interrupt, *self.callbacks, *self.closing]
+        for cb in self._every:
+            cb.trainer = self
+
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current step (from ``on_batch_end``) or epoch (from ``on_epoch_end``)."""
+        if not self.stop_requested:
+            self.stop_requested, self.stop_reason = True, reason
+
+    def diverge(self, reason: str, step: int) -> None:
+        """Record that training diverged at ``step`` (the loop then stops; see DivergenceGuard)."""
+        self.diverged, self.diverged_step = reason, step
+
+    def __enter__(self) -> Trainer:
+        self._stack = ExitStack()
+        # Overflow and NaN warnings are silenced: the divergence checks turn them into one error.
+        self._stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
+        self._stack.enter_context(self.interrupt)
+        for cb in self.callbacks:
+            if isinstance(cb, Progress):
+                self._stack.callback(cb.close)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+
+    def begin(self) -> None:
+        logs = {"epochs": self.epochs, "batch_size": self.batch_size, "n_samples": self.n_samples}
+        for cb in self._every:
+            cb.on_train_begin(logs)
+
+    def epoch_begin(self, epoch: int) -> None:
+        logs = {"learning_rate": self.optimizer.learning_rate}
+        for cb in self._every:
+            cb.on_epoch_begin(epoch, logs)
+
+    def batch_end(self, loss: float, batch_size: int, epoch: int) -> None:
+        logs = {"loss": loss, "batch_size": batch_size, "epoch": epoch}
+        step = self.state.step
+        for cb in self.batch_callbacks:
+            if cb.on_batch_end(step, logs):
+                self.request_stop(f"{type(cb).__name__}.on_batch_end returned True")
+
+    def record(self, epoch: int, seconds: float) -> dict[str, Any]:
+        """The epoch's record: mean training loss, validation loss and metric, rate, time."""
+        record: dict[str, Any] = {"epoch": epoch, "loss": self.state.loss_sum / self.n_samples}
+        if self.validation is not None:
+            X_val, Y_val = self.validation
+            Z_val = self.model.logits(X_val)
+            record["val_loss"] = self.loss(Z_val, Y_val)[0]
+            record[f"val_{self.loss.metric_name}"] = self.loss.metric(Z_val, Y_val)
+        record["learning_rate"] = self.optimizer.learning_rate
+        record["seconds"] = seconds
+        return record
+
+    def end_epoch(self, epoch: int, record: dict[str, Any]) -> bool:
+        """Run the epoch's end (see the module docstring); True when the loop must stop now."""
+        self.guard.on_epoch_end(epoch, record)
+        if self.diverged:
+            return True
+        state, value = self.state, record[self.monitor]
+        state.records.append(record)
+        self.schedule.observe(value)
+        if value < state.best_value - self.min_delta:
+            state.best_value, state.bad_epochs, state.best_epoch = value, 0, epoch
+        else:
+            state.bad_epochs += 1
+        for cb in self.callbacks:
+            if cb.on_epoch_end(epoch, record):
+                self.request_stop(f"{type(cb).__name__}.on_epoch_end returned True")
+        # One small collective per epoch: the ranks' requests since the last step's reduction.
+        stop, self.interrupted = self.comm.any_of(self.stop_requested, self.interrupt.requested)
+        state.stopped = bool(stop)
+        state.end_epoch()
+        for cb in self.closing:
+            cb.on_epoch_end(epoch, record)
+        return self.interrupted
+
+    def close_run(self) -> None:
+        """The closing callbacks' ``on_train_end`` (the final checkpoint), with Ctrl-C still caught."""
+        for cb in self.closing:
+            cb.on_train_end(self._end_logs())
+
+    def finish(self) -> History:
+        """Fill in the history and run the other ``on_train_end`` hooks, built-ins first."""
+        history, state = self.history, self.state
+        history.best_epoch, history.stopped_early = state.best_epoch, state.stopped_early
+        history.interrupted = self.interrupted and not self.diverged
+        history.resumed_from = self.resumed_from
+        logs = self._end_logs()
+        for cb in sorted((cb for cb in self._every if not cb.closes_epoch), key=_end_order):
+            cb.on_train_end(logs)
+        return history
+
+    def _end_logs(self) -> dict[str, Any]:
+        return {"epochs_run": len(self.state.records), "best_epoch": self.state.best_epoch}
+
+
+def _end_order(callback: Callback) -> int:
+    return callback._end_order
+
+
+# --- the built-in callbacks -------------------------------------------------------------------
+
+
+class History(Callback):
+    """Per-epoch records of a :func:`fit` call (also a callback that keeps them).
+
+    Each record is a dict with ``epoch`` (1-based), ``loss``, ``seconds``, ``learning_rate`` and, with
+    validation data, ``val_loss`` and ``val_<metric>`` (``val_accuracy`` or ``val_r2``).
+    ``history["loss"]`` gives one key across all epochs. As a callback it starts from the records a
+    resumed run restored and appends each epoch's.
+    """
+
+    _end_order = 60
+
+    def __init__(self, records: Iterable[dict[str, Any]] = ()) -> None:
+        self.records: list[dict[str, Any]] = [dict(r) for r in records]
+        self.best_epoch: int | None = None
+        self.stopped_early = False
+        #: Ctrl-C stopped training (after a whole step; the best weights were kept).
+        self.interrupted = False
+        #: Training diverged and ``on_divergence="warn"`` stopped it quietly.
+        self.diverged = False
+        #: ``(epoch, batch)`` where a resumed run picked up, or None.
+        self.resumed_from: tuple[int, int] | None = None
+
+    def on_train_begin(self, logs):
+        self.records = [dict(r) for r in self.trainer.state.records]
+
+    def on_epoch_end(self, epoch, logs):
+        self.records.append(logs)  # the same dict as the checkpoint's, with any keys added later
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        if not self.records or key not in self.records[-1]:
+            raise KeyError(f"{key!r} is not recorded; available: {sorted(self.keys())}")
+        return [r.get(key) for r in self.records]
+
+    def keys(self) -> list[str]:
+        return list(self.records[-1]) if self.records else []
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        last = self.records[-1] if self.records else {}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float))
+        return f"History({len(self)} epochs; last: {shown})"
+
+
+class EarlyStopping(Callback):
+    """Stop when the monitored loss (``trainer.monitor``) has not improved by the run's ``min_delta``
+    for more than ``patience`` epochs; with ``restore_best``, keep the best epoch's parameters
+    (``trainer.state.best_params``, checkpointed) and put them back at the end."""
+
+    _end_order = 10
+
+    def __init__(self, patience: int = 10, restore_best: bool = True) -> None:
+        if (
+            isinstance(patience, bool)
+            or not isinstance(patience, (int, np.integer))
+            or patience < 0
+        ):
+            raise ValueError(f"patience={patience!r} must be a non-negative integer")
+        self.patience, self.restore_best = int(patience), bool(restore_best)
+
+    def on_epoch_end(self, epoch, logs):
+        state, params = self.trainer.state, self.trainer.model.flat_params
+        if self.restore_best and state.best_epoch == epoch:
+            if state.best_params is None:
+                state.best_params = params.copy()
+            else:
+                np.copyto(state.best_params, params)
+        if state.bad_epochs > self.patience:
+            state.stopped_early = True
+            return True
+        return None
+
+    def on_train_end(self, logs):
+        trainer = self.trainer
+        best = trainer.state.best_params
+        if self.restore_best and best is not None and trainer.restored is None:
+            trainer.model.flat_params[...] = best
+            trainer.restored = f"the best weights (epoch {trainer.state.best_epoch})"
+
+
+class DivergenceGuard(Callback):
+    """Stop when the parameters or the monitored loss stop being finite (the loop checks each batch's
+    loss itself), restore the last good weights, then raise or warn.
+
+    The last good weights are the best epoch's when :class:`EarlyStopping` kept them, else those at
+    the end of the last finite epoch. ``on_divergence="raise"`` raises
+    :class:`~matnet.errors.TrainingDivergedError` (with ``epoch``, ``step`` and ``history``);
+    ``"warn"`` warns and sets ``history.diverged``.
+    """
+
+    _end_order = 20
+
+    def __init__(self, on_divergence: str = "raise") -> None:
+        if on_divergence not in ("raise", "warn"):
+            raise ValueError(f"on_divergence={on_divergence!r} must be 'raise' or 'warn'")
+        self.on_divergence = on_divergence
+
+    def on_train_begin(self, logs):
+        state = self.trainer.state
+        self.last_good = self.trainer.model.flat_params.copy()
+        self.last_good_at = (
+            f"the end of epoch {state.epoch - 1}" if state.epoch > 1 else "the start"
+        )
+        if state.batch:
+            self.last_good_at = f"the checkpoint (epoch {state.epoch}, batch {state.batch})"
+
+    def on_epoch_end(self, epoch, logs):
+        trainer = self.trainer
+        params, monitor = trainer.model.flat_params, trainer.monitor
+        if not np.all(np.isfinite(params)):
+            trainer.diverge("the parameters are no longer all finite", trainer.state.step)
+        elif not math.isfinite(logs[monitor]):
+            trainer.diverge(f"the epoch's {monitor} is {logs[monitor]}", trainer.state.step)
+        else:
+            np.copyto(self.last_good, params)
+            self.last_good_at = f"the end of epoch {epoch}"
+
+    def on_train_end(self, logs):
+        trainer = self.trainer
+        if not trainer.diverged:
+            return
+        if trainer.restored is None:
+            trainer.model.flat_params[...] = self.last_good
+            trainer.restored = f"the weights at {self.last_good_at}"
+        lr = trainer.optimizer.learning_rate
+        message = (
+            f"training diverged at epoch {trainer.state.epoch}, step {trainer.diverged_step}: "
+            f"{trainer.diverged}. Restored {trainer.restored}. Likely fix: a smaller learning rate "
+            f"(it was {lr:.3g}; try {lr / 10:.3g}), clip_norm=1.0, or standardized features."
+        )
+        if self.on_divergence == "raise":
+            error = TrainingDivergedError(message)
+            error.epoch, error.step = trainer.state.epoch, trainer.diverged_step
+            error.history = trainer.history
+            raise error
+        # The caller of fit: fit -> Trainer.finish -> here.
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        trainer.history.diverged = True
+
+
+class Checkpointing(Callback):
+    """Write the whole training state to ``path`` (atomically; see :mod:`matnet.checkpoint`) at every
+    epoch end, or every ``every`` optimizer steps, and once more at the end (after Ctrl-C, say) when
+    the state moved on since the last write. A diverged state is never written: the file keeps the
+    last good one. ``fit(checkpoint=...)`` adds one on rank 0 only."""
+
+    closes_epoch = True
+    _end_order = 0
+
+    def __init__(self, path: Any, every: int | str = "epoch") -> None:
+        self.path = path
+        self.every = None if every == "epoch" else int(every)
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"every={every!r} must be a positive number of steps or 'epoch'")
+
+    def _position(self) -> tuple[int, int, int]:
+        state = self.trainer.state
+        return state.epoch, state.batch, state.step
+
+    def save(self) -> None:
+        """Write the current state, unless the parameters are no longer finite."""
+        trainer = self.trainer
+        if not np.all(np.isfinite(trainer.model.flat_params)):
+            return  # a step made them non-finite: the guard reports it; the file keeps the last good
+        write_checkpoint(
+            self.path,
+            trainer.model,
+            trainer.optimizer,
+            trainer.schedule,
+            trainer.rng,
+            trainer.state,
+            val_idx=trainer.val_idx,
+            data=trainer.data,
+        )
+        self._saved = self._position()
+
+    def on_train_begin(self, logs):
+        remove_stale_temporaries(self.path)
+        self._saved = self._position()  # a fresh start, or the state just read from this file
+
+    def on_batch_end(self, step, logs):
+        if self.every is not None and step % self.every == 0:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs):
+        if self.every is None:
+            self.save()
+
+    def on_train_end(self, logs):
+        if not self.trainer.diverged and self._position() != self._saved:
+            self.save()
+
+
+class Interrupt(Callback):
+    """Ctrl-C (SIGINT) asks training to stop after the current step instead of raising
+    KeyboardInterrupt; a second Ctrl-C raises at once. The handler is installed only in the main
+    thread, for the run, and the previous one is put back. ``requested`` is the flag the loop reads
+    (a callback may set it to act as a Ctrl-C). At the end rank 0 says where it stopped."""
+
+    _end_order = 30
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not None:  # None: set outside Python, so it could not be put back
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def on_train_end(self, logs):
+        trainer = self.trainer
+        if not (trainer.history.interrupted and trainer.comm.is_root):
+            return
+        kept = trainer.restored or "the current weights"
+        path = trainer.checkpoint
+        saved = f"; checkpoint written to {path}" if path is not None else ""
+        print(
+            f"matnet: interrupted at epoch {trainer.state.epoch}, step {trainer.state.step}; "
+            f"kept {kept}{saved}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class Progress(Callback):
+    """One progress display for the package: a tqdm bar over epochs (``verbose=1``, when tqdm is
+    installed; otherwise lines), or one printed line per epoch (``verbose=2``), on standard error.
+
+    :meth:`update` takes any record, so front ends with their own loop may use it directly.
+    """
+
+    _end_order = 40
+
+    def __init__(self, verbose: int = 1) -> None:
+        self.verbose, self.bar = int(verbose), None
+
+    def on_train_begin(self, logs):
+        state = self.trainer.state
+        self.open(self.trainer.epochs, min(state.epoch - 1, self.trainer.epochs))
+
+    def open(self, total: int, initial: int = 0) -> None:
+        """Start the bar (``verbose=1`` with tqdm installed) over ``total`` epochs."""
+        self.close()
+        if self.verbose == 1:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(
+                total=total, initial=initial, unit="epoch", file=sys.stderr, dynamic_ncols=True
+            )
+
+    def update(self, record: dict[str, Any]) -> None:
+        """Show one epoch's record (its float values, but the epoch, rate and seconds)."""
+        shown = {
+            k: f"{v:.4g}"
+            for k, v in record.items()
+            if k not in ("epoch", "learning_rate", "seconds") and isinstance(v, float)
+        }
+        if self.bar is not None:
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+        elif self.verbose:
+            parts = " ".join(f"{k}={v}" for k, v in shown.items())
+            print(f"epoch {record['epoch']}: {parts}", file=sys.stderr, flush=True)
+
+    def on_epoch_end(self, epoch, logs):
+        self.update(logs)
+
+    def on_train_end(self, logs):
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

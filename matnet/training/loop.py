@@ -1,0 +1,569 @@
+"""Mini-batch training: :func:`fit`.
+
+One step is the article end to end: gather a batch into a reused buffer, ``forward`` through the layers,
+``(value, dZ) = loss(Z, Y)``, ``backward(dZ)`` into the flat gradient vector, one reduction over the
+ranks (nothing at all in one process, through :class:`~matnet.training.comm.LocalComm`), one optimizer
+step on the flat parameter vector. Everything else is a callback (:mod:`matnet.training.callbacks`).
+Every input is validated before the first step, so bad data never changes a parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matnet import _accel
+from matnet.checkpoint import (
+    Checkpoint,
+    TrainState,
+    data_fingerprint,
+    read_checkpoint,
+    restore_generator,
+)
+from matnet.errors import ModelFileError
+from matnet.losses import Loss, SoftmaxCrossEntropy, get_loss
+from matnet.model import Sequential
+from matnet.optim import Optimizer, get_optimizer
+from matnet.schedules import Schedule, get_schedule
+from matnet.training.callbacks import (
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    History,
+    Progress,
+    Trainer,
+    as_callbacks,
+)
+from matnet.training.comm import LocalComm
+from matnet.validation import (
+    check_features,
+    check_number,
+    check_positive_int,
+    check_sample_weight,
+    check_targets,
+    split_validation,
+)
+
+__all__ = ["fit"]
+
+
+def fit(
+    model: Sequential,
+    X: Any,
+    y: Any,
+    *,
+    loss: str | Loss | None = None,
+    optimizer: str | dict | Optimizer = "adam",
+    learning_rate: float | None = None,
+    l2: float = 0.0,
+    epochs: int = 10,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    seed: int | np.random.Generator | None = 0,
+    validation_data: tuple[Any, Any] | None = None,
+    validation_fraction: float = 0.0,
+    early_stopping: bool = False,
+    patience: int = 10,
+    min_delta: float = 0.0,
+    schedule: str | Schedule | None = None,
+    clip_norm: float | None = None,
+    sample_weight: Any = None,
+    callbacks: Any = None,
+    verbose: int = 1,
+    on_divergence: str = "raise",
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | str = "epoch",
+    resume: bool | str | os.PathLike = False,
+    comm: Any = None,
+) -> History:
+    """Train ``model`` on ``(X, y)`` with mini-batches reshuffled every epoch.
+
+    Parameters
+    ----------
+    model : Sequential
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Class indices or one-hot rows (cross-entropy), 0/1 labels (binary cross-entropy), or values.
+    loss : str or Loss, optional
+        ``"cross_entropy"``, ``"binary_cross_entropy"`` or ``"mse"``; defaults to the model's loss.
+        The model keeps it for ``predict``/``predict_proba``.
+    optimizer : str, dict or Optimizer
+        ``"sgd"``, ``"adam"``, ``"adamw"``, or a configured instance (for momentum, betas, ...). An
+        instance is used as given (its state is kept between calls), but for ``learning_rate`` and a
+        non-zero ``l2``, which are set on it.
+    learning_rate : float, optional
+        Initial learning rate (default: the optimizer's own).
+    l2 : float
+        L2 penalty on the weights (``l2 * W`` added to their gradient). For an optimizer instance, a
+        non-zero value replaces the instance's ``l2``; 0 (the default) leaves the instance's.
+    epochs : int
+        Passes over the training data (in total, counting those done before a resume).
+    batch_size : int
+        Rows per step; the last batch of an epoch may be smaller. Larger than the data means one batch.
+    shuffle : bool
+        Reshuffle the rows every epoch (from ``seed``); False takes them in order.
+    seed : int or numpy.random.Generator
+        Drives shuffling, dropout and the validation split (one generator for all three). The same
+        seed, data and BLAS thread count give bit-identical weights.
+    validation_data : (X_val, y_val), optional
+    validation_fraction : float in [0, 1)
+        Hold out this fraction of ``(X, y)`` (stratified for class indices) when no validation_data.
+    early_stopping : bool
+        Stop when the monitored loss (validation loss if any, else training loss) has not improved by
+        ``min_delta`` for ``patience`` epochs, and restore the weights of the best epoch.
+    patience : int
+    min_delta : float
+        The improvement that counts for ``history.best_epoch`` and early stopping.
+    schedule : str or Schedule, optional
+        Learning-rate schedule, applied at the start of each epoch. The default (constant) leaves the
+        rate alone, so a callback may change ``trainer.optimizer.learning_rate`` between epochs.
+    clip_norm : float, optional
+        Rescale the whole gradient vector when its L2 norm exceeds this value.
+    sample_weight : array-like of shape (n_samples,), optional
+    callbacks : Callback, callable or list of them
+        See :mod:`matnet.training.callbacks` for the protocol.
+    verbose : int
+        0 silent, 1 a progress bar (tqdm, when installed), 2 one line per epoch.
+    on_divergence : {"raise", "warn"}
+        The loss is checked for NaN/infinity at every step and the parameters at every epoch end. On
+        failure training stops and the last good weights are restored (the best epoch's with early
+        stopping, else those at the end of the last finite epoch); then ``"raise"`` raises
+        :class:`~matnet.errors.TrainingDivergedError` and ``"warn"`` warns and returns the history
+        with ``history.diverged = True``.
+    checkpoint : path, optional
+        Write the whole training state here (atomically; see :mod:`matnet.checkpoint`) every
+        ``checkpoint_every``, at the end, and on Ctrl-C; never a diverged state.
+    checkpoint_every : int or "epoch"
+        A number of optimizer steps, or ``"epoch"`` for every epoch end.
+    resume : bool or path
+        ``True``: continue from ``checkpoint`` if that file exists (else start fresh); a path:
+        continue from that checkpoint. The result is bit-identical to the run never having stopped.
+    comm : matnet.distributed.Communicator, optional
+        Train data-parallel across the ranks of ``comm`` (see :mod:`matnet.distributed`): each rank
+        computes its share of every global batch of ``batch_size`` rows and one Allreduce per step
+        sums the gradients and the loss. Only rank 0 writes the checkpoint. Default: one process.
+
+    Returns
+    -------
+    History
+        ``history.interrupted`` is True when Ctrl-C stopped training (after the current step; the
+        best weights are kept and the checkpoint written), ``history.diverged`` when training diverged
+        with ``on_divergence="warn"``.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss or the parameters stop being finite (unless ``on_divergence="warn"``).
+    ModelFileError
+        When the checkpoint to resume from is corrupted or not a checkpoint.
+
+    Notes
+    -----
+    Before the first step ``fit`` fits the model's non-trainable state (``model.adapt``) on the
+    training rows (after the validation split); a resumed run takes that state from the checkpoint.
+    """
+    # Every argument, by name: all are checked before the first parameter changes.
+    t, X, Y, W, drop_rng = _prepare(**locals())
+    params, grads = t.model.flat_params, t.model.flat_grads
+    opt, loss_fn, sched, state, rng = t.optimizer, t.loss, t.schedule, t.state, t.rng
+    n, batch_size, epochs = t.n_samples, t.batch_size, t.epochs
+
+    # Reused batch buffers: np.take(..., out=, mode="clip") gathers rows without allocating.
+    m_max = min(batch_size, n)
+    X_buf = np.empty((m_max, X.shape[1]), dtype=X.dtype)
+    Y_buf = np.empty((m_max, *Y.shape[1:]), dtype=Y.dtype)
+    W_buf = None if W is None else np.empty(m_max, dtype=W.dtype)
+    order, n_batches = np.arange(n), -(-n // batch_size)
+    forward, step, take_rows = t.model.forward, opt.step, _accel.take_rows
+    shard, reduce, stops = t.comm.shard, t.comm.allreduce_mean, t.comm.stops
+    batch_callbacks, interrupt = t.batch_callbacks, t.interrupt
+    with t:
+        t.begin()
+        while state.epoch <= epochs and not state.stopped:
+            epoch, started = state.epoch, time.perf_counter()
+            sched.apply(opt, epoch - 1, state.base_lr)
+            if state.batch == 0:
+                t.epoch_begin(epoch)
+                state.perm = rng.permutation(n) if shuffle else order
+            perm = state.perm
+            for start in range(state.batch * batch_size, n, batch_size):
+                idx = perm[start : start + batch_size]
+                m_global, idx = idx.shape[0], shard(idx)  # this rank's share of the global batch
+                m = idx.shape[0]
+                xb = take_rows(X, idx, X_buf)
+                yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
+                wb = None if W_buf is None else np.take(W, idx, out=W_buf[:m], mode="clip")
+                Z, backward = forward(xb, training=True, rng=drop_rng)
+                value, dZ = loss_fn(Z, yb, wb)
+                backward(dZ)  # fills grads; the parameters change only at step() below
+                # One Allreduce: every rank checks the same loss; it also carries each rank's
+                # requests to stop (from earlier steps), so all ranks stop after the same step.
+                votes = (t.stop_requested, interrupt.requested)
+                value, votes = reduce(grads, value, m_global, votes)
+                if not math.isfinite(value):
+                    t.diverge(
+                        f"the loss of batch {state.batch + 1} of {n_batches} is {value}",
+                        state.step + 1,
+                    )
+                    break
+                if clip_norm is not None:
+                    norm = math.sqrt(float(np.dot(grads, grads)))
+                    if norm > clip_norm:
+                        grads *= clip_norm / norm
+                step(params, grads)
+                state.loss_sum += value * m_global
+                state.batch += 1
+                state.step += 1
+                if batch_callbacks:
+                    t.batch_end(value, m_global, epoch)
+                if stops(votes, t):
+                    break
+            if t.diverged or t.interrupted:
+                break
+            if t.end_epoch(epoch, t.record(epoch, time.perf_counter() - started)):
+                break
+        t.close_run()
+    return t.finish()
+
+
+# --- setting up a run -----------------------------------------------------------------------
+
+
+def _prepare(
+    model: Any,
+    X: Any,
+    y: Any,
+    *,
+    loss: Any,
+    optimizer: Any,
+    learning_rate: Any,
+    l2: Any,
+    epochs: Any,
+    batch_size: Any,
+    shuffle: bool,
+    seed: Any,
+    validation_data: Any,
+    validation_fraction: Any,
+    early_stopping: bool,
+    patience: Any,
+    min_delta: Any,
+    schedule: Any,
+    clip_norm: Any,
+    sample_weight: Any,
+    callbacks: Any,
+    verbose: Any,
+    on_divergence: Any,
+    checkpoint: Any,
+    checkpoint_every: Any,
+    resume: Any,
+    comm: Any,
+) -> tuple[Trainer, Any, Any, Any, np.random.Generator]:
+    """Check fit's arguments, read the checkpoint to resume from, split the data, fit the model's
+    state, restore or start the run, and agree with the other ranks.
+
+    Returns ``(trainer, X, Y, W, dropout_generator)``: the training rows, targets and sample weights
+    (or None) that the loop gathers batches from.
+    """
+    loss_fn, opt, epochs, batch_size = _check_options(
+        model, loss, optimizer, learning_rate, l2, epochs, batch_size, patience,
+        validation_fraction, min_delta, clip_norm, verbose, on_divergence,
+    )  # fmt: skip
+    resume_from = _check_checkpoint_options(checkpoint, checkpoint_every, resume)
+    comm = LocalComm() if comm is None else comm
+    if not comm.is_root:
+        checkpoint = None  # only rank 0 writes files (every rank reads the one it resumes from)
+    # Named by string, a cosine schedule anneals over this run's epochs.
+    sched = (
+        get_schedule("cosine", total_epochs=epochs)
+        if schedule == "cosine"
+        else get_schedule(schedule)
+    )
+    extra = as_callbacks(callbacks)
+    rng = comm.shared_generator(seed)
+    ckpt = read_checkpoint(resume_from) if resume_from is not None else None
+    X, Y, W, validation, val_idx, data = _training_data(
+        model, loss_fn, opt, X, y, sample_weight, validation_data, validation_fraction,
+        batch_size, rng, ckpt, resume_from, checkpoint is not None or ckpt is not None,
+    )  # fmt: skip
+    n = X.shape[0]
+    model.loss = loss_fn
+    params = model.flat_params
+    opt.prepare(params, model.n_decay)  # keeps the state of an optimizer reused on this model
+    if ckpt is None:
+        model.adapt(X)  # non-trainable state from the training rows; a resumed run has the file's
+        state = TrainState(base_lr=opt.learning_rate)
+    else:
+        _check_permutation(ckpt, resume_from, n, batch_size)
+        rng, state = _restore(ckpt, resume_from, model, opt, sched, rng), ckpt.state
+    # Rank 0's parameters, state and optimizer state everywhere; per-rank dropout streams.
+    drop_rng = comm.start(params, opt, rng, n, state=model.flat_state)
+    builtin: list[Callback] = [Progress(verbose)] if verbose else []
+    builtin += [EarlyStopping(patience)] if early_stopping else []
+    extra += [Checkpointing(checkpoint, checkpoint_every)] if checkpoint is not None else []
+    t = Trainer(
+        model, opt, loss_fn, sched, comm, rng=rng, state=state, epochs=epochs,
+        batch_size=batch_size, n=n, validation=validation, min_delta=min_delta, val_idx=val_idx,
+        data=data, checkpoint=checkpoint, on_divergence=on_divergence,
+        resumed_from=(state.epoch, state.batch) if ckpt is not None else None,
+        callbacks=builtin + extra,
+    )  # fmt: skip
+
+    return t, X, Y, W, drop_rng
+
+
+# --- options --------------------------------------------------------------------------------
+
+
+def _check_options(
+    model: Any,
+    loss: Any,
+    optimizer: Any,
+    learning_rate: Any,
+    l2: Any,
+    epochs: Any,
+    batch_size: Any,
+    patience: Any,
+    validation_fraction: Any,
+    min_delta: Any,
+    clip_norm: Any,
+    verbose: Any,
+    on_divergence: Any,
+) -> tuple[Loss, Optimizer, int, int]:
+    """Check fit's options; return the loss, the optimizer, epochs and batch_size."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"fit() needs a matnet Sequential model, got {type(model).__name__}")
+    loss_fn = get_loss(loss) if loss is not None else model.loss
+    if loss_fn is None:
+        raise ValueError(
+            "no loss given: pass loss='cross_entropy', 'binary_cross_entropy' or 'mse'"
+        )
+    if isinstance(optimizer, Optimizer):
+        # Checked before either is set, so a bad value leaves the instance as it was.
+        rate = None if learning_rate is None else _positive_rate(learning_rate)
+        penalty = check_number("l2", l2, 0, math.inf, low_open=False)
+        if rate is not None:
+            optimizer.learning_rate = rate
+        if penalty:  # like learning_rate: a value given to fit applies to the instance
+            optimizer.l2 = penalty
+        opt = optimizer
+    else:
+        options: dict[str, Any] = {"l2": l2}
+        if learning_rate is not None:
+            options["learning_rate"] = learning_rate
+        opt = get_optimizer(optimizer, **options)
+    if isinstance(loss_fn, SoftmaxCrossEntropy) and model.n_outputs < 2:
+        raise ValueError(
+            "softmax cross-entropy needs one output per class, at least 2; this model has 1 "
+            "output (use 2 outputs, or loss='binary_cross_entropy' for a single 0/1 output)"
+        )
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
+        raise ValueError(f"patience={patience!r} must be a non-negative integer")
+    if not (
+        isinstance(validation_fraction, (int, float))
+        and not isinstance(validation_fraction, bool)
+        and 0 <= validation_fraction < 1
+    ):
+        raise ValueError(f"validation_fraction={validation_fraction!r} must be in [0, 1)")
+    if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta) and min_delta >= 0):
+        raise ValueError(f"min_delta={min_delta!r} must be a finite non-negative number")
+    if clip_norm is not None and not (
+        isinstance(clip_norm, (int, float)) and math.isfinite(clip_norm) and clip_norm > 0
+    ):
+        raise ValueError(f"clip_norm={clip_norm!r} must be a positive number or None")
+    if verbose not in (0, 1, 2, False, True):
+        raise ValueError(f"verbose={verbose!r} must be 0, 1 or 2")
+    if on_divergence not in ("raise", "warn"):
+        raise ValueError(f"on_divergence={on_divergence!r} must be 'raise' or 'warn'")
+    return loss_fn, opt, epochs, batch_size
+
+
+def _positive_rate(learning_rate: Any) -> float:
+    return check_number("learning_rate", learning_rate, 0, math.inf, low_open=True)
+
+
+def _check_checkpoint_options(checkpoint: Any, checkpoint_every: Any, resume: Any) -> Any:
+    """Validate the checkpoint options; return the path to resume from (or None)."""
+    if checkpoint_every != "epoch":
+        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
+        folder = Path(checkpoint).parent
+        if not folder.is_dir():
+            raise ValueError(
+                f"checkpoint={str(checkpoint)!r}: folder {str(folder)!r} does not exist"
+            )
+        if Path(checkpoint).is_dir():
+            raise ValueError(f"checkpoint={str(checkpoint)!r} is a directory; give a file path")
+    if resume is True:
+        if checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=PATH (or give resume=PATH)")
+        return checkpoint if Path(checkpoint).exists() else None  # first run: start fresh
+    if resume is False or resume is None:
+        return None
+    if not isinstance(resume, (str, os.PathLike)):
+        raise TypeError(f"resume must be True, False or a checkpoint path, got {resume!r}")
+    return resume
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _training_data(
+    model: Sequential,
+    loss_fn: Loss,
+    opt: Optimizer,
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    validation_data: Any,
+    validation_fraction: float,
+    batch_size: int,
+    rng: np.random.Generator,
+    ckpt: Checkpoint | None,
+    source: Any,
+    fingerprint: bool,
+) -> tuple[Any, ...]:
+    """Check the data (and a checkpoint against it) and split off the validation rows.
+
+    Returns ``(X, Y, W, validation, val_idx, data)``: the training rows, targets and sample weights,
+    ``(X_val, Y_val)`` or None, the rows a ``validation_fraction`` split held out (saved in
+    checkpoints) or None, and the data's fingerprint for checkpoints (or None).
+    """
+    X = check_features(X, model.n_features, model.dtype)
+    n = X.shape[0]
+    Y = check_targets(loss_fn, y, n, model.n_outputs, model.dtype)
+    W = check_sample_weight(sample_weight, n, model.dtype)
+    data = {**data_fingerprint(X, Y), "batch_size": batch_size} if fingerprint else None
+    if ckpt is not None and data is not None:  # a checkpoint to resume always has a fingerprint
+        val_split = validation_data is None and validation_fraction > 0
+        _check_resumable(ckpt, source, model, opt, data, batch_size, val_split)
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        X_val = check_features(validation_data[0], model.n_features, model.dtype)
+        Y_val = check_targets(
+            loss_fn, validation_data[1], X_val.shape[0], model.n_outputs, model.dtype
+        )
+        return X, Y, W, (X_val, Y_val), None, data
+    if not validation_fraction > 0:
+        return X, Y, W, None, None, data
+    if ckpt is not None and ckpt.val_idx is not None:
+        val_idx = _validation_rows(ckpt.val_idx, source, n)
+        train_idx = np.setdiff1d(np.arange(n), val_idx, assume_unique=True)
+    else:
+        stratify = isinstance(loss_fn, SoftmaxCrossEntropy) and Y.ndim == 1
+        train_idx, val_idx = split_validation(n, validation_fraction, Y, rng, stratify)
+    validation = (X[val_idx], Y[val_idx])
+    W = None if W is None else W[train_idx]
+    return X[train_idx], Y[train_idx], W, validation, val_idx, data
+
+
+# --- checkpoints and resuming -----------------------------------------------------------------
+
+
+def _check_resumable(
+    ckpt: Checkpoint,
+    source: Any,
+    model: Sequential,
+    opt: Optimizer,
+    data: dict[str, Any],
+    batch_size: int,
+    val_split: bool,
+) -> None:
+    """Refuse a checkpoint that belongs to another model, optimizer, data set or batch size."""
+    if ckpt.model_config != model.config():
+        raise ValueError(
+            f"checkpoint {source} was written for another model ({ckpt.model_config}); this model "
+            f"is {model.config()}"
+        )
+    if ckpt.optimizer_config.get("name") != opt.name:
+        raise ValueError(
+            f"checkpoint {source} was written with optimizer "
+            f"{ckpt.optimizer_config.get('name')!r}, not {opt.name!r}; pass the same optimizer"
+        )
+    # The optimizer's current rate is the schedule's; its settings and the base rate must match.
+    saved = {**ckpt.optimizer_config, "learning_rate": ckpt.state.base_lr}
+    if saved != opt.config():
+        raise ValueError(
+            f"checkpoint {source} was written with optimizer settings {saved}; this run has "
+            f"{opt.config()}. Resume with the same settings."
+        )
+    saved = {k: ckpt.data.get(k) for k in ("n_samples", "n_features", "crc32")}
+    current = {k: data[k] for k in saved}
+    if saved != current:
+        raise ValueError(
+            f"checkpoint {source} was written for other training data ({saved}); this data is "
+            f"{current}. Resume with the same X and y."
+        )
+    if (ckpt.val_idx is not None) != val_split:
+        raise ValueError(
+            f"checkpoint {source} was written "
+            f"{'with' if ckpt.val_idx is not None else 'without'} a validation_fraction split; "
+            "resume with the same validation settings"
+        )
+    if ckpt.state.batch and ckpt.data.get("batch_size") != batch_size:
+        raise ValueError(
+            f"checkpoint {source} stopped in the middle of an epoch with "
+            f"batch_size={ckpt.data.get('batch_size')}; resume with that batch size"
+        )
+    if ckpt.flat_state.shape != tuple(model.flat_state.shape):
+        raise ModelFileError(
+            f"{source}: the checkpoint holds {ckpt.flat_state.size} values of non-trainable state; "
+            f"this model has {model.flat_state.shape[0]}"
+        )
+
+
+def _check_permutation(ckpt: Checkpoint, source: Any, n_train: int, batch_size: int) -> None:
+    state = ckpt.state
+    n_batches = -(-n_train // batch_size)
+    if state.perm is not None and (
+        state.perm.shape != (n_train,)
+        or state.batch > n_batches
+        or not np.array_equal(np.sort(state.perm), np.arange(n_train))
+    ):
+        raise ModelFileError(f"{source}: the saved permutation does not fit {n_train} rows")
+
+
+def _validation_rows(val_idx: np.ndarray, source: Any, n: int) -> np.ndarray:
+    if not (
+        val_idx.size
+        and val_idx.size < n
+        and val_idx[0] >= 0
+        and val_idx[-1] < n
+        and np.all(np.diff(val_idx) > 0)
+    ):
+        raise ModelFileError(f"{source}: the saved validation rows do not fit {n} samples")
+    return val_idx
+
+
+def _restore(
+    ckpt: Checkpoint,
+    source: Any,
+    model: Sequential,
+    opt: Optimizer,
+    sched: Schedule,
+    rng: np.random.Generator,
+) -> np.random.Generator:
+    """Load the checkpoint's generator, schedule, optimizer, parameters and non-trainable state
+    (the model last, so a defect found on the way leaves it untouched)."""
+    rng = restore_generator(rng, ckpt.rng_state, source)
+    try:
+        sched.load_state_dict(ckpt.schedule_state)
+        opt.load_state_dict(ckpt.optimizer_state)
+        if not model.backend.is_host:  # the moments go where the parameters are
+            opt.to_device(model.backend.asarray)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{source}: the optimizer or schedule state is invalid ({exc})"
+        ) from None
+    model.flat_params[...] = ckpt.params
+    model.flat_state[...] = ckpt.flat_state
+    return rng
