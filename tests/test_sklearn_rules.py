@@ -171,3 +171,26 @@ def test_warnings_name_the_callers_line_however_deep_the_loop(solver):
         MLPClassifier((3,), solver=solver, max_iter=2, batch_size=500, random_state=0).fit(X, y)
     assert {w.category.__name__ for w in caught} >= {"ConvergenceWarning"}
     assert all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
+
+
+def test_stochastic_solvers_train_through_matnets_one_loop(monkeypatch):
+    import matnet.training
+
+    calls = []
+
+    def spy(model, X, y, **options):
+        calls.append(options)
+        return matnet.training.fit(model, X, y, **options)
+
+    monkeypatch.setattr(estimators, "fit", spy)
+    X, y = _blobs()
+    clf = MLPClassifier((4,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    clf.partial_fit(X, y)
+    assert [c["epochs"] for c in calls] == [3, 3]  # partial_fit: its callback stops after one
+    assert all(c["optimizer"] is clf._optimizer for c in calls)  # moments kept across calls
+    assert isinstance(calls[0]["loss"], SklearnLoss)
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 4
+    assert type(clf._model.loss) is SoftmaxCrossEntropy  # the plain loss is back on the model

@@ -29,7 +29,6 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"matnet.sklearn needs scikit-learn >= 1.6 and SciPy: pip install 'matnet[sklearn]' ({exc})"
     ) from exc
 
-from matnet import _accel
 from matnet.errors import ModelFileError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
 from matnet.layers import Activation, Dense, Dropout
@@ -45,7 +44,7 @@ from matnet.sklearn.rules import (
     Validation,
     warn_caller,
 )
-from matnet.training import Callback, as_callbacks
+from matnet.training import Callback, as_callbacks, fit
 
 __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 
@@ -330,16 +329,6 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("Sample weights must contain at least one non-zero number.")
         return w
 
-    @staticmethod
-    def _rows(X: Any, start: int, stop: int, idx: np.ndarray | None, out: np.ndarray) -> Any:
-        """Rows ``idx`` (or ``start:stop``) of X as a dense batch of ``out``'s dtype."""
-        if sp.issparse(X):
-            part = X[start:stop] if idx is None else X[idx]
-            return part.toarray().astype(out.dtype, copy=False)
-        if idx is None:
-            return X[start:stop]
-        return _accel.take_rows(X, idx, out)
-
     # --- the network ---------------------------------------------------------------------------
 
     def _build_model(self, layer_units: list[int], dtype: Any, rng: np.random.Generator) -> None:
@@ -613,7 +602,13 @@ class _BaseMLP(BaseEstimator):
         rng: np.random.Generator,
         incremental: bool,
     ) -> None:
-        """'sgd' and 'adam': mini-batch epochs with scikit-learn's rules (:mod:`.rules`)."""
+        """'sgd' and 'adam': :func:`matnet.fit`, matnet's one training loop, with scikit-learn's
+        rules as its loss, schedule and callback (:mod:`matnet.sklearn.rules`).
+
+        The optimizer instance is kept on the estimator, so ``partial_fit`` continues its moments
+        and rate. The early-stopping rows are split off here, the scikit-learn way, and scored by
+        the callback; ``fit`` sees only the training rows.
+        """
         model = self._model
         if not incremental or self._optimizer is None:
             self._optimizer = self._make_optimizer()
@@ -627,68 +622,30 @@ class _BaseMLP(BaseEstimator):
         kind = self.learning_rate if self.solver == "sgd" else "constant"
         schedule = SklearnRate(kind, self.learning_rate_init, self.power_t)
         rules = SklearnRules(self, opt, loss, schedule, validation, self._callbacks(), incremental)
+        if sp.issparse(X):
+            X = X.toarray()  # the loop gathers dense rows (as 'lbfgs' takes a dense X)
+        plain_loss = model.loss
         try:
-            self._run_epochs(X, Y, sample_weight, loss, schedule, rules, rng)
+            history = fit(
+                model,
+                X,
+                Y,
+                loss=loss,
+                optimizer=opt,
+                epochs=self.max_iter,
+                batch_size=self._batch_size(X.shape[0]),
+                shuffle=self.shuffle,
+                seed=rng,
+                schedule=schedule,
+                sample_weight=sample_weight,
+                callbacks=rules,
+                verbose=0,
+            )
         finally:
             rules.close()
-
-    def _run_epochs(
-        self,
-        X: Any,
-        Y: np.ndarray,
-        sample_weight: np.ndarray | None,
-        loss: SklearnLoss,
-        schedule: SklearnRate,
-        callback: SklearnRules,
-        rng: np.random.Generator,
-    ) -> None:
-        """Up to ``max_iter`` epochs of mini-batch steps; every rule is in ``loss``, ``schedule``
-        and ``callback``, which decides when to stop."""
-        model, opt = self._model, self._optimizer
-        params, grads = model.flat_params, model.flat_grads
-        n = X.shape[0]
-        batch_size = self._batch_size(n)
-        # Reused batch buffers; shuffled batches are gathered with np.take(..., mode="clip").
-        X_buf = np.empty((batch_size, X.shape[1]), dtype=model.dtype)
-        Y_buf = np.empty((batch_size, *Y.shape[1:]), dtype=Y.dtype)
-        w_buf = None if sample_weight is None else np.empty(batch_size, sample_weight.dtype)
-        callback.on_train_begin({"epochs": self.max_iter, "batch_size": batch_size, "n_samples": n})
-        base_lr, step = opt.learning_rate, 0
-        try:
-            for epoch in range(1, self.max_iter + 1):
-                opt.learning_rate = schedule.learning_rate(epoch - 1, base_lr)
-                callback.on_epoch_begin(epoch, {"learning_rate": opt.learning_rate})
-                perm = rng.permutation(n) if self.shuffle else None
-                loss_sum, stop = 0.0, False
-                for start in range(0, n, batch_size):
-                    end = min(start + batch_size, n)
-                    m = end - start
-                    idx = None if perm is None else perm[start:end]
-                    xb = self._rows(X, start, end, idx, X_buf)
-                    if idx is None:
-                        yb = Y[start:end]
-                        wb = None if sample_weight is None else sample_weight[start:end]
-                    else:
-                        yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
-                        wb = None
-                        if sample_weight is not None:
-                            wb = np.take(sample_weight, idx, out=w_buf[:m], mode="clip")
-                    Z, backward = model.forward(xb, training=True, rng=rng)
-                    value, dZ = loss(Z, yb, wb)  # also sets opt.l2 for this step's penalty
-                    backward(dZ)
-                    opt.step(params, grads)
-                    loss_sum += value * m
-                    step += 1
-                    logs = {"loss": value, "batch_size": m, "epoch": epoch}
-                    if callback.on_batch_end(step, logs):
-                        stop = True
-                        break
-                record = {"epoch": epoch, "loss": loss_sum / n, "learning_rate": opt.learning_rate}
-                if callback.on_epoch_end(epoch, record) or stop:
-                    break
-        except KeyboardInterrupt:
+            model.loss = plain_loss  # fit leaves the wrapper as the model's loss
+        if history.interrupted:
             warn_caller("Training interrupted by user.")
-        callback.on_train_end({"epochs_run": self.n_iter_})
 
     def _objective(
         self, X: np.ndarray, Y: np.ndarray, sample_weight: np.ndarray | None, loss_fn: Loss

@@ -36,6 +36,7 @@ from matnet.losses import Loss, MeanSquaredError
 from matnet.optim import Optimizer
 from matnet.schedules import Schedule
 from matnet.training import Callback
+from matnet.training import Progress as _PackageProgress
 
 __all__ = [
     "PoissonLoss",
@@ -180,10 +181,13 @@ class SklearnLoss(Loss):
 class SklearnRate(Schedule):
     """The learning rate of scikit-learn's stochastic solvers, as a schedule.
 
-    The loop asks it for each epoch's rate. 'constant' and 'adaptive' keep the optimizer's rate as it
-    is (``base_lr``: the rate the epoch starts from, which 'adaptive' lowers through
-    :meth:`divide`); 'invscaling' answers ``learning_rate_init / (t + 1) ** power_t`` once
-    :meth:`samples_seen` has told it ``t``, as scikit-learn's ``iteration_ends(t)`` does.
+    scikit-learn changes the rate after an epoch (``iteration_ends(t)``, then a plateau's division),
+    not before the next, and the last change is what a following ``partial_fit`` starts from; so
+    :class:`SklearnRules` sets the optimizer's rate at each epoch end from this schedule's answers,
+    and :meth:`apply` (the loop's call at each epoch start) leaves the rate as it is. 'constant'
+    keeps the optimizer's rate; 'adaptive' divides it by 5 on a plateau (:meth:`divide`);
+    'invscaling' sets ``learning_rate_init / (t + 1) ** power_t`` from ``t``, the samples seen
+    (:meth:`samples_seen`).
 
     Parameters
     ----------
@@ -194,10 +198,13 @@ class SklearnRate(Schedule):
     def __init__(self, kind: str, learning_rate_init: float, power_t: float) -> None:
         self.name = kind
         self.learning_rate_init, self.power_t = float(learning_rate_init), float(power_t)
-        self.rate: float | None = None  # None: keep the optimizer's rate
+        self.rate: float | None = None  # None: the optimizer's rate, unchanged so far
 
     def learning_rate(self, epoch: int, base_lr: float) -> float:
         return base_lr if self.rate is None else self.rate
+
+    def apply(self, optimizer: Any, epoch: int, base_lr: float) -> None:
+        """Leave the rate: :class:`SklearnRules` set it when the previous epoch ended."""
 
     def samples_seen(self, t: int, current: float) -> float:
         """The rate after an epoch that ends with ``t`` samples seen in all."""
@@ -228,23 +235,21 @@ class Validation:
 
 
 class Progress:
-    """verbose=1: a tqdm bar over iterations (lines without tqdm); verbose>=2: scikit-learn's lines."""
+    """What ``verbose`` shows: with 1, the package's progress bar (:class:`matnet.training.Progress`,
+    tqdm) over iterations; with 2, or 1 without tqdm, scikit-learn's own lines on standard output
+    (``Iteration 3, loss = 0.12345678``), which its users' log parsers expect."""
 
     def __init__(self, verbose: int, total: int) -> None:
         self.verbose, self.bar = int(verbose), None
         if self.verbose == 1:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+            self.bar = _PackageProgress(1)
+            self.bar.open(total)
+            if self.bar.bar is None:  # no tqdm: the lines
+                self.bar = None
 
     def update(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.bar is not None:
-            shown = {k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, float)}
-            self.bar.set_postfix(shown, refresh=False)
-            self.bar.update(1)
+            self.bar.update(logs)
         elif self.verbose:
             print(f"Iteration {epoch}, loss = {logs['loss']:.8f}")
             if "validation_score" in logs:
@@ -252,7 +257,7 @@ class Progress:
 
     def message(self, text: str) -> None:
         if self.bar is not None:
-            self.bar.write(text)
+            self.bar.bar.write(text)  # above the bar, not through it
         elif self.verbose:
             print(text)
 
