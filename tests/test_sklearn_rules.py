@@ -194,3 +194,47 @@ def test_stochastic_solvers_train_through_matnets_one_loop(monkeypatch):
     assert isinstance(calls[0]["loss"], SklearnLoss)
     assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 4
     assert type(clf._model.loss) is SoftmaxCrossEntropy  # the plain loss is back on the model
+
+
+def test_a_stop_inside_an_epoch_counts_only_the_rows_trained_on():
+    import matnet
+
+    class StopAtStep2(matnet.Callback):
+        def on_batch_end(self, step, logs):
+            self.losses = [*getattr(self, "losses", []), logs["loss"]]
+            return step == 2
+
+    X, y = _blobs()
+    stopper = StopAtStep2()
+    clf = MLPClassifier((4,), batch_size=10, max_iter=5, random_state=0, callbacks=stopper)
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "error", ConvergenceWarning
+        )  # a requested stop is no convergence issue
+        clf.fit(X, y)
+    assert clf.n_iter_ == 1 and clf.t_ == 20
+    assert clf.loss_curve_ == [pytest.approx(np.mean(stopper.losses), rel=1e-12)]
+
+
+def test_a_rate_set_by_a_user_callback_holds_for_the_next_epochs():
+    import matnet
+
+    class Halve(matnet.Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.trainer.optimizer.learning_rate /= 2
+
+    X, y = _blobs()
+    seen = []
+    clf = MLPClassifier(
+        (4,),
+        solver="sgd",
+        learning_rate_init=0.1,
+        max_iter=3,
+        random_state=0,
+        callbacks=[Halve(), lambda epoch, logs: seen.append(logs["learning_rate"])],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert seen == pytest.approx([0.1, 0.05, 0.025])
+    assert clf._optimizer.learning_rate == pytest.approx(0.0125)

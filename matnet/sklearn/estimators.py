@@ -621,7 +621,7 @@ class _BaseMLP(BaseEstimator):
             validation = Validation(X_val, Y_val, y_val, w_val)
         kind = self.learning_rate if self.solver == "sgd" else "constant"
         schedule = SklearnRate(kind, self.learning_rate_init, self.power_t)
-        rules = SklearnRules(self, opt, loss, schedule, validation, self._callbacks(), incremental)
+        rules = SklearnRules(self, loss, schedule, validation, incremental)
         if sp.issparse(X):
             X = X.toarray()  # the loop gathers dense rows (as 'lbfgs' takes a dense X)
         plain_loss = model.loss
@@ -638,7 +638,7 @@ class _BaseMLP(BaseEstimator):
                 seed=rng,
                 schedule=schedule,
                 sample_weight=sample_weight,
-                callbacks=rules,
+                callbacks=rules.callbacks(self._callbacks()),
                 verbose=0,
             )
         finally:

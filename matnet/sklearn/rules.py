@@ -7,15 +7,15 @@ result equal scikit-learn's lives here:
   size, uses scikit-learn's half squared error, adds ``alpha / 2 * ||W||**2 / sum(w)`` to the value
   and sets the optimizer's ``l2`` to ``alpha / sum(w)`` for the step that follows, so the penalty's
   gradient ``alpha * W / sum(w)`` is added where every other L2 term is.
-* :class:`SklearnRate` is the learning-rate schedule: 'constant' and 'adaptive' keep the rate the
-  optimizer has (the division by 5 of 'adaptive' is a stopping decision, made by the callback),
-  'invscaling' sets ``learning_rate_init / (t + 1) ** power_t`` from ``t``, the samples seen.
-* :class:`SklearnRules` is the callback: after each epoch it records ``loss_curve_`` and ``t_``,
-  computes scikit-learn's validation score (and matnet's validation loss) for ``early_stopping``,
-  keeps the best parameters, counts epochs without a ``tol`` improvement, prints the ``verbose``
-  lines, and stops or divides the rate by 5 (``adaptive``) after ``n_iter_no_change`` of them. It
-  also runs the user's callbacks, between its record and its decision, as scikit-learn's order
-  requires.
+* :class:`SklearnRate` is the learning-rate schedule: 'constant' keeps the optimizer's rate,
+  'adaptive' divides it by 5 on a plateau, 'invscaling' sets ``learning_rate_init / (t + 1) **
+  power_t`` from ``t``, the samples seen.
+* :class:`SklearnRules` is the callback that records each epoch: ``loss_curve_`` and ``t_``,
+  scikit-learn's validation score (and matnet's validation loss) for ``early_stopping``, the best
+  parameters, the count of epochs without a ``tol`` improvement, the ``verbose`` lines.
+* :class:`SklearnStopping` is the callback that decides, after the user's callbacks (scikit-learn's
+  order): the next epoch's rate, and after ``n_iter_no_change`` epochs without improvement a stop,
+  or for 'adaptive' the rate divided by 5.
 * :class:`PoissonLoss`: half the Poisson deviance with the exp link (``MLPRegressor(loss='poisson')``).
 """
 
@@ -44,6 +44,7 @@ __all__ = [
     "SklearnLoss",
     "SklearnRate",
     "SklearnRules",
+    "SklearnStopping",
     "Validation",
     "warn_caller",
 ]
@@ -183,7 +184,7 @@ class SklearnRate(Schedule):
 
     scikit-learn changes the rate after an epoch (``iteration_ends(t)``, then a plateau's division),
     not before the next, and the last change is what a following ``partial_fit`` starts from; so
-    :class:`SklearnRules` sets the optimizer's rate at each epoch end from this schedule's answers,
+    :class:`SklearnStopping` sets the optimizer's rate at each epoch end from this schedule's answers,
     and :meth:`apply` (the loop's call at each epoch start) leaves the rate as it is. 'constant'
     keeps the optimizer's rate; 'adaptive' divides it by 5 on a plateau (:meth:`divide`);
     'invscaling' sets ``learning_rate_init / (t + 1) ** power_t`` from ``t``, the samples seen
@@ -204,7 +205,7 @@ class SklearnRate(Schedule):
         return base_lr if self.rate is None else self.rate
 
     def apply(self, optimizer: Any, epoch: int, base_lr: float) -> None:
-        """Leave the rate: :class:`SklearnRules` set it when the previous epoch ended."""
+        """Leave the rate: :class:`SklearnStopping` set it when the previous epoch ended."""
 
     def samples_seen(self, t: int, current: float) -> float:
         """The rate after an epoch that ends with ``t`` samples seen in all."""
@@ -268,25 +269,24 @@ class Progress:
 
 
 class SklearnRules(Callback):
-    """scikit-learn's epoch-end rules for one ``fit`` or ``partial_fit`` call of an estimator.
+    """scikit-learn's record of each epoch, for one ``fit`` or ``partial_fit`` call of an estimator.
 
     Writes the estimator's training record (``n_iter_``, ``t_``, ``loss_``, ``loss_curve_``,
     ``validation_scores_``, ``validation_loss_curve_``, the best values, ``_no_improvement_count``,
-    ``_best_params``), so a warm start continues from it exactly as scikit-learn's does.
+    ``_best_params``), so a warm start continues from it exactly as scikit-learn's does, and adds
+    ``validation_score`` and ``validation_loss`` to the epoch's record for the callbacks after it.
+    :meth:`callbacks` puts it before the user's callbacks and :class:`SklearnStopping` after them,
+    which is scikit-learn's order: record, the user's, then the decision to stop.
 
     Parameters
     ----------
     estimator : MLPClassifier or MLPRegressor
         Being fitted; its model, parameters and record attributes are read and written.
-    optimizer : Optimizer
-        The optimizer of this run (its ``learning_rate`` is set between epochs).
     loss : SklearnLoss
         For the validation loss.
     schedule : SklearnRate
     validation : Validation, optional
         The held-out rows with ``early_stopping``.
-    callbacks : list of Callback
-        The user's, run between the record and the decision to stop.
     incremental : bool
         ``partial_fit``: one epoch, and no warning that ``max_iter`` was reached.
     """
@@ -294,88 +294,30 @@ class SklearnRules(Callback):
     def __init__(
         self,
         estimator: Any,
-        optimizer: Optimizer,
         loss: SklearnLoss,
         schedule: SklearnRate,
         validation: Validation | None,
-        callbacks: list[Callback],
         incremental: bool,
     ) -> None:
-        self.estimator, self.optimizer, self.loss = estimator, optimizer, loss
-        self.schedule, self.validation = schedule, validation
-        self.callbacks, self.incremental = callbacks, incremental
+        self.estimator, self.loss = estimator, loss
+        self.schedule, self.validation, self.incremental = schedule, validation, incremental
         self.progress: Progress | None = None
-        self._loss_sum, self._seen = 0.0, 0
 
-    # --- the protocol; the user's callbacks see every hook ------------------------------------
+    def callbacks(self, user: list[Callback]) -> list[Callback]:
+        """What ``fit(callbacks=...)`` gets: this record, the user's callbacks, the decision."""
+        return [self, *user, SklearnStopping(self)]
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
         self.estimator.n_iter_ = 0  # counts this call's epochs, as scikit-learn's
         self.progress = Progress(self.estimator.verbose, self.estimator.max_iter)
-        trainer = getattr(self, "trainer", None)
-        for cb in self.callbacks:
-            if trainer is not None:
-                cb.trainer = trainer
-            cb.on_train_begin(logs)
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
-        self._loss_sum, self._seen = 0.0, 0
-        for cb in self.callbacks:
-            cb.on_epoch_begin(epoch, logs)
-
-    def on_batch_end(self, step: int, logs: dict[str, Any]) -> bool:
-        # loss_ averages over the rows seen, which is fewer than all when a callback stops early.
-        self._loss_sum += logs["loss"] * logs["batch_size"]
-        self._seen += logs["batch_size"]
-        stop = False
-        for cb in self.callbacks:
-            stop = bool(cb.on_batch_end(step, logs)) or stop
-        return stop
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool:
-        est = self.estimator
-        self._record(logs)
-        self.progress.update(est.n_iter_, logs)
-        _update_no_improvement_count(est)
-        stop = False
-        for cb in self.callbacks:
-            stop = bool(cb.on_epoch_end(epoch, logs)) or stop
-        self.optimizer.learning_rate = self.schedule.samples_seen(
-            est.t_, self.optimizer.learning_rate
-        )
-        if est._no_improvement_count > est.n_iter_no_change:
-            stop = self._plateau() or stop
-        if stop or self.incremental:
-            return True
-        if est.n_iter_ == est.max_iter:
-            warn_caller(
-                f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the "
-                "optimization hasn't converged yet.",
-                ConvergenceWarning,
-            )
-        return False
-
-    def on_train_end(self, logs: dict[str, Any]) -> None:
-        self.close()
-        est = self.estimator
-        if est.early_stopping:
-            est._model.flat_params[...] = est._best_params
-        for cb in self.callbacks:
-            cb.on_train_end({"epochs_run": est.n_iter_})
-
-    def close(self) -> None:
-        """Close the progress bar (also when training ends by an exception)."""
-        if self.progress is not None:
-            self.progress.close()
-
-    # --- the rules ---------------------------------------------------------------------------
-
-    def _record(self, logs: dict[str, Any]) -> None:
-        """The epoch's entries in the estimator's record; the validation ones also into ``logs``."""
-        est = self.estimator
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        est, state = self.estimator, self.trainer.state
+        # Rows this epoch trained on: all, unless a callback stopped it after some batch.
+        seen = min(state.batch * self.trainer.batch_size, self.trainer.n_samples)
         est.n_iter_ += 1
-        est.loss_ = self._loss_sum / self._seen if self._seen else logs["loss"]
-        est.t_ += self._seen
+        est.loss_ = state.loss_sum / seen  # = logs["loss"] for a whole epoch
+        est.t_ += seen
         est.loss_curve_.append(est.loss_)
         logs["loss"] = est.loss_
         if est.early_stopping:
@@ -384,7 +326,20 @@ class SklearnRules(Callback):
             est.validation_loss_curve_.append(val_loss)
             logs["validation_score"] = score
             logs["validation_loss"] = val_loss
-        logs["learning_rate"] = self.optimizer.learning_rate
+        self.progress.update(est.n_iter_, logs)
+        _update_no_improvement_count(est)
+
+    def on_train_end(self, logs: dict[str, Any]) -> None:
+        # First of the callbacks given to fit, so the user's on_train_end sees the best weights.
+        self.close()
+        est = self.estimator
+        if est.early_stopping:
+            est._model.flat_params[...] = est._best_params
+
+    def close(self) -> None:
+        """Close the progress bar (also when training ends by an exception)."""
+        if self.progress is not None:
+            self.progress.close()
 
     def _validate(self) -> tuple[float, float]:
         """scikit-learn's validation score (accuracy or R², NaN for non-finite outputs) and the
@@ -397,10 +352,43 @@ class SklearnRules(Callback):
             return float("nan"), float(val_loss)
         return float(est._score_outputs(out, val.y, val.sample_weight)), float(val_loss)
 
+
+class SklearnStopping(Callback):
+    """scikit-learn's decision after each epoch, once the user's callbacks have seen it.
+
+    Sets the rate for the next epoch (:meth:`SklearnRate.samples_seen`), then, after
+    ``n_iter_no_change`` epochs without a ``tol`` improvement, stops, or for 'adaptive' SGD divides
+    the rate by 5; stops ``partial_fit`` after its one epoch; warns when ``max_iter`` is reached
+    without a stop.
+
+    Parameters
+    ----------
+    rules : SklearnRules
+        The record this decision reads (the estimator, schedule, progress).
+    """
+
+    def __init__(self, rules: SklearnRules) -> None:
+        self.rules = rules
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool:
+        est, opt = self.rules.estimator, self.trainer.optimizer
+        opt.learning_rate = self.rules.schedule.samples_seen(est.t_, opt.learning_rate)
+        if est._no_improvement_count > est.n_iter_no_change and self._plateau():
+            return True
+        if self.rules.incremental or self.trainer.stop_requested:
+            return True
+        if est.n_iter_ == est.max_iter:
+            warn_caller(
+                f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        return False
+
     def _plateau(self) -> bool:
         """``n_iter_no_change`` epochs without a ``tol`` improvement: True to stop, or (for
         'adaptive' SGD) the rate divided by 5 and the count started over."""
-        est = self.estimator
+        est, progress = self.rules.estimator, self.rules.progress
         if est.early_stopping:
             watched = "loss" if est.early_stopping_on == "loss" else "score"
             msg = f"Validation {watched} did not improve more than tol={est.tol:f} for"
@@ -408,14 +396,14 @@ class SklearnRules(Callback):
             msg = f"Training loss did not improve more than tol={est.tol:f} for"
         msg += f" {est.n_iter_no_change} consecutive epochs."
         if not (est.solver == "sgd" and est.learning_rate == "adaptive"):
-            self.progress.message(msg + " Stopping.")
+            progress.message(msg + " Stopping.")
             return True
-        rate = self.schedule.divide(self.optimizer.learning_rate)
+        rate = self.rules.schedule.divide(self.trainer.optimizer.learning_rate)
         if rate is None:
-            self.progress.message(msg + " Learning rate too small. Stopping.")
+            progress.message(msg + " Learning rate too small. Stopping.")
             return True
-        self.optimizer.learning_rate = rate
-        self.progress.message(msg + f" Setting learning rate to {rate:f}")
+        self.trainer.optimizer.learning_rate = rate
+        progress.message(msg + f" Setting learning rate to {rate:f}")
         est._no_improvement_count = 0
         return False
 
