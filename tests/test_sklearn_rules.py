@@ -238,3 +238,32 @@ def test_a_rate_set_by_a_user_callback_holds_for_the_next_epochs():
         clf.fit(X, y)
     assert seen == pytest.approx([0.1, 0.05, 0.025])
     assert clf._optimizer.learning_rate == pytest.approx(0.0125)
+
+
+def _diverging(**params):
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    reg = MLPRegressor(
+        hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=10.0, random_state=0, **params
+    )
+    return reg, X, X[:, 0] * 1e3
+
+
+def test_divergence_is_refused_in_sklearns_words_with_the_estimators_fixes():
+    from matnet.errors import TrainingDivergedError
+
+    reg, X, y = _diverging(max_iter=20)
+    with pytest.raises(TrainingDivergedError, match="non-finite parameter weights") as info:
+        reg.fit(X, y)
+    assert isinstance(info.value, ValueError)  # what scikit-learn raises there
+    assert "learning_rate_init" in str(info.value) and "clip_norm" not in str(info.value)
+    assert all(np.isfinite(c).all() for c in reg.coefs_)  # the last finite epoch's weights
+    assert len(reg.loss_curve_) == reg.n_iter_ and np.isfinite(reg.loss_curve_).all()
+
+
+def test_divergence_with_early_stopping_keeps_the_best_validation_weights():
+    reg, X, y = _diverging(max_iter=20, early_stopping=True)
+    with pytest.warns(ConvergenceWarning, match="best validation epoch were kept"):
+        reg.fit(X, y)
+    np.testing.assert_array_equal(reg._model.flat_params, reg._best_params)
+    assert reg.best_validation_score_ == np.nanmax(reg.validation_scores_)
+    assert np.isfinite(reg.predict(X)).all()

@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"matnet.sklearn needs scikit-learn >= 1.6 and SciPy: pip install 'matnet[sklearn]' ({exc})"
     ) from exc
 
-from matnet.errors import ModelFileError
+from matnet.errors import ModelFileError, TrainingDivergedError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
 from matnet.layers import Activation, Dense, Dropout
 from matnet.losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
@@ -641,11 +641,38 @@ class _BaseMLP(BaseEstimator):
                 callbacks=rules.callbacks(self._callbacks()),
                 verbose=0,
             )
+        except TrainingDivergedError as exc:
+            self._after_divergence(exc)
+            return
         finally:
             rules.close()
             model.loss = plain_loss  # fit leaves the wrapper as the model's loss
         if history.interrupted:
             warn_caller("Training interrupted by user.")
+
+    def _after_divergence(self, exc: TrainingDivergedError) -> None:
+        """The loop stopped at a non-finite loss or parameter and put back the last finite epoch's
+        weights. scikit-learn trains on through NaN, then restores the best validation weights
+        (``early_stopping``) or refuses the result: so do these, in its words and with its fixes
+        (the loop's own message names ``fit`` options that the estimators do not have)."""
+        where = f"at epoch {exc.epoch}, step {exc.step}"
+        rate = self._optimizer.learning_rate
+        fix = (
+            f"scale the input data, or lower learning_rate_init (the rate was {rate:.3g}; try "
+            f"{rate / 10:.3g})"
+        )
+        if self.early_stopping:
+            self._model.flat_params[...] = self._best_params
+            warn_caller(
+                f"Training diverged {where}; the weights of the best validation epoch were kept. "
+                f"To train further, {fix}.",
+                ConvergenceWarning,
+            )
+            return
+        raise TrainingDivergedError(
+            f"Solver produced non-finite parameter weights {where}; the weights at the end of the "
+            f"last finite epoch were kept. The input data may contain large values: {fix}."
+        ) from exc
 
     def _objective(
         self, X: np.ndarray, Y: np.ndarray, sample_weight: np.ndarray | None, loss_fn: Loss
