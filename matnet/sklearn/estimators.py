@@ -603,7 +603,7 @@ class _BaseMLP(BaseEstimator):
         incremental: bool,
     ) -> None:
         """'sgd' and 'adam': :func:`matnet.fit`, matnet's one training loop, with scikit-learn's
-        rules as its loss, schedule and callback (:mod:`matnet.sklearn.rules`).
+        rules as its loss, schedule and callbacks (:mod:`matnet.sklearn.rules`).
 
         The optimizer instance is kept on the estimator, so ``partial_fit`` continues its moments
         and rate. The early-stopping rows are split off here, the scikit-learn way, and scored by

@@ -152,7 +152,9 @@ class SklearnLoss(Loss):
         if sw_sum == 0.0:
             dZ[...] = 0.0
             return 0.0, dZ, 0.0
-        if self._half_squared:  # matnet: mean of squares over n*k; scikit-learn: half, sum over k
+        # matnet's squared error: value mean((Z-Y)**2) over n*k, dZ 2 (Z-Y) / (n k); scikit-learn's:
+        # half that value, and dZ (Z-Y) / sum(w), summed (not averaged) over the k outputs.
+        if self._half_squared:
             value_scale = n / (2.0 * sw_sum)
             grad_scale = n * Z.shape[1] / (2.0 * sw_sum)
         else:
