@@ -1,39 +1,6 @@
-"""scikit-learn estimators on matnet's engine: ``MLPClassifier`` and ``MLPRegressor``.
-
-Change one import line::
-
-    from sklearn.neural_network import MLPClassifier   # before
-    from matnet.sklearn import MLPClassifier           # after
-
-Constructor parameters, defaults, fitted attributes, methods and targets are scikit-learn's (1.9), with
-the same training semantics: the loss is ``sum_i w_i l_i / sum_i w_i + alpha / 2 * ||W||**2 / sum_i w_i``
-per mini-batch, weights drawn Glorot-uniform (biases too), the ``tol`` / ``n_iter_no_change`` rules on
-the training loss or the validation score, the 'invscaling' and 'adaptive' learning rates of 'sgd', the
-best weights restored after ``early_stopping``, ``partial_fit``, ``warm_start``, and 'lbfgs' through
-``scipy.optimize.minimize(method="L-BFGS-B")`` over the model's flat parameter vector.
-
-The network is a :class:`matnet.Sequential` (Dense, Activation and Dropout layers); ``coefs_[i]`` and
-``intercepts_[i]`` are views into its flat parameter vector, so a step of the optimizer updates them all
-at once.
-
-What scikit-learn's MLP lacks, as extra keyword parameters whose defaults keep its behaviour:
-
-* ``dropout``: a rate, or one per hidden layer (inverted dropout, stochastic solvers only);
-* ``activation``: also 'leaky_relu' and 'gelu', or a list with one activation per hidden layer;
-* ``optimizer='adamw'`` with ``weight_decay``: Adam with decoupled weight decay (``solver='adam'``);
-* ``class_weight`` ('balanced' or a dict, classifier only): multiplies ``sample_weight``;
-* ``dtype``: None (scikit-learn's rule: float32 input trains in float32, anything else in float64),
-  'float32' or 'float64';
-* ``callbacks``: :class:`matnet.Callback` objects or callables ``f(epoch, logs)``; returning True stops;
-* ``validation_loss_curve_``: the validation loss per epoch beside ``validation_scores_``, and
-  ``early_stopping_on='loss'`` to stop on it instead of the score;
-* ``verbose=1``: a progress bar (tqdm when installed, else one line per epoch), ``verbose=2`` lines;
-* ``save(path)`` / ``load(path)``: a safetensors model file (no pickle), also readable by
-  :func:`matnet.load` as a plain :class:`matnet.Sequential`.
-
-scikit-learn and SciPy are needed (``pip install 'matnet[sklearn]'``); ``import matnet`` does not import
-this module.
-"""
+"""The estimators of :mod:`matnet.sklearn`: parameters, input checks, the network, prediction and
+model files. Training runs through matnet's loop with scikit-learn's rules from
+:mod:`matnet.sklearn.rules`; prediction through the model's own inference forward pass."""
 
 from __future__ import annotations
 
@@ -41,8 +8,6 @@ import json
 import math
 import numbers
 import os
-import sys
-import warnings
 from itertools import pairwise
 from typing import Any
 
@@ -50,7 +15,6 @@ import numpy as np
 
 try:
     import scipy.sparse as sp
-    from scipy.special import xlogy
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
@@ -65,15 +29,22 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"matnet.sklearn needs scikit-learn >= 1.6 and SciPy: pip install 'matnet[sklearn]' ({exc})"
     ) from exc
 
-from matnet import _accel
-from matnet import functional as F
-from matnet.errors import ModelFileError
+from matnet.errors import ModelFileError, TrainingDivergedError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
 from matnet.layers import Activation, Dense, Dropout
 from matnet.losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
 from matnet.model import Sequential
 from matnet.optim import SGD, Adam, AdamW, Optimizer, get_optimizer
-from matnet.training import Callback, as_callbacks
+from matnet.sklearn.rules import (
+    PoissonLoss,
+    Progress,
+    SklearnLoss,
+    SklearnRate,
+    SklearnRules,
+    Validation,
+    warn_caller,
+)
+from matnet.training import Callback, as_callbacks, fit
 
 __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 
@@ -82,86 +53,9 @@ _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _VALIDATION_STATE = ("n_features_in_", "feature_names_in_", "classes_", "_label_binarizer")
 _SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 _EXTRA_ACTIVATIONS = ("leaky_relu", "gelu")
-# Rows per forward pass at prediction time (as matnet.Sequential.logits).
-_PREDICT_CHUNK = 16384
+# Rows densified at a time when a sparse X is predicted (the model takes dense blocks).
+_SPARSE_BLOCK = 16384
 _FILE_KEY = "matnet.sklearn"
-
-
-# --- the Poisson loss of MLPRegressor(loss='poisson') ------------------------------------------
-
-
-class _PoissonLoss(Loss):
-    """Half Poisson deviance with the exp link, from logits, in matnet's convention.
-
-    ``l = sum_j xlogy(y, y) - y z - y + exp(z)`` (scikit-learn's value, constant term included);
-    ``dZ = w (exp(Z) - Y) / n``, valid for the exp link with this loss only.
-    """
-
-    name = "poisson"
-    metric_name = "r2"
-
-    def __call__(self, Z, Y, sample_weight=None):
-        n = Z.shape[0]
-        Y = Y.reshape(Z.shape)
-        G = self._grad_buffer(Z)
-        np.exp(Z, out=G)
-        losses = (xlogy(Y, Y) - Y * Z - Y + G).sum(axis=1, keepdims=True)
-        G -= Y
-        if sample_weight is None:
-            G /= n
-            return float(losses.sum() / n), G
-        w = np.asarray(sample_weight).reshape(n, 1)
-        G *= w / n
-        return float(np.sum(losses * w) / n), G
-
-    def link(self, Z):
-        return np.exp(Z)
-
-    def predict(self, Z):
-        return np.exp(Z)
-
-    def encode_targets(self, y, n_outputs, dtype):
-        return np.asarray(y, dtype=dtype).reshape(-1, n_outputs)
-
-    def metric(self, Z, Y):
-        return float(r2_score(Y, np.exp(Z)))
-
-
-# --- progress ----------------------------------------------------------------------------------
-
-
-class _Progress:
-    """verbose=1: a tqdm bar over iterations (lines without tqdm); verbose>=2: scikit-learn's lines."""
-
-    def __init__(self, verbose: int, total: int) -> None:
-        self.verbose, self.bar = int(verbose), None
-        if self.verbose == 1:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, unit="epoch", file=sys.stderr, dynamic_ncols=True)
-
-    def update(self, epoch: int, logs: dict[str, Any]) -> None:
-        if self.bar is not None:
-            shown = {k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, float)}
-            self.bar.set_postfix(shown, refresh=False)
-            self.bar.update(1)
-        elif self.verbose:
-            print(f"Iteration {epoch}, loss = {logs['loss']:.8f}")
-            if "validation_score" in logs:
-                print(f"Validation score: {logs['validation_score']:f}")
-
-    def message(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text)
-        elif self.verbose:
-            print(text)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # --- parameter checks (at fit time, never in __init__ or set_params) ---------------------------
@@ -435,16 +329,6 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("Sample weights must contain at least one non-zero number.")
         return w
 
-    @staticmethod
-    def _rows(X: Any, start: int, stop: int, idx: np.ndarray | None, out: np.ndarray) -> Any:
-        """Rows ``idx`` (or ``start:stop``) of X as a dense batch of ``out``'s dtype."""
-        if sp.issparse(X):
-            part = X[start:stop] if idx is None else X[idx]
-            return part.toarray().astype(out.dtype, copy=False)
-        if idx is None:
-            return X[start:stop]
-        return _accel.take_rows(X, idx, out)
-
     # --- the network ---------------------------------------------------------------------------
 
     def _build_model(self, layer_units: list[int], dtype: Any, rng: np.random.Generator) -> None:
@@ -514,76 +398,36 @@ class _BaseMLP(BaseEstimator):
             "softmax": SoftmaxCrossEntropy,
             "logistic": BinaryCrossEntropy,
             "identity": MeanSquaredError,
-            "exp": _PoissonLoss,
+            "exp": PoissonLoss,
         }[self.out_activation_]()
 
-    def _loss_and_grad(
-        self, loss: Loss, Z: np.ndarray, Y: np.ndarray, w: np.ndarray | None
-    ) -> tuple[float, np.ndarray, float]:
-        """scikit-learn's data loss on a batch and ``dZ`` of it; also returns ``sum(w)``.
+    # --- prediction: the model's own inference forward pass ------------------------------------
 
-        matnet's losses divide by the batch size n; scikit-learn's divide by ``sum(w)`` and use
-        half the squared error whose gradient is summed (not averaged) over outputs.
-        """
-        n = Z.shape[0]
-        sw_sum = float(n) if w is None else float(w.sum())
-        value, dZ = loss(Z, Y, w)
-        if isinstance(loss, MeanSquaredError):
-            value_scale = n / (2.0 * sw_sum)
-            grad_scale = n * Z.shape[1] / (2.0 * sw_sum)
-        else:
-            value_scale = grad_scale = n / sw_sum
-        if grad_scale != 1.0:
-            dZ *= grad_scale
-        return value * value_scale, dZ, sw_sum
+    def _raw_outputs(self, X: Any) -> np.ndarray:
+        """The network's logits for validated X, a new array, from :meth:`Sequential.logits`
+        (the fused kernels, row blocks and the NaN check of every matnet model).
 
-    def _penalty(self, sw_sum: float) -> float:
-        W = self._model.flat_params[: self._model.n_decay]
-        return 0.5 * self.alpha * float(np.dot(W, W)) / sw_sum
-
-    def _logits(self, X: Any) -> np.ndarray:
-        """Raw network outputs for validated X (dense or sparse), in chunks; a new array.
-
-        Written with the article's pure functions (``Z = A_prev @ W + b``, ``A = act(Z)``) rather
-        than the layers' reusable training buffers, so that threads may predict concurrently with
-        one estimator. Dropout is the identity at inference.
+        A sparse X is densified one block of rows at a time, so memory stays that of a block.
         """
         model = self._model
-        n = X.shape[0]
-        out = np.empty((n, model.n_outputs), dtype=model.dtype)
-        for start in range(0, n, _PREDICT_CHUNK):
-            stop = min(start + _PREDICT_CHUNK, n)
-            A = X[start:stop]
-            if sp.issparse(A):
-                A = A.toarray()
-            A = np.asarray(A, dtype=model.dtype)
-            for layer in model.layers:
-                if isinstance(layer, Dense):
-                    A = F.linear_forward(A, layer.W, layer.b)
-                elif isinstance(layer, Activation):
-                    A = F.ACTIVATIONS[layer.fn.name][0](A)
-            out[start:stop] = A
+        if not sp.issparse(X):
+            return model.logits(X)
+        out = np.empty((X.shape[0], model.n_outputs), dtype=model.dtype)
+        for start in range(0, X.shape[0], _SPARSE_BLOCK):
+            block = X[start : start + _SPARSE_BLOCK].toarray()
+            out[start : start + block.shape[0]] = model.logits(block)
         return out
 
-    def _output(self, Z: np.ndarray) -> np.ndarray:
-        """The output activation (scikit-learn's ``out_activation_``) applied to logits."""
-        act = self.out_activation_
-        if act == "softmax":
-            return F.softmax(Z)
-        if act == "logistic":
-            return F.sigmoid(Z)
-        if act == "exp":
-            return np.exp(Z)
-        return Z
-
     def _forward_pass_fast(self, X: Any, check_input: bool = True) -> np.ndarray:
+        """The outputs (``out_activation_`` applied), as scikit-learn's method of this name."""
         if check_input:
             _check_feature_dtype(X)
             X = validate_data(
                 self, X, accept_sparse=["csr", "csc"], dtype=self._model.dtype, reset=False
             )
         self._sync_from_attributes()
-        return self._output(self._logits(X))
+        Z = self._raw_outputs(X)
+        return self._make_loss().link(Z, out=Z)
 
     # --- fit -----------------------------------------------------------------------------------
 
@@ -740,6 +584,15 @@ class _BaseMLP(BaseEstimator):
             val.append(None)
         return train, val
 
+    def _batch_size(self, n: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warn_caller(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
+            )
+        return int(np.clip(self.batch_size, 1, n))
+
     def _fit_stochastic(
         self,
         X: Any,
@@ -749,210 +602,106 @@ class _BaseMLP(BaseEstimator):
         rng: np.random.Generator,
         incremental: bool,
     ) -> None:
+        """'sgd' and 'adam': :func:`matnet.fit`, matnet's one training loop, with scikit-learn's
+        rules as its loss, schedule and callbacks (:mod:`matnet.sklearn.rules`).
+
+        The optimizer instance is kept on the estimator, so ``partial_fit`` continues its moments
+        and rate. The early-stopping rows are split off here, the scikit-learn way, and scored by
+        the callback; ``fit`` sees only the training rows.
+        """
         model = self._model
-        params, grads = model.flat_params, model.flat_grads
         if not incremental or self._optimizer is None:
             self._optimizer = self._make_optimizer()
-            self._optimizer.setup(params, model.n_decay)
+            self._optimizer.setup(model.flat_params, model.n_decay)
         opt = self._optimizer
-        loss_fn = self._make_loss()
-        callbacks = self._callbacks()
-
+        loss = SklearnLoss(self._make_loss(), model, self.alpha, opt)
+        validation = None
         if split is not None:
-            (X_tr, Y_tr, _, w_tr), (X_val, Y_val, y_val, w_val) = split
-        else:
-            X_tr, Y_tr, w_tr = X, Y, sample_weight
-            X_val = Y_val = y_val = w_val = None
-
-        n = X_tr.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, n)
-        else:
-            if self.batch_size > n:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is going to be "
-                    "clipped",
-                    stacklevel=4,
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n))
-
-        # Reused batch buffers; shuffled batches are gathered with np.take(..., mode="clip").
-        X_buf = np.empty((batch_size, X_tr.shape[1]), dtype=model.dtype)
-        Y_buf = np.empty((batch_size, *Y_tr.shape[1:]), dtype=Y_tr.dtype)
-        w_buf = None if w_tr is None else np.empty(batch_size, dtype=w_tr.dtype)
-        progress = _Progress(self.verbose, self.max_iter)
-        for cb in callbacks:
-            cb.on_train_begin({"epochs": self.max_iter, "batch_size": batch_size, "n_samples": n})
-        step = 0
+            (X, Y, _, sample_weight), (X_val, Y_val, y_val, w_val) = split
+            validation = Validation(X_val, Y_val, y_val, w_val)
+        kind = self.learning_rate if self.solver == "sgd" else "constant"
+        schedule = SklearnRate(kind, self.learning_rate_init, self.power_t)
+        rules = SklearnRules(self, loss, schedule, validation, incremental)
+        if sp.issparse(X):
+            X = X.toarray()  # the loop gathers dense rows (as 'lbfgs' takes a dense X)
+        plain_loss = model.loss
         try:
-            self.n_iter_ = 0
-            for _ in range(self.max_iter):
-                for cb in callbacks:
-                    cb.on_epoch_begin(self.n_iter_ + 1, {"learning_rate": opt.learning_rate})
-                perm = rng.permutation(n) if self.shuffle else None
-                accumulated_loss = 0.0
-                seen = 0
-                stop = False
-                for start in range(0, n, batch_size):
-                    end = min(start + batch_size, n)
-                    m = end - start
-                    seen += m
-                    idx = None if perm is None else perm[start:end]
-                    xb = self._rows(X_tr, start, end, idx, X_buf)
-                    if idx is None:
-                        yb = Y_tr[start:end]
-                        wb = None if w_tr is None else w_tr[start:end]
-                    else:
-                        yb = np.take(Y_tr, idx, axis=0, out=Y_buf[:m], mode="clip")
-                        wb = (
-                            None if w_tr is None else np.take(w_tr, idx, out=w_buf[:m], mode="clip")
-                        )
-                    if wb is not None and not np.any(wb):
-                        continue  # an all-zero-weight batch carries no gradient
-                    Z, backward = model.forward(xb, training=True, rng=rng)
-                    value, dZ, sw_sum = self._loss_and_grad(loss_fn, Z, yb, wb)
-                    value += self._penalty(sw_sum)
-                    backward(dZ)
-                    opt.l2 = self.alpha / sw_sum  # grads[:n_decay] += alpha * W / sum(w)
-                    opt.step(params, grads)
-                    accumulated_loss += value * m
-                    step += 1
-                    if callbacks:
-                        logs = {"loss": value, "batch_size": m, "epoch": self.n_iter_ + 1}
-                        if any(cb.on_batch_end(step, logs) for cb in callbacks):
-                            stop = True
-                            break
-
-                self.n_iter_ += 1
-                self.loss_ = accumulated_loss / seen  # seen < n only when a callback stopped
-                self.t_ += seen
-                self.loss_curve_.append(self.loss_)
-                logs: dict[str, Any] = {"loss": self.loss_}
-                if self.early_stopping:
-                    score, val_loss = self._validate(X_val, Y_val, y_val, w_val, loss_fn)
-                    self.validation_scores_.append(score)
-                    self.validation_loss_curve_.append(val_loss)
-                    logs["validation_score"] = score
-                    logs["validation_loss"] = val_loss
-                logs["learning_rate"] = opt.learning_rate
-                progress.update(self.n_iter_, logs)
-                self._update_no_improvement_count()
-                if any(cb.on_epoch_end(self.n_iter_, dict(logs)) for cb in callbacks):
-                    stop = True
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    opt.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if self.early_stopping:
-                        watched = "loss" if self.early_stopping_on == "loss" else "score"
-                        msg = (
-                            f"Validation {watched} did not improve more than tol={self.tol:f} for "
-                            f"{self.n_iter_no_change} consecutive epochs."
-                        )
-                    else:
-                        msg = (
-                            f"Training loss did not improve more than tol={self.tol:f} for "
-                            f"{self.n_iter_no_change} consecutive epochs."
-                        )
-                    if self.solver == "sgd" and self.learning_rate == "adaptive":
-                        if opt.learning_rate <= 1e-6:
-                            progress.message(msg + " Learning rate too small. Stopping.")
-                            break
-                        opt.learning_rate /= 5.0
-                        progress.message(msg + f" Setting learning rate to {opt.learning_rate:f}")
-                        self._no_improvement_count = 0
-                    else:
-                        progress.message(msg + " Stopping.")
-                        break
-                if stop or incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
-                        "the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=4,
-                    )
-        except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=4)
+            history = fit(
+                model,
+                X,
+                Y,
+                loss=loss,
+                optimizer=opt,
+                epochs=self.max_iter,
+                batch_size=self._batch_size(X.shape[0]),
+                shuffle=self.shuffle,
+                seed=rng,
+                schedule=schedule,
+                sample_weight=sample_weight,
+                callbacks=rules.callbacks(self._callbacks()),
+                verbose=0,
+            )
+        except TrainingDivergedError as exc:
+            self._after_divergence(exc)
+            return
         finally:
-            progress.close()
+            rules.close()
+            model.loss = plain_loss  # fit leaves the wrapper as the model's loss
+        if history.interrupted:
+            warn_caller("Training interrupted by user.")
+
+    def _after_divergence(self, exc: TrainingDivergedError) -> None:
+        """The loop stopped at a non-finite loss or parameter and put back the last finite epoch's
+        weights. scikit-learn trains on through NaN, then restores the best validation weights
+        (``early_stopping``) or refuses the result: so do these, in its words and with its fixes
+        (the loop's own message names ``fit`` options that the estimators do not have)."""
+        where = f"at epoch {exc.epoch}, step {exc.step}"
+        rate = self._optimizer.learning_rate
+        fix = (
+            f"scale the input data, or lower learning_rate_init (the rate was {rate:.3g}; try "
+            f"{rate / 10:.3g})"
+        )
         if self.early_stopping:
-            params[...] = self._best_params
-        for cb in callbacks:
-            cb.on_train_end({"epochs_run": self.n_iter_})
-
-    def _validate(
-        self, X_val: Any, Y_val: np.ndarray, y_val: Any, w_val: Any, loss_fn: Loss
-    ) -> tuple[float, float]:
-        """Validation score (accuracy or R², NaN for non-finite outputs) and loss."""
-        Z = self._logits(X_val)
-        value, _, sw_sum = self._loss_and_grad(loss_fn, Z, Y_val, w_val)
-        val_loss = value + self._penalty(sw_sum)
-        out = self._output(Z)
-        if not np.all(np.isfinite(out)):
-            return float("nan"), float(val_loss)
-        return float(self._score_outputs(out, y_val, w_val)), float(val_loss)
-
-    def _update_no_improvement_count(self) -> None:
-        if self.early_stopping and self.early_stopping_on == "loss":
-            last = self.validation_loss_curve_[-1]
-            self.best_validation_score_ = max(
-                self.best_validation_score_, self.validation_scores_[-1]
+            self._model.flat_params[...] = self._best_params
+            warn_caller(
+                f"Training diverged {where}; the weights of the best validation epoch were kept. "
+                f"To train further, {fix}.",
+                ConvergenceWarning,
             )
-            if not last <= self.best_validation_loss_ - self.tol:  # NaN counts as no improvement
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if last < self.best_validation_loss_:
-                self.best_validation_loss_ = last
-                self._best_params = self._model.flat_params.copy()
-        elif self.early_stopping:
-            self.best_validation_loss_ = min(
-                self.best_validation_loss_, self.validation_loss_curve_[-1]
-            )
-            last = self.validation_scores_[-1]
-            if last < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if last > self.best_validation_score_:
-                self.best_validation_score_ = last
-                self._best_params = self._model.flat_params.copy()
-        else:
-            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if self.loss_curve_[-1] < self.best_loss_:
-                self.best_loss_ = self.loss_curve_[-1]
+            return
+        raise TrainingDivergedError(
+            f"Solver produced non-finite parameter weights {where}; the weights at the end of the "
+            f"last finite epoch were kept. The input data may contain large values: {fix}."
+        ) from exc
 
     def _objective(
         self, X: np.ndarray, Y: np.ndarray, sample_weight: np.ndarray | None, loss_fn: Loss
     ) -> float:
         """scikit-learn's full objective at the current parameters; fills ``model.flat_grads``.
 
-        ``sum_i w_i l_i / sum(w) + alpha / 2 * ||W||**2 / sum(w)`` and its gradient: the article's
-        backward pass for the data term, ``alpha * W / sum(w)`` added on the weights.
+        ``sum_i w_i l_i / sum(w) + alpha / 2 * ||W||**2 / sum(w)`` (:class:`.rules.SklearnLoss`)
+        and its gradient: the backward pass for the data term, ``alpha * W / sum(w)`` added on the
+        weights.
         """
         model = self._model
+        if not isinstance(loss_fn, SklearnLoss):
+            loss_fn = SklearnLoss(loss_fn, model, self.alpha)
         Z, backward = model.forward(X)
-        value, dZ, sw_sum = self._loss_and_grad(loss_fn, Z, Y, sample_weight)
-        value += self._penalty(sw_sum)
+        value, dZ = loss_fn(Z, Y, sample_weight)
         backward(dZ)
         k = model.n_decay
-        model.flat_grads[:k] += (self.alpha / sw_sum) * model.flat_params[:k]
+        model.flat_grads[:k] += loss_fn.l2 * model.flat_params[:k]
         return value
 
     def _fit_lbfgs(self, X: Any, Y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         import scipy.optimize
 
         params, grads = self._model.flat_params, self._model.flat_grads
-        loss_fn = self._make_loss()
+        loss_fn = SklearnLoss(self._make_loss(), self._model, self.alpha)
         if sp.issparse(X):
             X = X.toarray()
         callbacks = self._callbacks()
-        progress = _Progress(self.verbose, self.max_iter)
+        progress = Progress(self.verbose, self.max_iter)
 
         def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
             params[...] = x
@@ -983,14 +732,13 @@ class _BaseMLP(BaseEstimator):
         finally:
             progress.close()
         if result.status != 0 and not stopped[0]:
-            warnings.warn(
+            warn_caller(
                 f"lbfgs failed to converge after {result.nit} iteration(s) "
                 f"(status={result.status}):\n{result.message}.\n\nIncrease the number of "
                 f"iterations to improve the convergence (max_iter={self.max_iter}).\nYou "
                 "might also want to scale the data as shown in:\n    "
                 "https://scikit-learn.org/stable/modules/preprocessing.html",
                 ConvergenceWarning,
-                stacklevel=4,
             )
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)
