@@ -54,6 +54,10 @@ class Loss(ABC):
     task = "regression"
     #: The output map as :func:`matnet.explain` writes it ("softmax", "σ", "exp"; "" for none).
     link_name = ""
+    #: Classification only: True when the outputs are exclusive classes (one per output, the
+    #: decision is the largest); False when each output is its own yes/no label, so class labels
+    #: apply to a single output only (binary: two labels).
+    exclusive = False
 
     def __init__(self) -> None:
         self._grad: Array | None = None
@@ -155,6 +159,7 @@ class SoftmaxCrossEntropy(Loss):
     metric_name = "accuracy"
     task = "classification"
     link_name = "softmax"
+    exclusive = True
 
     def describe(self, Z, n, k):
         nk = shape_text(n, k)
@@ -425,7 +430,8 @@ class MeanSquaredError(Loss):
 
 
 class PoissonLoss(Loss):
-    """Poisson deviance from log-rate logits (the exp link), as scikit-learn's ``loss="poisson"``:
+    """Half the Poisson deviance from log-rate logits (the exp link), as scikit-learn's
+    ``MLPRegressor(loss="poisson")``:
 
     ``l = sum_j xlogy(y, y) - y z - y + exp(z)`` (its constant term included, so a perfect fit
     scores 0); ``dZ = w (exp(Z) - Y) / n``, valid for the exp link with this loss only.
@@ -475,7 +481,7 @@ class PoissonLoss(Loss):
                 Equation(
                     f"L = (1/n) Σ Y log Y − Y·{Z} − Y + Ŷ",
                     f"{nk} → scalar",
-                    "Poisson deviance",
+                    "half the Poisson deviance",
                     "L",
                 ),
             ],

@@ -389,10 +389,16 @@ class Sequential:
         """The labels the decisions stand for, when the model has them and they fit its output."""
         if self.classes is None or self.loss is None or self.loss.task != "classification":
             return None
-        k = self.n_outputs
-        if len(self.classes) != (2 if k == 1 else k):
+        if len(self.classes) != self._n_classes(self.loss):
             return None  # multi-label: the outputs are independent 0/1 labels
         return np.asarray(self.classes)
+
+    def _n_classes(self, loss: Loss) -> int:
+        """How many class labels the outputs stand for: one per output for exclusive classes
+        (softmax), two for a single yes/no output; 0 when labels do not apply (multi-label)."""
+        if loss.exclusive:
+            return self.n_outputs
+        return 2 if self.n_outputs == 1 else 0
 
     def encode_targets(self, y: Any, n_samples: int, loss: Loss | None = None) -> np.ndarray:
         """Targets in the form the loss trains on: labels mapped through :attr:`classes` (learned
@@ -405,8 +411,8 @@ class Sequential:
         """
         loss = loss or self._require_loss()
         y_array = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
-        n_classes = 2 if self.n_outputs == 1 else self.n_outputs
-        if loss.task == "classification" and y_array.ndim == 1:
+        n_classes = self._n_classes(loss)
+        if loss.task == "classification" and y_array.ndim == 1 and n_classes:
             if self.classes is None and y_array.dtype.kind in "OUSb":
                 classes = [_json_label(c) for c in np.unique(y_array)]
                 if len(classes) != n_classes:

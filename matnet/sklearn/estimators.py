@@ -32,11 +32,16 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from matnet.errors import ModelFileError, TrainingDivergedError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
 from matnet.layers import Activation, Dense, Dropout
-from matnet.losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
+from matnet.losses import (
+    BinaryCrossEntropy,
+    Loss,
+    MeanSquaredError,
+    PoissonLoss,
+    SoftmaxCrossEntropy,
+)
 from matnet.model import Sequential
 from matnet.optim import SGD, Adam, AdamW, Optimizer, get_optimizer
 from matnet.sklearn.rules import (
-    PoissonLoss,
     Progress,
     SklearnLoss,
     SklearnRate,
@@ -342,10 +347,7 @@ class _BaseMLP(BaseEstimator):
                 layers.append(Activation(acts[i]))
                 if rates[i]:
                     layers.append(Dropout(rates[i]))
-        loss = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy"}.get(
-            self.out_activation_, "mse" if self.out_activation_ == "identity" else None
-        )
-        model = Sequential(layers, dtype=dtype, seed=0, loss=loss)
+        model = Sequential(layers, dtype=dtype, seed=0, loss=self._make_loss())
         # scikit-learn's initialization: Glorot-uniform weights *and* biases, bound
         # sqrt(6 / (fan_in + fan_out)), or sqrt(2 / ...) for the logistic activation.
         for i, layer in enumerate(model.dense_layers):
@@ -801,9 +803,21 @@ class _BaseMLP(BaseEstimator):
                 "y_type_": lb.y_type_,
                 "sparse_input_": bool(lb.sparse_input_),
             }
-        meta = model_metadata(self._model)
+        model = self._model
+        # The file is one model for every reader: matnet.load and `matnet predict` answer with the
+        # estimator's labels, match columns by its feature names and use its loss.
+        model.loss = self._make_loss()
+        classes = getattr(self, "classes_", None)
+        if (
+            classes is not None
+            and getattr(self._label_binarizer, "y_type_", "") != "multilabel-indicator"
+        ):
+            model.classes = [_json_label(c) for c in classes]
+        names = getattr(self, "feature_names_in_", None)
+        model.feature_names = None if names is None else [str(n) for n in names]
+        meta = model_metadata(model)
         meta[_FILE_KEY] = json.dumps(state)
-        tensors = {key: np.asarray(value) for key, value in self._model.params.items()}
+        tensors = {key: np.asarray(value) for key, value in {**model.params, **model.state}.items()}
         save_tensors(path, tensors, meta)
 
     @classmethod
@@ -1471,3 +1485,8 @@ def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
     if estimator.solver in _STOCHASTIC_SOLVERS:
         estimator._no_improvement_count = 0
     return estimator
+
+
+def _json_label(value: Any) -> Any:
+    """A class label as a plain JSON value (NumPy scalars become Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value

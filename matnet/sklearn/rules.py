@@ -16,7 +16,6 @@ result equal scikit-learn's lives here:
 * :class:`SklearnStopping` is the callback that decides, after the user's callbacks (scikit-learn's
   order): the next epoch's rate, and after ``n_iter_no_change`` epochs without improvement a stop,
   or for 'adaptive' the rate divided by 5.
-* :class:`PoissonLoss`: half the Poisson deviance with the exp link (``MLPRegressor(loss='poisson')``).
 """
 
 from __future__ import annotations
@@ -27,9 +26,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy.special import xlogy
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import r2_score
 
 import matnet
 from matnet.losses import Loss, MeanSquaredError
@@ -39,7 +36,6 @@ from matnet.training import Callback
 from matnet.training import Progress as _PackageProgress
 
 __all__ = [
-    "PoissonLoss",
     "Progress",
     "SklearnLoss",
     "SklearnRate",
@@ -61,43 +57,6 @@ def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
-
-
-class PoissonLoss(Loss):
-    """Half Poisson deviance with the exp link, from logits, in matnet's convention.
-
-    ``l = sum_j xlogy(y, y) - y z - y + exp(z)`` (scikit-learn's value, constant term included);
-    ``dZ = w (exp(Z) - Y) / n``, valid for the exp link with this loss only.
-    """
-
-    name = "poisson"
-    metric_name = "r2"
-
-    def __call__(self, Z, Y, sample_weight=None):
-        n = Z.shape[0]
-        Y = Y.reshape(Z.shape)
-        G = self._grad_buffer(Z)
-        np.exp(Z, out=G)
-        losses = (xlogy(Y, Y) - Y * Z - Y + G).sum(axis=1, keepdims=True)
-        G -= Y
-        if sample_weight is None:
-            G /= n
-            return float(losses.sum() / n), G
-        w = np.asarray(sample_weight).reshape(n, 1)
-        G *= w / n
-        return float(np.sum(losses * w) / n), G
-
-    def link(self, Z, out=None):
-        return np.exp(Z, out=out)
-
-    def predict(self, Z):
-        return np.exp(Z)
-
-    def encode_targets(self, y, n_outputs, dtype):
-        return np.asarray(y, dtype=dtype).reshape(-1, n_outputs)
-
-    def metric(self, Z, Y):
-        return float(r2_score(Y, np.exp(Z)))
 
 
 class SklearnLoss(Loss):
