@@ -24,7 +24,14 @@ class ModelFileError(MatnetError, ValueError):
 
 
 class TrainingDivergedError(MatnetError, ValueError):
-    """The loss or the parameters became NaN or infinite during training."""
+    """The loss or the parameters became NaN or infinite during training.
+
+    ``epoch`` and ``step`` say where, and ``history`` holds the epochs trained until then.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    history: object = None
 
 
 class NotFittedError(MatnetError, ValueError, AttributeError):

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from matnet.errors import ModelFileError, TrainingDivergedError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
-from matnet.layers import Activation, Dense, Dropout
+from matnet.layers import Activation, Dense, Dropout, Layer
 from matnet.losses import (
     BinaryCrossEntropy,
     Loss,
@@ -194,6 +194,16 @@ def _check_two_classes(lb: Any, what: str) -> None:
 class _BaseMLP(BaseEstimator):
     """The training and prediction machinery shared by the classifier and the regressor."""
 
+    # Fitted state, set by fit (records of the stochastic solvers are None where they do not apply).
+    _model: Sequential
+    _optimizer: Optimizer | None
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
+    best_validation_score_: float | None
+    best_validation_loss_: float | None
+    best_loss_: float | None
+
     # The subclass's __init__ lists the parameters; this one holds their checks and the loop.
 
     # --- structure -----------------------------------------------------------------------------
@@ -340,7 +350,7 @@ class _BaseMLP(BaseEstimator):
         n_hidden = len(layer_units) - 2
         acts = self._hidden_activations(n_hidden)
         rates = self._dropout_rates(n_hidden)
-        layers = []
+        layers: list[Layer] = []
         for i, (n_in, n_out) in enumerate(pairwise(layer_units)):
             layers.append(Dense(n_in, n_out, init="glorot_uniform"))
             if i < n_hidden:
@@ -396,12 +406,13 @@ class _BaseMLP(BaseEstimator):
             self._link_attributes()
 
     def _make_loss(self) -> Loss:
-        return {
+        losses: dict[str, type[Loss]] = {
             "softmax": SoftmaxCrossEntropy,
             "logistic": BinaryCrossEntropy,
             "identity": MeanSquaredError,
             "exp": PoissonLoss,
-        }[self.out_activation_]()
+        }
+        return losses[self.out_activation_]()
 
     # --- prediction: the model's own inference forward pass ------------------------------------
 
@@ -612,10 +623,10 @@ class _BaseMLP(BaseEstimator):
         the callback; ``fit`` sees only the training rows.
         """
         model = self._model
-        if not incremental or self._optimizer is None:
-            self._optimizer = self._make_optimizer()
-            self._optimizer.setup(model.flat_params, model.n_decay)
         opt = self._optimizer
+        if not incremental or opt is None:
+            opt = self._optimizer = self._make_optimizer()
+            opt.setup(model.flat_params, model.n_decay)
         loss = SklearnLoss(self._make_loss(), model, self.alpha, opt)
         validation = None
         if split is not None:
@@ -658,7 +669,7 @@ class _BaseMLP(BaseEstimator):
         (``early_stopping``) or refuses the result: so do these, in its words and with its fixes
         (the loop's own message names ``fit`` options that the estimators do not have)."""
         where = f"at epoch {exc.epoch}, step {exc.step}"
-        rate = self._optimizer.learning_rate
+        rate = self._optimizer.learning_rate if self._optimizer is not None else math.nan
         fix = (
             f"scale the input data, or lower learning_rate_init (the rate was {rate:.3g}; try "
             f"{rate / 10:.3g})"
@@ -1342,7 +1353,10 @@ _SAVED_ATTRIBUTES = (
     "best_validation_score_",
     "best_validation_loss_",
 )
-_ESTIMATORS = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
+_ESTIMATORS: dict[str, type[MLPClassifier] | type[MLPRegressor]] = {
+    "MLPClassifier": MLPClassifier,
+    "MLPRegressor": MLPRegressor,
+}
 
 
 def _to_json(value: Any) -> Any:
@@ -1410,11 +1424,13 @@ def _check_loaded_state(estimator: Any, model: Sequential, path: Any) -> None:
     n_out = getattr(estimator, "n_outputs_", None)
     if n_out != model.n_outputs:
         raise bad(f"n_outputs_={n_out!r}, but the network has {model.n_outputs} outputs")
-    expected = {
+    links: dict[Any, str] = {
         SoftmaxCrossEntropy: "softmax",
         BinaryCrossEntropy: "logistic",
         MeanSquaredError: "identity",
-    }.get(type(model.loss))
+        PoissonLoss: "exp",
+    }
+    expected = links.get(type(model.loss))
     act = getattr(estimator, "out_activation_", None)
     if is_classifier(estimator):
         lb = getattr(estimator, "_label_binarizer", None)
@@ -1427,7 +1443,7 @@ def _check_loaded_state(estimator: Any, model: Sequential, path: Any) -> None:
         if k != model.n_outputs or act != estimator._out_activation():
             raise bad(
                 f"{len(classes)} classes ({lb.y_type_}, out_activation_={act!r}) for a network "
-                f"with {model.n_outputs} outputs and loss {model.loss.name}"
+                f"with {model.n_outputs} outputs and loss {getattr(model.loss, 'name', None)}"
             )
     elif act != estimator._out_activation() or (expected is not None and act != expected):
         raise bad(f"out_activation_={act!r} for loss={estimator.loss!r}")

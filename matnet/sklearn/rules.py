@@ -53,7 +53,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(matnet.__file__)) + os.sep
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn`` attributed to the first frame outside matnet: the user's call of ``fit``,
     however many frames of the training loop and its callbacks lie between."""
-    frame, level = sys._getframe(0), 1
+    frame: Any = sys._getframe(0)
+    level = 1
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
@@ -202,7 +203,8 @@ class Progress:
     (``Iteration 3, loss = 0.12345678``), which its users' log parsers expect."""
 
     def __init__(self, verbose: int, total: int) -> None:
-        self.verbose, self.bar = int(verbose), None
+        self.verbose = int(verbose)
+        self.bar: _PackageProgress | None = None
         if self.verbose == 1:
             self.bar = _PackageProgress(1)
             self.bar.open(total)
@@ -219,7 +221,7 @@ class Progress:
 
     def message(self, text: str) -> None:
         if self.bar is not None:
-            self.bar.bar.write(text)  # above the bar, not through it
+            self.bar.bar.write(text)  # type: ignore[attr-defined]  # open, with tqdm (see __init__)
         elif self.verbose:
             print(text)
 
@@ -262,7 +264,8 @@ class SklearnRules(Callback):
     ) -> None:
         self.estimator, self.loss = estimator, loss
         self.schedule, self.validation, self.incremental = schedule, validation, incremental
-        self.progress: Progress | None = None
+        # Made anew by each fit (on_train_begin); a plain Progress(0) until then prints nothing.
+        self.progress = Progress(0, 0)
 
     def callbacks(self, user: list[Callback]) -> list[Callback]:
         """What ``fit(callbacks=...)`` gets: this record, the user's callbacks, the decision."""
@@ -299,13 +302,13 @@ class SklearnRules(Callback):
 
     def close(self) -> None:
         """Close the progress bar (also when training ends by an exception)."""
-        if self.progress is not None:
-            self.progress.close()
+        self.progress.close()
 
     def _validate(self) -> tuple[float, float]:
         """scikit-learn's validation score (accuracy or R², NaN for non-finite outputs) and the
         validation loss (with the L2 term), through the model's inference forward pass."""
         est, val = self.estimator, self.validation
+        assert val is not None, "scored only with early_stopping, which splits validation rows"
         Z = est._raw_outputs(val.X)
         val_loss = self.loss.evaluate(Z, val.Y, val.sample_weight)[0]
         out = self.loss.link(Z, out=Z)
