@@ -224,3 +224,14 @@ def test_trains_on_simulated_ranks():
     single = make_model()
     matnet.fit(single, X, y, epochs=3, batch_size=16)
     np.testing.assert_allclose(p0, single.flat_params, rtol=1e-12, atol=1e-12)
+
+
+def test_the_estimators_read_the_registries():
+    sklearn_front = pytest.importorskip("matnet.sklearn")
+    X, y = make_data()
+    reg = sklearn_front.MLPRegressor(
+        hidden_layer_sizes=(6,), activation="softplus", max_iter=20, random_state=0
+    )
+    reg.fit(X, y)
+    assert reg._model.layers[1].fn.name == "softplus"
+    assert np.isfinite(reg.score(X, y))

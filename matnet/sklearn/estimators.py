@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"matnet.sklearn needs scikit-learn >= 1.6 and SciPy: pip install 'matnet[sklearn]' ({exc})"
     ) from exc
 
+from matnet.activations import activation_names
 from matnet.errors import ModelFileError, TrainingDivergedError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
 from matnet.layers import Activation, Dense, Dropout, Layer
@@ -56,8 +57,6 @@ __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 # What input validation sets on the estimator; restored when a fit fails before training.
 _VALIDATION_STATE = ("n_features_in_", "feature_names_in_", "classes_", "_label_binarizer")
-_SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
-_EXTRA_ACTIVATIONS = ("leaky_relu", "gelu")
 # Rows densified at a time when a sparse X is predicted (the model takes dense blocks).
 _SPARSE_BLOCK = 16384
 _FILE_KEY = "matnet.sklearn"
@@ -221,7 +220,9 @@ class _BaseMLP(BaseEstimator):
 
     def _hidden_activations(self, n_hidden: int) -> list[str]:
         acts = self.activation
-        allowed = _SKLEARN_ACTIVATIONS + _EXTRA_ACTIVATIONS
+        # scikit-learn's four names and every other registered activation (softmax is no hidden
+        # activation: its rows would be tied together).
+        allowed = tuple(name for name in activation_names() if name != "softmax")
         if isinstance(acts, str):
             acts = [acts] * n_hidden
             names = [self.activation]
