@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from matnet.errors import DataError
+from matnet.validation import holdout_rows
 
 __all__ = [
     "DATASETS",
@@ -181,17 +182,8 @@ def train_test_indices(
     y: np.ndarray, test_fraction: float = TEST_FRACTION, seed: int = 0, stratify: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted row indices ``(train, test)``: ``test_fraction`` of each class (or of all rows) held out."""
-    rng = np.random.default_rng(seed)
     n = len(y)
-    if stratify:
-        parts = []
-        for cls in np.unique(y):
-            members = np.flatnonzero(y == cls)
-            rng.shuffle(members)
-            parts.append(members[: int(round(test_fraction * members.size))])
-        test = np.sort(np.concatenate(parts))
-    else:
-        test = np.sort(rng.permutation(n)[: int(round(test_fraction * n))])
+    test = holdout_rows(n, test_fraction, y, np.random.default_rng(seed), stratify)
     mask = np.ones(n, dtype=bool)
     mask[test] = False
     return np.flatnonzero(mask), test

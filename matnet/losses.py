@@ -142,6 +142,19 @@ def _weights(sample_weight: Array | None, n: int) -> Array | None:
     return np.asarray(sample_weight).reshape(n, 1)
 
 
+def _weighted_mean(
+    losses: Array, G: Array, sample_weight: Array | None, n: int
+) -> tuple[float, Array]:
+    """The batch's mean loss and ``dZ = G / n`` (each row weighted when ``sample_weight`` is given),
+    from per-element losses and the unscaled gradient ``G`` (scaled in place)."""
+    w = _weights(sample_weight, n)
+    if w is None:
+        G /= n
+        return float(losses.sum() / n), G
+    G *= w / n
+    return float(np.sum(losses * w) / n), G
+
+
 def _assign(out: Array, values: Array) -> Array:
     out[...] = values
     return out
@@ -334,12 +347,7 @@ class BinaryCrossEntropy(Loss):
         G = self._grad_buffer(Z)
         G[...] = F.sigmoid(Z)
         G -= Y  # dZ = sigmoid(Z) - Y, valid for sigmoid + BCE only
-        w = _weights(sample_weight, n)
-        if w is None:
-            G /= n
-            return float(losses.sum() / n), G
-        G *= w / n
-        return float(np.sum(losses * w) / n), G
+        return _weighted_mean(losses, G, sample_weight, n)
 
     def link(self, Z, out=None):
         return F.sigmoid(Z) if out is None else _assign(out, F.sigmoid(Z))
@@ -451,12 +459,7 @@ class PoissonLoss(Loss):
             ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1)), 0.0)
         losses = (ylogy - Y * Z - Y + G).sum(axis=1, keepdims=True)
         G -= Y
-        w = _weights(sample_weight, n)
-        if w is None:
-            G /= n
-            return float(losses.sum() / n), G
-        G *= w / n
-        return float(np.sum(losses * w) / n), G
+        return _weighted_mean(losses, G, sample_weight, n)
 
     def link(self, Z, out=None):
         return np.exp(Z) if out is None else np.exp(Z, out=out)

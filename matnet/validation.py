@@ -20,6 +20,7 @@ __all__ = [
     "check_positive_int",
     "check_sample_weight",
     "check_targets",
+    "holdout_rows",
     "split_validation",
 ]
 
@@ -122,19 +123,26 @@ def check_sample_weight(sample_weight: Any, n: int, dtype: Any) -> np.ndarray | 
     return w.astype(dtype)
 
 
+def holdout_rows(
+    n: int, fraction: float, y: np.ndarray, rng: np.random.Generator, stratify: bool
+) -> np.ndarray:
+    """Sorted indices of ``fraction`` of the ``n`` rows, drawn from ``rng``: that fraction of each
+    class of ``y`` when ``stratify``, else of all rows."""
+    if not stratify:
+        return np.sort(rng.permutation(n)[: int(round(fraction * n))])
+    parts = []
+    for cls in np.unique(y):
+        members = np.flatnonzero(y == cls)
+        rng.shuffle(members)
+        parts.append(members[: int(round(fraction * members.size))])
+    return np.sort(np.concatenate(parts))
+
+
 def split_validation(
     n: int, fraction: float, Y: np.ndarray, rng: np.random.Generator, stratify: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, validation)``; stratified by class for class-index targets."""
-    if stratify:
-        val_parts = []
-        for cls in np.unique(Y):
-            members = np.flatnonzero(Y == cls)
-            rng.shuffle(members)
-            val_parts.append(members[: int(round(fraction * members.size))])
-        val_idx = np.sort(np.concatenate(val_parts))
-    else:
-        val_idx = np.sort(rng.permutation(n)[: int(round(fraction * n))])
+    val_idx = holdout_rows(n, fraction, Y, rng, stratify)
     if val_idx.size == 0 or val_idx.size == n:
         raise ValueError(
             f"validation_fraction={fraction} of {n} samples leaves an empty training or validation "
