@@ -3,6 +3,7 @@ written page, opened offline in headless Chromium, shows those numbers and check
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -204,6 +205,30 @@ def test_the_page_offline_in_chromium(tmp_path):
         assert page.locator(".product-check").count() == 2
         assert "ok" in page.locator("#numeric-check").get_attribute("class")
         page.screenshot(path=str(tmp_path / "explain-page.png"), full_page=False)
+
+        # Sampled rows and columns: the dW check still sums over every row of the batch.
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((80, 40))
+        big = matnet.MLP([40, 30, 4], "relu", loss="cross_entropy")
+        sampled = tmp_path / "big.html"
+        to_html(big, X, rng.integers(0, 4, 80), sampled, steps=3, batch=20, max_side=10)
+        other = context.new_page()
+        other.on("pageerror", lambda exc: errors.append(str(exc)))
+        other.goto(sampled.resolve().as_uri())
+        assert "10 of 20 rows" in other.locator("#sampling").inner_text()
+        assert other.locator("#check").get_attribute("data-agree") == "true"
+
+        # The check can fail: a page whose recorded dW1 is off by 1% says so.
+        text = sampled.read_text(encoding="utf-8")
+        start = text.index('id="run-data">') + len('id="run-data">')
+        end = text.index("</script>", start)
+        data = json.loads(text[start:end])
+        for values in data["values"]:
+            values["dW1"] = [v * 1.01 for v in values["dW1"]]
+        sampled.write_text(text[:start] + json.dumps(data) + text[end:], encoding="utf-8")
+        other.goto(sampled.resolve().as_uri())
+        assert other.locator("#check").get_attribute("data-agree") == "false"
+        assert "DISAGREES" in other.locator(".product-check").first.inner_text()
         browser.close()
     assert (tmp_path / "explain-page.png").stat().st_size > 10_000
     assert requests == [url] and blocked == [] and errors == []
