@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-fast lint typecheck format bench clean
+.PHONY: demo test test-fast lint typecheck format bench browser clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q
+
+# Debian's chromium for the explain page's browser test (tests/test_explain_html.py, driven by the
+# dev extra's playwright); installing it needs root. Where it is absent the test is skipped, except
+# under CI=1 (.ci/run runs this target first).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # Skips the slow end-to-end tests (CI runs everything through `make test`).
 test-fast: $(VENV)/.dev-installed

@@ -9,17 +9,24 @@ layers and prints every matrix as it is computed.
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from matnet.equations import Equation
+from matnet.explain_html import render
+from matnet.io import atomic_write
 from matnet.layers.base import Description, Symbols
 from matnet.model import Sequential
-from matnet.validation import check_features
+from matnet.validation import check_features, check_page_options
 
-__all__ = ["explain"]
+__all__ = ["explain", "to_html", "Recording", "DEFAULT_MAX_BYTES"]
 
 
 def _count(n: int) -> str:
@@ -125,6 +132,18 @@ def _run(
         model.flat_grads[...] = saved
 
 
+def _headline(model: Sequential, n: int) -> str:
+    """``64 → 32 → 10 network, loss cross_entropy, float32, batch of n = 8 rows``."""
+    loss_name = model.loss.name if model.loss is not None else "none"
+    widths, width = [model.n_features], model.n_features
+    for layer in model.layers:
+        width = layer.output_width(width)
+        if layer.param_specs():
+            widths.append(width)
+    dtype = np.dtype(model.dtype)
+    return f"{' → '.join(map(str, widths))} network, loss {loss_name}, {dtype.name}, batch of n = {n} rows"
+
+
 def _matrix(name: str, array: np.ndarray) -> str:
     text = np.array2string(
         np.asarray(array), precision=4, suppress_small=True, max_line_width=100, threshold=200
@@ -180,7 +199,6 @@ def explain(
         if batch.ndim != 2:
             raise ValueError(f"X must be 2-D (n, {model.n_features}), got shape {batch.shape}")
         n = batch.shape[0]
-    dtype = np.dtype(model.dtype)
     numbers: dict[str, np.ndarray] = {}
     loss_value = None
     source = ""
@@ -199,15 +217,7 @@ def explain(
 
     forward, backward, out, kept = _plan(model, descriptions, n)
     lines = []
-    loss_name = model.loss.name if model.loss is not None else "none"
-    widths, width = [model.n_features], model.n_features
-    for layer in model.layers:
-        width = layer.output_width(width)
-        if layer.param_specs():
-            widths.append(width)
-    lines.append(
-        f"{' → '.join(map(str, widths))} network, loss {loss_name}, {dtype.name}, batch of n = {n} rows"
-    )
+    lines.append(_headline(model, n))
     lines.append(
         "Rows are examples; each W is (n_in × n_out), as in the article: Z = A·W + b, A' = act(Z)."
     )
@@ -325,3 +335,462 @@ def _memory_lines(
         f"  plus {_count(grads)} numbers = {_bytes(grads * dtype.itemsize)} of gradients in flight "
         f"(d{out} and each layer's dA).",
     ]
+
+
+# --- the page: a short real training run, recorded -------------------------------------------------
+
+#: The default ceiling of the written page's size; to_html refuses a run whose estimate exceeds it.
+DEFAULT_MAX_BYTES = 5 * 2**20
+# Bytes a recorded number takes in the page's JSON ("-0.123457," is 10; exponents make some longer).
+_BYTES_PER_NUMBER = 11
+_PAGE_OVERHEAD = 64 * 2**10
+
+
+def _operands(formula: str, names: set[str]) -> list[str]:
+    """The recorded arrays an equation's right-hand side reads, in order (``dW1 = A0ᵀ · dZ1`` ->
+    ``["A0", "dZ1"]``); read from the text every layer and loss writes, so no layer is named here."""
+    rhs = formula.split("=", 1)[1] if "=" in formula else formula
+    found: list[str] = []
+    for token in re.findall(r"[A-Za-z][A-Za-z0-9_]*'*", rhs):
+        if token in names and token not in found:
+            found.append(token)
+    return found
+
+
+def _products(descriptions: list[Description]) -> list[tuple[str, str, str, str, bool]]:
+    """``(A_prev, W, dZ, dW, input_grad)`` for every layer whose description counts matrix products
+    and whose weight gradient reads ``A_prevᵀ · dZ`` (a dense layer, or any that says the same);
+    ``input_grad`` says whether its backward pass also computes ``dA_prev = dZ · Wᵀ``."""
+    found = []
+    current = "A0"
+    for d in descriptions:
+        weights = [symbol for symbol, name, _ in d.parameters if name == "W"]
+        if d.flops[0] and weights:
+            W = weights[0]
+            grad = next((eq for eq in d.backward if eq.name == f"d{W}"), None)
+            if grad is not None:
+                rhs = _operands(grad.formula, {current, f"d{d.output}"})
+                if rhs == [current, f"d{d.output}"]:
+                    found.append((current, W, f"d{d.output}", f"d{W}", bool(d.flops[2])))
+        current = d.output
+    return found
+
+
+def _sample(size: int, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` of ``size`` rows or columns, evenly spread, first and last kept."""
+    if size <= limit:
+        return np.arange(size)
+    return np.unique(np.linspace(0, size - 1, limit).round().astype(np.int64))
+
+
+def _numeric_weight_grad(
+    model: Sequential, X: np.ndarray, Y: np.ndarray, key: str, where: tuple[int, int], seed: int
+) -> float:
+    """∂L/∂W[i, j] by central differences on a float64 copy of the model (the same dropout masks
+    as the recorded step: a fresh generator from the same seed per evaluation)."""
+    model64 = model.astype(np.float64)
+    loss = model.loss
+    assert loss is not None
+    W = model64.params[key]
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64) if Y.dtype.kind == "f" else Y
+    saved, eps = float(W[where]), 1e-6
+    values = []
+    for delta in (eps, -eps):
+        W[where] = saved + delta
+        Z, _ = model64.forward(X64, training=True, rng=np.random.default_rng(seed))
+        values.append(float(loss(Z, Y64)[0]))
+    W[where] = saved
+    return (values[0] - values[1]) / (2 * eps)
+
+
+def _time_step(
+    model: Sequential,
+    X: np.ndarray,
+    Y: np.ndarray,
+    numbers: dict[str, np.ndarray],
+    products: list[tuple[str, str, str, str, bool]],
+    seed: int,
+    repeats: int = 5,
+) -> tuple[float, float]:
+    """Seconds of one training step (forward, loss, backward through the model's layers; best of
+    ``repeats``) and of its matrix products alone, re-run on the step's recorded operands."""
+    loss = model.loss
+    assert loss is not None
+    saved = model.flat_grads.copy()
+    best_step = best_products = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        Z, backward = model.forward(X, training=True, rng=np.random.default_rng(seed))
+        _, dZ = loss(Z, Y)
+        backward(dZ)
+        best_step = min(best_step, time.perf_counter() - start)
+        start = time.perf_counter()
+        for A_prev, W, dZ_name, _, input_grad in products:
+            np.matmul(numbers[A_prev], numbers[W])
+            np.matmul(numbers[A_prev].T, numbers[dZ_name])
+            if input_grad:
+                np.matmul(numbers[dZ_name], numbers[W].T)
+        best_products = min(best_products, time.perf_counter() - start)
+    model.flat_grads[...] = saved
+    return best_step, best_products
+
+
+@dataclass
+class Recording:
+    """What :func:`to_html` recorded: every step's matrices (whole, before the step's update) and
+    the numbers the page shows beside them.
+
+    Attributes
+    ----------
+    steps : list of dict
+        One dict per recorded step, name -> array (``"A0"``, ``"W1"``, ``"Z1"``, ``"dW1"``, ``"L"``...).
+    loss : list of float
+        Each step's batch loss.
+    data_loss, metric : list of float
+        The loss and the loss's metric (``metric_name``: accuracy or r2) on the data given, before
+        each step's update.
+    check : (str, int, int)
+        The weight whose gradient is checked numerically: ``("W1", i, j)``.
+    analytic, numeric : list of float
+        That weight's gradient per step: recorded by backpropagation, and by float64 central
+        differences.
+    step_seconds, product_seconds : list of float
+        Per step, the time of a forward + loss + backward pass, and of its matrix products alone.
+    shown : dict
+        name -> (row indices, column indices) the page shows (a sample when the matrix is large).
+    """
+
+    steps: list[dict[str, np.ndarray]] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    data_loss: list[float] = field(default_factory=list)
+    metric: list[float] = field(default_factory=list)
+    metric_name: str = ""
+    check: tuple[str, int, int] = ("", 0, 0)
+    analytic: list[float] = field(default_factory=list)
+    numeric: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    product_seconds: list[float] = field(default_factory=list)
+    shown: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def product_share(self) -> float:
+        """The matrix products' share of a training step's time over the run (0 to 1)."""
+        return float(np.sum(self.product_seconds) / max(np.sum(self.step_seconds), 1e-12))
+
+
+def _as_2d(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    return array.reshape(1, -1) if array.ndim < 2 else array
+
+
+def _page_size(
+    numbers: dict[str, np.ndarray], steps: int, max_side: int, n: int, products: list
+) -> int:
+    """The page's estimated bytes: the shown part of every matrix for every step, plus the whole
+    batch rows of the dW check's operands when the batch is sampled."""
+    per_step = 0
+    for array in numbers.values():
+        r, c = _as_2d(array).shape
+        per_step += min(r, max_side) * min(c, max_side)
+    if n > max_side:
+        per_step += sum(n * 2 * max_side for _ in products)
+    return _PAGE_OVERHEAD + steps * (per_step + 8) * _BYTES_PER_NUMBER
+
+
+def _check_weight(products: list, numbers: dict[str, np.ndarray]) -> tuple[str, int, int]:
+    """The first weight matrix's entry with the largest gradient in the first step: the one whose
+    gradient the page checks by central differences in every step."""
+    W = products[0][1] if products else ""
+    if not W:
+        return ("", 0, 0)
+    i, j = np.unravel_index(int(np.argmax(np.abs(numbers[f"d{W}"]))), numbers[W].shape)
+    return (W, int(i), int(j))
+
+
+def _keys(model: Sequential, descriptions: list[Description]) -> dict[str, str]:
+    """symbol -> the model's parameter key (``"W1"`` -> ``"0.W"``)."""
+    return {
+        symbol: f"{i}.{name}"
+        for i, d in enumerate(descriptions)
+        for symbol, name, _ in d.parameters
+        if f"{i}.{name}" in model.params
+    }
+
+
+def _record(
+    model: Sequential,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    steps: int,
+    batch: int,
+    learning_rate: float,
+    seed: int,
+    max_side: int,
+    max_bytes: int,
+) -> tuple[Recording, list[Description]]:
+    """Train ``model`` (a copy the caller owns) for ``steps`` plain SGD steps on mini-batches of
+    ``X``, recording each step: ``W ← W − learning_rate · dW`` with the recorded ``dW`` itself, so
+    the page's W of step t+1 is exactly its W − lr·dW of step t."""
+    loss = model.loss
+    assert loss is not None
+    descriptions = _describe(model, batch)
+    products = _products(descriptions)
+    keys = _keys(model, descriptions)
+    rng = np.random.default_rng(seed)
+    order, position = rng.permutation(X.shape[0]), 0
+    evaluate = _sample(X.shape[0], 4096)  # the curves' data: every row up to 4,096
+    record = Recording(metric_name=loss.metric_name)
+    for t in range(steps):
+        if position + batch > order.size:  # a new epoch: reshuffle
+            order, position = rng.permutation(X.shape[0]), 0
+        rows = order[position : position + batch]
+        position += batch
+        scores = model.evaluate(X[evaluate], y[evaluate])
+        numbers, value = _run(model, descriptions, X[rows], y[rows], seed + t)
+        if t == 0:
+            estimate = _page_size(numbers, steps, max_side, batch, products)
+            if estimate > max_bytes:
+                raise ValueError(
+                    f"the page would take about {estimate / 2**20:.1f} MiB for {steps} steps, over "
+                    f"max_bytes={max_bytes} ({max_bytes / 2**20:.1f} MiB): record fewer steps, a "
+                    "smaller batch or max_side, or raise max_bytes"
+                )
+            record.check = _check_weight(products, numbers)
+            record.shown = {
+                name: (_sample(a.shape[0], max_side), _sample(a.shape[1], max_side))
+                for name, a in ((k, _as_2d(v)) for k, v in numbers.items())
+            }
+        target = model.encode_targets(y[rows], batch, loss)
+        W, i, j = record.check
+        if W:
+            record.analytic.append(float(numbers[f"d{W}"][i, j]))
+            record.numeric.append(
+                _numeric_weight_grad(model, X[rows], target, keys[W], (i, j), seed + t)
+            )
+        step_s, product_s = _time_step(model, X[rows], target, numbers, products, seed + t)
+        record.step_seconds.append(step_s)
+        record.product_seconds.append(product_s)
+        record.steps.append(numbers)
+        record.loss.append(float(value) if value is not None else float("nan"))
+        record.data_loss.append(float(scores["loss"]))
+        record.metric.append(float(scores[loss.metric_name]))
+        for symbol, key in keys.items():
+            model.params[key] -= learning_rate * numbers[f"d{symbol}"].astype(model.dtype)
+    return record, descriptions
+
+
+def _digits(array: np.ndarray, dtype: np.dtype) -> list[float | None]:
+    """An array's numbers for the page's JSON: rounded to the dtype's significant digits (7 for
+    float32, 12 for float64) and non-finite values as null (JSON has no NaN)."""
+    text = "{:.7g}" if dtype == np.float32 else "{:.12g}"
+    flat = np.asarray(array, dtype=np.float64).ravel()
+    return [float(text.format(v)) if np.isfinite(v) else None for v in flat]
+
+
+def _finite(values: list[float]) -> list[float | None]:
+    return [v if np.isfinite(v) else None for v in values]
+
+
+def _payload(
+    model: Sequential,
+    record: Recording,
+    descriptions: list[Description],
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready values."""
+    n, dtype = options["batch"], np.dtype(model.dtype)
+    forward, backward, out, kept = _plan(model, descriptions, n)
+    names = set(record.steps[0])
+    equations = {
+        side: [
+            {
+                "formula": eq.formula,
+                "shapes": eq.shapes,
+                "note": eq.note,
+                "name": eq.name if eq.name in names else "",
+                "operands": _operands(eq.formula, names - {eq.name}),
+            }
+            for eq in eqs
+        ]
+        for side, eqs in (("forward", forward), ("backward", backward))
+    }
+    matrices, sampled = {}, []
+    for name, (rows, cols) in record.shown.items():
+        r, c = _as_2d(record.steps[0][name]).shape
+        matrices[name] = {"shape": [r, c], "rows": rows.tolist(), "cols": cols.tolist()}
+        if rows.size < r or cols.size < c:
+            sampled.append(f"{name} ({r}×{c}): {rows.size} of {r} rows, {cols.size} of {c} columns")
+    products = _products(descriptions)
+    values, full = [], []
+    for numbers in record.steps:
+        values.append(
+            {
+                name: _digits(_as_2d(a)[np.ix_(*record.shown[name])], dtype)
+                for name, a in numbers.items()
+            }
+        )
+        if n > options["max_side"]:  # the dW check needs every row of its operands
+            full.append(
+                {
+                    name: _digits(numbers[name][:, record.shown[name][1]], dtype)
+                    for A, _, dZ, _, _ in products
+                    for name in (A, dZ)
+                }
+            )
+    W, i, j = record.check
+    return {
+        "summary": _headline(model, n),
+        "source": options["source"],
+        "learning_rate": options["learning_rate"],
+        "dtype": dtype.name,
+        "batch": n,
+        "seed": options["seed"],
+        "max_side": options["max_side"],
+        "max_bytes": options["max_bytes"],
+        "sampled": sampled,
+        "forward": equations["forward"],
+        "backward": equations["backward"],
+        "output": out,
+        "kept": kept,
+        "matrices": matrices,
+        "values": values,
+        "full": full,
+        "products": [{"A": A, "W": Wp, "dZ": dZ, "dW": dW} for A, Wp, dZ, dW, _ in products],
+        "loss": _finite(record.loss),
+        "data_loss": _finite(record.data_loss),
+        "metric": _finite(record.metric),
+        "metric_name": record.metric_name,
+        "check": {
+            "W": W,
+            "i": i,
+            "j": j,
+            "analytic": _finite(record.analytic),
+            "numeric": _finite(record.numeric),
+            "tolerance": 1e-3 if dtype == np.float32 else 1e-6,
+        },
+        "timing": {
+            "step": record.step_seconds,
+            "products": record.product_seconds,
+            "share": record.product_share,
+        },
+        "table": "\n".join(
+            _flops_lines(model, descriptions, n)[1:]
+            + _memory_lines(model, descriptions, n, out, kept)
+        ),
+    }
+
+
+def to_html(
+    model: Sequential,
+    X: Any,
+    y: Any,
+    path: str | Path,
+    *,
+    steps: int = 20,
+    batch: int = 16,
+    learning_rate: float = 0.05,
+    seed: int = 0,
+    max_side: int = 64,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    source: str = "the given data",
+) -> Recording:
+    """Record a short real training run of ``model`` and write it as one self-contained HTML page.
+
+    The page shows every layer's forward and backward equations with this model's shapes; clicking
+    one shows its operands and result as heatmaps (value on hover, zoom); a slider (and play) over
+    the recorded steps; the loss and metric curves; a check that recomputes ``dW = A_prevᵀ·dZ`` in
+    the page and compares it with the recorded ``dW``, and one weight's float64 central-difference
+    gradient against the analytic one; the flops and memory of a step and the share of the step's
+    time the matrix products took. It needs no network: its script and style are inline.
+
+    The run trains a copy of ``model`` (the model itself is left unchanged) with plain SGD,
+    ``W ← W − learning_rate · dW``, on mini-batches of ``batch`` rows of ``X`` drawn without
+    replacement (reshuffled each epoch, from ``seed``).
+
+    Parameters
+    ----------
+    model : Sequential
+        A model with a loss.
+    X : array-like of shape (n, n_features)
+    y : array-like of n targets, as for :func:`matnet.fit`
+    path : str or Path
+        Where the page is written (atomically).
+    steps : int
+        Training steps recorded (at most 1000).
+    batch : int
+        Rows per step (at most 256 and at most n).
+    learning_rate : float
+    seed : int
+        Seeds the mini-batches and the dropout masks.
+    max_side : int
+        Matrices with more rows or columns than this are shown as an even sample of that many (the
+        page lists which); the dW check still sums over every row of the batch.
+    max_bytes : int
+        The page's size limit (default 5 MiB); a run whose estimated page is larger is refused
+        before it starts, with the options that shrink it.
+    source : str
+        Words for the page saying where ``X`` came from.
+
+    Returns
+    -------
+    Recording
+        The recorded matrices of every step (whole, before the step's update) and the numbers
+        shown beside them.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"to_html() needs a matnet Sequential model, got {type(model).__name__}")
+    if model.loss is None:
+        raise ValueError("to_html() trains the model, which needs a loss: give the model one")
+    X = check_features(X, model.n_features, model.dtype)
+    y = np.asarray(y)
+    if y.shape[:1] != X.shape[:1]:
+        raise ValueError(
+            f"y has {y.shape[:1]} rows but X has {X.shape[0]}; give one target per row"
+        )
+    model.encode_targets(y, X.shape[0], model.loss)  # bad targets fail here, before any work
+    steps, batch, rate, max_side, max_bytes = check_page_options(
+        steps, batch, X.shape[0], learning_rate, max_side, max_bytes
+    )
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {str(path)!r}: the folder {str(folder)!r} does not exist")
+    work = model.copy()
+    work.adapt(X)  # a Standardize layer not fitted yet is fitted from X, as matnet.fit would
+    record, descriptions = _record(
+        work,
+        X,
+        y,
+        steps=steps,
+        batch=batch,
+        learning_rate=rate,
+        seed=seed,
+        max_side=max_side,
+        max_bytes=max_bytes,
+    )
+    options = {
+        "batch": batch,
+        "learning_rate": rate,
+        "seed": seed,
+        "max_side": max_side,
+        "max_bytes": max_bytes,
+        "source": source,
+    }
+    page = render(
+        json.dumps(
+            _payload(work, record, descriptions, options), allow_nan=False, ensure_ascii=False
+        )
+    )
+    data = page.encode("utf-8")
+    if len(data) > max_bytes:
+        raise ValueError(
+            f"the page came to {len(data) / 2**20:.2f} MiB, over max_bytes={max_bytes}: record "
+            "fewer steps, a smaller batch or max_side, or raise max_bytes"
+        )
+    atomic_write(path, data)
+    return record
+
+
+# The package exports the function explain as ``matnet.explain``, which hides this module there;
+# attached to it, the page writer answers to ``matnet.explain.to_html(...)`` as well.
+explain.to_html = to_html  # type: ignore[attr-defined]

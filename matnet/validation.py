@@ -176,3 +176,29 @@ def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
     raise TypeError(
         f"seed must be an int, a numpy.random.Generator or None, got {type(seed).__name__}"
     )
+
+
+#: The largest batch a page records: the page is for reading a step, not for profiling one.
+MAX_PAGE_BATCH = 256
+
+
+def check_page_options(
+    steps: Any, batch: Any, n_rows: int, learning_rate: Any, max_side: Any, max_bytes: Any
+) -> tuple[int, int, float, int, int]:
+    """The options of :func:`matnet.explain.to_html`, checked: ``(steps, batch, learning_rate,
+    max_side, max_bytes)``."""
+    steps = check_positive_int("steps", steps)
+    batch = check_positive_int("batch", batch)
+    if steps > 1000:
+        raise ValueError(f"steps={steps} is more than a page can show; record at most 1000 steps")
+    if batch > min(n_rows, MAX_PAGE_BATCH):
+        raise ValueError(
+            f"batch={batch} must be at most {min(n_rows, MAX_PAGE_BATCH)} (the rows given: "
+            f"{n_rows}; a page records at most {MAX_PAGE_BATCH} rows per step)"
+        )
+    rate = check_number("learning_rate", learning_rate, 0.0, np.inf, low_open=True)
+    max_side = check_positive_int("max_side", max_side)
+    if max_side < 2:
+        raise ValueError(f"max_side={max_side} must be at least 2 (rows and columns shown)")
+    max_bytes = check_positive_int("max_bytes", max_bytes)
+    return steps, batch, rate, max_side, max_bytes

@@ -539,22 +539,95 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from matnet.explain import explain
 
+    if args.html is not None:
+        return _explain_html(args)
+    batch = args.batch if args.batch is not None else 8
     model = _sized_model(args, [64, 32, 10], args.dtype)
-    X: Any = args.batch
+    X: Any = batch
     y = None
     if args.data is not None:
         if args.model is None:
             raise UsageError("--data needs a MODEL file (its columns and labels read the data)")
-        table = read_for_model(model, args.data, None, need_target=False)
-        rows = slice(0, min(args.batch, len(table)))
-        X = table.X[rows]  # raw rows: the model's own preprocessing layers are explained too
-        if table.y is not None:  # without a target column, explain() draws random targets
-            if is_classifier(model):
-                y = label_values(model, class_indices(model, table)[rows])
-            else:
-                y = datasets.target_values(table)[rows]
+        X, y = _model_rows(model, args.data)
+        X, y = X[:batch], None if y is None else y[:batch]
     explain(model, X, y, values=args.values, seed=args.seed)
     return 0
+
+
+def _model_rows(model: Sequential, spec: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows of ``spec`` a model file reads (raw: the model's own preprocessing layers are
+    explained too) and their targets, if the data has them."""
+    table = read_for_model(model, spec, None, need_target=False)
+    if table.y is None:  # without a target column, explain() draws random targets
+        return table.X, None
+    if is_classifier(model):
+        return table.X, label_values(model, class_indices(model, table))
+    return table.X, datasets.target_values(table)
+
+
+def _explain_html(args: argparse.Namespace) -> int:
+    """``matnet explain ... --html PAGE``: record a short training run and write it as a page."""
+    from matnet.explain import to_html
+
+    if args.values:
+        raise UsageError("--values prints matrices in the terminal; the --html page has them all")
+    batch = args.batch if args.batch is not None else 16
+    if args.model is not None:
+        model = _sized_model(args, [], args.dtype)
+        if args.data is None:
+            raise UsageError(
+                "--html with a MODEL file needs --data (the rows its training run reads)"
+            )
+        X, y = _model_rows(model, args.data)
+        if y is None:
+            raise UsageError(f"--html trains on {args.data}, which has no target column")
+        source = args.data
+    elif args.data is not None:
+        if not datasets.is_dataset_name(args.data):
+            raise UsageError(
+                f"with --sizes, --data must be a bundled dataset ({', '.join(datasets.DATASETS)}); "
+                "for a CSV file train a MODEL first"
+            )
+        table = datasets.load_dataset(args.data)
+        sizes = args.sizes if args.sizes is not None else [64, 32, 10]
+        X, y, model = _sized_on_dataset(args, table, sizes)
+        source = (
+            f"the {args.data} dataset ({len(table)} rows), standardized by the model's first layer"
+        )
+    else:
+        model = _sized_model(args, [64, 32, 10], args.dtype)
+        rng = np.random.default_rng(args.seed)
+        X = rng.standard_normal((max(4 * batch, 64), model.n_features))
+        y = _random_targets(model, X.shape[0], rng)
+        source = f"random data (standard normal X and random targets, seed {args.seed})"
+    to_html(
+        model, X, y, args.html, steps=args.steps, batch=batch, learning_rate=args.lr,
+        seed=args.seed, source=source,
+    )  # fmt: skip
+    say(f"wrote {args.html}: {args.steps} training steps of {source}; open it in a browser")
+    return 0
+
+
+def _sized_on_dataset(
+    args: argparse.Namespace, table: datasets.Table, sizes: list[int]
+) -> tuple[np.ndarray, np.ndarray, Sequential]:
+    """A fresh ``MLP(sizes)`` with a Standardize layer in front, for a bundled dataset."""
+    if table.task != "classification":
+        raise UsageError(
+            f"--html with --sizes trains a classifier; {table.source} is a regression dataset "
+            "(train a MODEL file on it and pass that instead)"
+        )
+    classes, y = np.unique(table.target(), return_inverse=True)
+    if sizes[0] != table.X.shape[1] or sizes[-1] != classes.size:
+        raise UsageError(
+            f"--sizes {','.join(map(str, sizes))} does not fit {table.source}: it has "
+            f"{table.X.shape[1]} features and {classes.size} classes (try --sizes "
+            f"{table.X.shape[1]},32,{classes.size})"
+        )
+    model = MLP(
+        sizes, args.activation, loss=args.loss, dtype=args.dtype, seed=args.seed, standardize=True
+    )
+    return table.X, y, model
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -264,7 +264,12 @@ def _add_gradcheck_and_explain(sub: argparse._SubParsersAction) -> None:
             choices=activation_names(),
         )
         p.add_argument("--loss", default="cross_entropy", choices=loss_names())
-        p.add_argument("--batch", type=_positive_int, default=7 if name == "gradcheck" else 8)
+        p.add_argument(
+            "--batch",
+            type=_positive_int,
+            default=7 if name == "gradcheck" else None,
+            help="default 7" if name == "gradcheck" else "default 8 (16 with --html)",
+        )
         p.add_argument("--seed", type=_seed, default=0)
         if name == "gradcheck":
             p.add_argument("--tolerance", type=_positive_float, default=1e-6)
@@ -279,4 +284,18 @@ def _add_gradcheck_and_explain(sub: argparse._SubParsersAction) -> None:
                 "--data", metavar="DATA", help="take the batch from this data (with a MODEL file)"
             )
             p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+            p.add_argument(
+                "--html",
+                metavar="PAGE",
+                help="train for --steps and write the run as one self-contained page (offline)",
+            )
+            p.add_argument(
+                "--steps", type=_positive_int, default=30, help="with --html: steps (default 30)"
+            )
+            p.add_argument(
+                "--lr",
+                type=_positive_float,
+                default=0.1,
+                help="with --html: the SGD learning rate (default 0.1)",
+            )
             p.set_defaults(func=cmd_explain)
