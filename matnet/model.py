@@ -109,7 +109,10 @@ class Sequential:
         self._row_blocks = all(layer.row_blocks for layer in layers)
         self._random = any(layer.random for layer in layers)
         for i, layer in enumerate(layers):
-            layer.needs_input_grad = i > 0
+            # The gradient of a layer's input is wanted only when a layer before it has parameters
+            # (the first Dense behind a Standardize layer skips dA_prev = dZ @ W.T, like a first
+            # layer does).
+            layer.needs_input_grad = any(earlier.param_specs() for earlier in layers[:i])
             if isinstance(layer, Activation):
                 # Write A over Z when Z is a buffer of the previous layer that only this layer reads.
                 layer.inplace = i > 0 and layers[i - 1].owns_output
@@ -310,6 +313,8 @@ class Sequential:
                 dZ = backend.asarray(dZ)
             for backward in reversed(backwards):
                 dZ = backward(dZ)
+                if dZ is None:  # no layer further back has parameters
+                    break
 
         return (A if backend.is_host else to_host(A)), backward_all
 
