@@ -16,9 +16,10 @@ dtype (float32 or float64).
 
 **Opset.** :data:`DEFAULT_OPSET` is 17: every operator used here (MatMul, Add, Sub, Div, Mul,
 Relu, Where, Greater, Sigmoid, Tanh, Exp, Softmax, ArgMax, Gather, Concat, Reshape, Cast) has had its
-present meaning since opset 13, and 17 is the oldest opset that ONNX Runtime 1.12+, TensorRT 8.5+ and
-onnx 1.12+ all read, so the file loads in runtimes from 2022 on. Any opset from 13 (Softmax's
-per-axis meaning) to the installed onnx package's newest can be asked for.
+present meaning since opset 13; 17 came with onnx 1.12 and ONNX Runtime 1.12 (2022), so current
+runtimes all read it without the file asking for anything newer than it uses. Any opset from 13
+(Softmax's per-axis meaning) to the installed onnx package's newest can be asked for; the runtime
+must know it (the tests run 13 and 17).
 
 **How layers are converted.** A dispatch table here, keyed by the layer's (and the activation's and
 the loss's) exact class, with an explicit :class:`~matnet.errors.ConversionError` for any other. The
