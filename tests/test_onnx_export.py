@@ -294,3 +294,13 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "folder" in err and "does not exist" in err
     assert main(["export", str(tmp_path / "m.safetensors"), "x.onnx", "--opset", "5"]) == 2
     assert "opset=5 must be an integer from 13" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("classes", [[False, True], [0.5, 1.5], [-1, 1]], ids=str)
+def test_bool_float_and_int_classes_keep_their_type(classes):
+    model = classifier("relu", "float64", loss="binary_cross_entropy", n_out=1, classes=classes)
+    X = data(seed=14)
+    label = run(matnet.to_onnx(model), X)["label"]
+    expected = model.predict(X)
+    assert label.dtype.kind == expected.dtype.kind
+    np.testing.assert_array_equal(label, expected)
