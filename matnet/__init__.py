@@ -19,6 +19,7 @@ from matnet import distributed, functional
 from matnet.activations import ACTIVATION_NAMES, get_activation, register_activation
 from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
 from matnet.explain import explain
+from matnet.export import from_torch, to_onnx, to_torch, to_torch_state_dict
 from matnet.gradcheck import gradcheck, numerical_gradient
 from matnet.io import load, save
 from matnet.layers import Activation, Dense, Dropout, Layer, Standardize, register_layer
@@ -85,6 +86,7 @@ __all__ = [
     "distributed",
     "explain",
     "fit",
+    "from_torch",
     "functional",
     "get_activation",
     "get_loss",
@@ -94,5 +96,8 @@ __all__ = [
     "load",
     "numerical_gradient",
     "save",
+    "to_onnx",
+    "to_torch",
+    "to_torch_state_dict",
     "__version__",
 ]

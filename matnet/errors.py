@@ -12,6 +12,7 @@ __all__ = [
     "UsageError",
     "OptionalDependencyError",
     "NonFiniteProductError",
+    "ConversionError",
 ]
 
 
@@ -52,3 +53,9 @@ class OptionalDependencyError(MatnetError, ImportError):
 
 class NonFiniteProductError(MatnetError, ArithmeticError):
     """A checked Dense product (see :meth:`matnet.layers.Dense.forward`) has a NaN or an infinity."""
+
+
+class ConversionError(MatnetError, ValueError):
+    """A model that another format cannot express (a layer, activation, loss or class labels
+    without an ONNX or PyTorch counterpart), or a foreign model matnet cannot rebuild; the message
+    names the part and what to do instead."""

@@ -16,6 +16,7 @@ __all__ = [
     "as_generator",
     "check_features",
     "check_finite_rows",
+    "check_int_range",
     "check_number",
     "check_positive_int",
     "check_sample_weight",
@@ -105,6 +106,18 @@ def check_targets(loss: Any, y: Any, n_samples: int, n_outputs: int, dtype: Any)
 def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name}={value!r} must be a positive integer")
+    return int(value)
+
+
+def check_int_range(name: str, value: Any, low: int, high: int, why: str = "") -> int:
+    """Return ``value`` as an int if it is an integer in ``[low, high]``, else raise ValueError
+    (``why`` says where the range comes from)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not low <= value <= high
+    ):
+        raise ValueError(f"{name}={value!r} must be an integer from {low} to {high}{why}")
     return int(value)
 
 

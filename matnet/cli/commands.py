@@ -55,6 +55,7 @@ __all__ = [
     "cmd_predict",
     "cmd_evaluate",
     "cmd_info",
+    "cmd_export",
     "cmd_gradcheck",
     "cmd_explain",
     "cmd_datasets",
@@ -488,6 +489,22 @@ def cmd_info(args: argparse.Namespace) -> int:
         if isinstance(m, dict):
             lines.append(f"{split} metrics at save: {format_metrics(m)}")
     say("\n".join(lines))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from matnet.export import to_onnx
+
+    model = load_model(args.model)
+    check_writable(args.out, "ONNX file")
+    proto = to_onnx(model, args.out, dtype=args.dtype, opset=args.opset)
+    outputs = ", ".join(output.name for output in proto.graph.output)
+    dtype = args.dtype or np.dtype(model.dtype).name
+    print(
+        f"wrote {args.out}: opset {args.opset}, {dtype}, input X (N, {model.n_features}), "
+        f"outputs {outputs} ({size_text(os.path.getsize(args.out))})",
+        file=sys.stderr,
+    )
     return 0
 
 

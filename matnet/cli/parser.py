@@ -18,12 +18,14 @@ from matnet.cli.commands import (
     cmd_datasets,
     cmd_evaluate,
     cmd_explain,
+    cmd_export,
     cmd_gradcheck,
     cmd_info,
     cmd_predict,
     cmd_train,
 )
 from matnet.errors import UsageError
+from matnet.export.onnx import DEFAULT_OPSET, MIN_OPSET
 from matnet.losses import loss_names
 
 __all__ = ["build_parser"]
@@ -243,6 +245,28 @@ def _add_model_commands(sub: argparse._SubParsersAction, data_help: str) -> None
     p = sub.add_parser("info", help="architecture, shapes, parameters and training of a model file")
     p.add_argument("model", metavar="MODEL")
     p.set_defaults(func=cmd_info)
+    _add_export(sub)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a model as an ONNX graph: preprocessing, layers, labels (matnet[onnx])",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("out", metavar="OUT.onnx")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        help="the graph's float type (default: the model's)",
+    )
+    p.add_argument(
+        "--opset",
+        type=_positive_int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {MIN_OPSET} or newer (default {DEFAULT_OPSET})",
+    )
+    p.set_defaults(func=cmd_export)
 
 
 def _add_gradcheck_and_explain(sub: argparse._SubParsersAction) -> None:

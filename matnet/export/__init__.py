@@ -1,0 +1,12 @@
+"""Models that leave matnet: the whole model as an ONNX graph (:func:`to_onnx`), and its weights
+as a PyTorch ``nn.Sequential`` state dict and back (:func:`to_torch_state_dict`,
+:func:`to_torch`, :func:`from_torch`).
+
+An exporter sits beside :mod:`matnet.io` in matnet's import order; the libraries it writes for
+(``onnx``, ``torch``) are imported inside the functions that need them.
+"""
+
+from matnet.export.onnx import DEFAULT_OPSET, to_onnx
+from matnet.export.pytorch import from_torch, to_torch, to_torch_state_dict
+
+__all__ = ["DEFAULT_OPSET", "from_torch", "to_onnx", "to_torch", "to_torch_state_dict"]

@@ -1,0 +1,362 @@
+"""The whole model as an ONNX graph: preprocessing, every layer, and the loss's link with the
+outputs skl2onnx gives a scikit-learn estimator.
+
+Outputs follow skl2onnx's converters for ``MLPClassifier``/``MLPRegressor`` with ``zipmap=False``,
+so code that serves a converted scikit-learn model serves a matnet one unchanged:
+
+* a classifier: ``label`` (the model's classes, as int64, string, bool or double tensor; class
+  indices as int64 when it has none), shape (N,), and ``probabilities``, float, shape (N, n_classes);
+  a single-output binary model gives the two columns ``1 − p, p``. A multi-label model (binary
+  cross-entropy over k > 1 outputs) gives 0/1 ``label`` of shape (N, k) and ``probabilities`` (N, k).
+* a regressor: ``variable``, shape (N, n_outputs), in the target's own units (the model's target
+  scaling undone; ``exp`` of the logits for Poisson).
+
+The input is ``X`` of shape (N, n_features) with a dynamic batch dimension ``N``, in the graph's
+dtype (float32 or float64).
+
+**Opset.** :data:`DEFAULT_OPSET` is 17: every operator used here (MatMul, Add, Sub, Div, Mul,
+Relu, Where, Greater, Sigmoid, Tanh, Exp, Softmax, ArgMax, Gather, Concat, Reshape, Cast) has had its
+present meaning since opset 13; 17 came with onnx 1.12 and ONNX Runtime 1.12 (2022), so current
+runtimes all read it without the file asking for anything newer than it uses. Any opset from 13
+(Softmax's per-axis meaning) to the installed onnx package's newest can be asked for; the runtime
+must know it (the tests run 13 and 17).
+
+**How layers are converted.** A dispatch table here, keyed by the layer's (and the activation's and
+the loss's) exact class, with an explicit :class:`~matnet.errors.ConversionError` for any other. The
+layers sit below this module in matnet's import order and know nothing of ONNX; one table keeps the
+whole mapping readable in one place, and exact classes mean that a subclass that overrides
+``forward`` is never exported with its parent's equations.
+
+Each rule writes matnet's own formula, operation for operation, so the graph agrees with
+:meth:`matnet.Sequential.predict` to rounding: leaky ReLU as ``Z ⊙ where(Z > 0, 1, α)`` with ``α``
+in the graph's dtype (ONNX's ``LeakyRelu`` takes α as a float32 attribute, which would change a
+float64 model's answers), GELU in the tanh form matnet uses, ``½ Z (1 + tanh(c (Z + 0.044715 Z³)))``
+(not the erf form of ONNX's ``Gelu``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from matnet import activations as acts
+from matnet import losses
+from matnet.backend import import_optional, resolve_dtype, to_host
+from matnet.errors import ConversionError, NotFittedError
+from matnet.io import atomic_write
+from matnet.layers import Activation, Dense, Dropout, Standardize
+from matnet.model import Sequential
+from matnet.validation import check_int_range
+
+__all__ = ["to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
+
+#: The opset written by default (see the module's notes for why).
+DEFAULT_OPSET = 17
+#: The oldest opset with every operator's present meaning (Softmax over one axis).
+MIN_OPSET = 13
+
+
+class _Graph:
+    """The nodes and initializers of one graph, with fresh names for every value."""
+
+    def __init__(self, onnx: Any, dtype: type[np.floating]) -> None:
+        self.onnx, self.dtype = onnx, dtype
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._count = 0
+
+    def name(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def const(self, stem: str, value: Any, dtype: Any = None) -> str:
+        """An initializer holding ``value`` (in the graph's float dtype unless ``dtype`` is given)."""
+        array = np.asarray(value, dtype=dtype or self.dtype)
+        name = self.name(stem)
+        if array.dtype.kind == "U":  # ONNX strings are UTF-8 bytes
+            tensor = self.onnx.helper.make_tensor(
+                name,
+                self.onnx.TensorProto.STRING,
+                array.shape,
+                [s.encode("utf-8") for s in array.reshape(-1).tolist()],
+            )
+        else:
+            tensor = self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
+        self.initializers.append(tensor)
+        return name
+
+    def op(self, op_type: str, inputs: list[str], stem: str = "", output: str = "", **attrs) -> str:
+        """Add one node and return its output's name (``output`` when given)."""
+        out = output or self.name(stem or op_type.lower())
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+
+# --- layers ----------------------------------------------------------------------------------
+
+
+def _dense(g: _Graph, layer: Any, x: str, index: int) -> str:
+    W = g.const(f"W{index}", to_host(layer.W))  # (n_in, n_out), as matnet stores it
+    b = g.const(f"b{index}", to_host(layer.b).reshape(-1))
+    return g.op("Add", [g.op("MatMul", [x, W], f"XW{index}"), b], f"Z{index}")
+
+
+def _standardize(g: _Graph, layer: Any, x: str, index: int) -> str:
+    if layer.needs_adapt():
+        raise NotFittedError(
+            f"layer {index}, {layer!r}, has no statistics yet: train the model (or call its "
+            "adapt(X)) before exporting it"
+        )
+    centred = g.op("Sub", [x, g.const(f"mean{index}", to_host(layer.mean).reshape(-1))])
+    return g.op("Div", [centred, g.const(f"scale{index}", to_host(layer.scale).reshape(-1))])
+
+
+def _dropout(g: _Graph, layer: Any, x: str, index: int) -> str:
+    return x  # inverted dropout is the identity at inference
+
+
+def _activation(g: _Graph, layer: Any, x: str, index: int) -> str:
+    return _ACTIVATION_RULES[type(layer.fn)](g, layer.fn, x)
+
+
+def _leaky_relu(g: _Graph, fn: Any, x: str) -> str:
+    factor = g.op(
+        "Where",
+        [
+            g.op("Greater", [x, g.const("zero", 0.0)]),
+            g.const("one", 1.0),
+            g.const("alpha", fn.alpha),
+        ],
+    )
+    return g.op("Mul", [x, factor], "leaky_relu")
+
+
+def _gelu(g: _Graph, fn: Any, x: str) -> str:
+    # ½ Z (1 + tanh(c (Z + 0.044715 Z³))), in matnet.functional.gelu's order of operations
+    cube = g.op("Mul", [g.op("Mul", [x, x]), x])
+    inner = g.op("Add", [x, g.op("Mul", [g.const("k", 0.044715), cube])])
+    t = g.op("Tanh", [g.op("Mul", [g.const("c", np.sqrt(2.0 / np.pi)), inner])])
+    half_x = g.op("Mul", [g.const("half", 0.5), x])
+    return g.op("Mul", [half_x, g.op("Add", [g.const("one", 1.0), t])], "gelu")
+
+
+_LAYER_RULES: dict[type, Callable[[_Graph, Any, str, int], str]] = {
+    Dense: _dense,
+    Standardize: _standardize,
+    Dropout: _dropout,
+    Activation: _activation,
+}
+
+_ACTIVATION_RULES: dict[type[acts.Activation], Callable[[_Graph, Any, str], str]] = {
+    acts.Identity: lambda g, fn, x: x,
+    acts.ReLU: lambda g, fn, x: g.op("Relu", [x]),
+    acts.LeakyReLU: _leaky_relu,
+    acts.Sigmoid: lambda g, fn, x: g.op("Sigmoid", [x]),
+    acts.Tanh: lambda g, fn, x: g.op("Tanh", [x]),
+    acts.GELU: _gelu,
+    acts.Softmax: lambda g, fn, x: g.op("Softmax", [x], axis=1),
+}
+
+
+# --- the loss's link and the outputs ---------------------------------------------------------
+
+
+def _labels(g: _Graph, indices: str, labels: np.ndarray | None) -> str:
+    """``label``: the class labels at ``indices`` (int64), or the indices themselves."""
+    if labels is None:
+        return g.op("Identity", [indices], output="label")
+    return g.op("Gather", [g.const("classes", labels, labels.dtype), indices], output="label")
+
+
+def _softmax_outputs(g: _Graph, model: Sequential, z: str) -> list[tuple[str, Any, list]]:
+    g.op("Softmax", [z], axis=1, output="probabilities")
+    _labels(g, g.op("ArgMax", [z], "class_index", axis=1, keepdims=0), _class_labels(model))
+    k = model.n_outputs
+    return [("label", None, ["N"]), ("probabilities", g.dtype, ["N", k])]
+
+
+def _binary_outputs(g: _Graph, model: Sequential, z: str) -> list[tuple[str, Any, list]]:
+    k = model.n_outputs
+    p = g.op("Sigmoid", [z], "p")
+    decided = g.op("Cast", [g.op("Greater", [z, g.const("zero", 0.0)])], "decided", to=7)
+    if k > 1:  # multi-label: k independent 0/1 labels
+        g.op("Identity", [decided], output="label")
+        g.op("Identity", [p], output="probabilities")
+        return [("label", np.int64, ["N", k]), ("probabilities", g.dtype, ["N", k])]
+    q = g.op("Sub", [g.const("one", 1.0), p], "q")
+    g.op("Concat", [q, p], output="probabilities", axis=1)
+    flat = g.op("Reshape", [decided, g.const("flat", [-1], np.int64)], "class_index")
+    _labels(g, flat, _class_labels(model))
+    return [("label", None, ["N"]), ("probabilities", g.dtype, ["N", 2])]
+
+
+def _regression_outputs(g: _Graph, model: Sequential, z: str) -> list[tuple[str, Any, list]]:
+    values = g.op("Exp", [z], "rate") if type(model.loss) is losses.PoissonLoss else z
+    if model.target_scaling is not None:
+        mean, scale = model.target_scaling
+        scaled = g.op("Mul", [values, g.const("target_scale", np.reshape(scale, -1))])
+        values = g.op("Add", [scaled, g.const("target_mean", np.reshape(mean, -1))])
+    g.op("Identity", [values], output="variable")
+    return [("variable", g.dtype, ["N", model.n_outputs])]
+
+
+_LOSS_RULES: dict[
+    type[losses.Loss], Callable[[_Graph, Sequential, str], list[tuple[str, Any, list]]]
+] = {
+    losses.SoftmaxCrossEntropy: _softmax_outputs,
+    losses.BinaryCrossEntropy: _binary_outputs,
+    losses.MeanSquaredError: _regression_outputs,
+    losses.PoissonLoss: _regression_outputs,
+}
+
+
+def _class_labels(model: Sequential) -> np.ndarray | None:
+    """The labels ``predict`` answers with (None: class indices), as an ONNX-ready array."""
+    labels = model._class_labels()  # the model's own rule, so predict and the graph agree
+    if labels is None:
+        return None
+    if labels.dtype.kind not in "iUbf":
+        raise ConversionError(
+            f"the model's classes {model.classes!r} mix kinds that no ONNX tensor holds; give it "
+            "classes that are all integers or all strings (model.classes = [...]) before exporting"
+        )
+    return labels.astype(np.int64) if labels.dtype.kind == "i" else labels
+
+
+# --- the entry point -------------------------------------------------------------------------
+
+
+def _check_convertible(model: Sequential) -> Callable[[_Graph, Sequential, str], list]:
+    """Raise before any work for the first part of the model that has no rule; return the
+    loss's rule."""
+    for index, layer in enumerate(model.layers):
+        if type(layer) not in _LAYER_RULES:
+            raise ConversionError(
+                f"layer {index}, {layer!r} ({type(layer).__name__}), has no ONNX export rule; "
+                f"matnet exports {', '.join(cls.__name__ for cls in _LAYER_RULES)} layers"
+            )
+        if isinstance(layer, Activation) and type(layer.fn) not in _ACTIVATION_RULES:
+            raise ConversionError(
+                f"layer {index}, Activation({layer.fn.name}), has no ONNX export rule; matnet "
+                "exports the built-in activations "
+                + ", ".join(cls.name for cls in _ACTIVATION_RULES)
+            )
+    if model.loss is None:
+        raise ConversionError(
+            "the model has no loss, so its outputs have no link or meaning to export; pass "
+            "loss=... to the model (or train it with fit) first"
+        )
+    if type(model.loss) not in _LOSS_RULES:
+        raise ConversionError(
+            f"the loss {model.loss.name!r} has no ONNX export rule; matnet exports the outputs of "
+            + ", ".join(cls.name for cls in _LOSS_RULES)
+        )
+    return _LOSS_RULES[type(model.loss)]
+
+
+def to_onnx(
+    model: Sequential,
+    path: str | os.PathLike | None = None,
+    *,
+    dtype: Any = None,
+    opset: int = DEFAULT_OPSET,
+) -> Any:
+    """Export the whole model (preprocessing, layers, the loss's link) as an ONNX graph.
+
+    Parameters
+    ----------
+    model : Sequential
+        A model with a loss (its task decides the outputs) and fitted preprocessing.
+    path : str or os.PathLike, optional
+        Where to write the ``.onnx`` file (atomically); nothing is written when None.
+    dtype : {"float32", "float64"}, optional
+        The graph's float type, of ``X`` and every float output; default the model's dtype.
+    opset : int
+        The ONNX opset, from 13 to the installed onnx package's newest (default 17; see the
+        module's notes).
+
+    Returns
+    -------
+    onnx.ModelProto
+        Input ``X`` (N, n_features); outputs ``label`` (N,) and ``probabilities`` (N, n_classes) for
+        a classifier, ``variable`` (N, n_outputs) for a regressor. ``metadata_props`` holds the
+        model's ``feature_names`` and ``classes`` as JSON.
+
+    Raises
+    ------
+    ConversionError
+        For a layer, activation or loss without an export rule (naming it), or class labels no ONNX
+        tensor can hold; raised before anything is built or written.
+    NotFittedError
+        When a preprocessing layer has no statistics yet.
+    OptionalDependencyError
+        When the ``onnx`` package is missing (``pip install 'matnet[onnx]'``).
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"to_onnx needs a matnet Sequential model, got {type(model).__name__}")
+    graph_dtype = resolve_dtype(model.dtype if dtype is None else dtype)
+    onnx = import_optional("onnx", "onnx", "ONNX export")
+    newest = int(onnx.defs.onnx_opset_version())
+    check_int_range("opset", opset, MIN_OPSET, newest, " (the installed onnx package's newest)")
+    outputs_rule = _check_convertible(model)
+    _class_labels(model)  # raises for labels no tensor holds
+    g = _Graph(onnx, graph_dtype)
+    x = "X"
+    for index, layer in enumerate(model.layers):
+        x = _LAYER_RULES[type(layer)](g, layer, x, index)
+    outputs = outputs_rule(g, model, x)
+    proto = _model_proto(onnx, g, model, outputs, int(opset))
+    if path is not None:
+        atomic_write(path, proto.SerializeToString())
+    return proto
+
+
+def _model_proto(
+    onnx: Any, g: _Graph, model: Sequential, outputs: list[tuple[str, Any, list]], opset: int
+) -> Any:
+    """The checked ModelProto around the graph's nodes, with typed input and outputs."""
+    from matnet import __version__
+
+    helper = onnx.helper
+    float_type = helper.np_dtype_to_tensor_dtype(np.dtype(g.dtype))
+    labels = _class_labels(model)
+    label_type = onnx.TensorProto.INT64 if labels is None else _tensor_type(onnx, labels.dtype)
+    values = [
+        helper.make_tensor_value_info(
+            name,
+            label_type if dtype is None else helper.np_dtype_to_tensor_dtype(np.dtype(dtype)),
+            shape,
+        )
+        for name, dtype, shape in outputs
+    ]
+    graph = helper.make_graph(
+        g.nodes,
+        "matnet",
+        [helper.make_tensor_value_info("X", float_type, ["N", model.n_features])],
+        values,
+        g.initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(
+        graph,
+        opset_imports=opsets,
+        producer_name="matnet",
+        producer_version=__version__,
+        doc_string=f"matnet {model!r} exported with loss {model.loss.name!r}",  # type: ignore[union-attr]
+        # The oldest IR version that carries this opset, so older runtimes read the file.
+        ir_version=helper.find_min_ir_version_for(opsets),
+    )
+    meta = {"feature_names": model.feature_names, "classes": model.classes}
+    helper.set_model_props(proto, {k: json.dumps(v) for k, v in meta.items() if v is not None})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _tensor_type(onnx: Any, dtype: np.dtype) -> int:
+    if dtype.kind == "U":
+        return int(onnx.TensorProto.STRING)
+    return int(onnx.helper.np_dtype_to_tensor_dtype(dtype))

@@ -1,0 +1,306 @@
+"""ONNX export: every layer, activation and loss, run in ONNX Runtime and compared with matnet.
+
+Tolerances: relative 1e-5 in float32 and 1e-12 in float64, per entry; labels identical."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import matnet
+from matnet.activations import Activation as ActivationFunction
+from matnet.cli import main
+from matnet.errors import ConversionError, NotFittedError, OptionalDependencyError
+from matnet.layers import Activation, Dense, Dropout, Layer, Standardize
+from matnet.losses import MeanSquaredError
+
+onnx = pytest.importorskip("onnx", reason="the ONNX export tests need matnet[onnx] (onnx)")
+ort = pytest.importorskip("onnxruntime", reason="the parity tests run the graph in ONNX Runtime")
+
+RTOL = {"float32": 1e-5, "float64": 1e-12}
+DTYPES = ["float32", "float64"]
+ACTIVATIONS = [
+    "identity",
+    "relu",
+    {"name": "leaky_relu", "alpha": 0.2},
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "softmax",
+]
+
+
+def session(proto):
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def run(proto, X):
+    """ONNX Runtime's outputs by name."""
+    s = session(proto)
+    names = [o.name for o in s.get_outputs()]
+    return dict(zip(names, s.run(None, {"X": X}), strict=True))
+
+
+def assert_close(actual, expected, dtype):
+    assert actual.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=0)
+
+
+def data(n=60, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(2.0, 3.0, size=(n, d))  # raw scale: the Standardize layer matters
+
+
+def classifier(activation, dtype, loss="cross_entropy", n_out=3, classes=None, seed=1):
+    """An untrained MLP with preprocessing, dropout and random biases (so every term counts)."""
+    model = matnet.MLP(
+        [4, 7, 5, n_out],
+        activation,
+        standardize=True,
+        dropout=0.25,
+        loss=loss,
+        dtype=dtype,
+        seed=seed,
+    )
+    model.adapt(data())
+    rng = np.random.default_rng(seed)
+    for layer in model.dense_layers:
+        layer.b[...] = rng.normal(0, 0.5, size=layer.b.shape)
+    model.classes = classes
+    return model
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "activation", ACTIVATIONS, ids=lambda a: a if isinstance(a, str) else a["name"]
+)
+def test_every_activation_and_layer_matches_matnet(activation, dtype):
+    model = classifier(activation, dtype, classes=[10, 20, 30])
+    X = data(seed=3).astype(dtype)
+    out = run(matnet.to_onnx(model), X)
+    assert_close(out["probabilities"], model.predict_proba(X), dtype)
+    assert out["label"].dtype == np.int64
+    np.testing.assert_array_equal(out["label"], model.predict(X))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_classifier_without_classes_gives_class_indices(dtype):
+    model = classifier("relu", dtype, classes=None)
+    X = data(seed=4).astype(dtype)
+    out = run(matnet.to_onnx(model), X)
+    assert out["label"].dtype == np.int64
+    np.testing.assert_array_equal(out["label"], model.predict(X))
+    assert_close(out["probabilities"], model.predict_proba(X), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_string_classes_come_back_as_strings(dtype):
+    model = classifier("tanh", dtype, classes=["setosa", "versicolor", "virginica"])
+    X = data(seed=5).astype(dtype)
+    out = run(matnet.to_onnx(model), X)
+    expected = model.predict(X)
+    assert len(set(expected)) > 1  # the test sees more than one class
+    assert out["label"].tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_model_gives_both_columns_as_skl2onnx(dtype):
+    model = classifier("relu", dtype, loss="binary_cross_entropy", n_out=1, classes=["no", "yes"])
+    X = data(seed=6).astype(dtype)
+    out = run(matnet.to_onnx(model), X)
+    p = model.predict_proba(X)  # (n, 1): the probability of the second class
+    assert out["probabilities"].shape == (len(X), 2)
+    assert_close(out["probabilities"], np.column_stack([1 - p[:, 0], p[:, 0]]), dtype)
+    expected = model.predict(X)
+    assert set(expected) == {"no", "yes"}
+    assert out["label"].tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_label_model_gives_a_label_per_output(dtype):
+    model = classifier("sigmoid", dtype, loss="binary_cross_entropy", n_out=3)
+    X = data(seed=7).astype(dtype)
+    out = run(matnet.to_onnx(model), X)
+    assert_close(out["probabilities"], model.predict_proba(X), dtype)
+    assert out["label"].shape == (len(X), 3)
+    np.testing.assert_array_equal(out["label"], model.predict(X))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", ["mse", "poisson"])
+def test_regressor_values_in_target_units(loss, dtype):
+    model = classifier("gelu", dtype, loss=loss, n_out=2)
+    model.target_scaling = (np.array([100.0, -3.0]), np.array([15.0, 0.5]))
+    X = data(seed=8).astype(dtype)
+    out = run(matnet.to_onnx(model), X)
+    assert list(out) == ["variable"]
+    assert_close(out["variable"], model.predict(X), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_single_output_regressor_is_a_column(dtype):
+    model = classifier("relu", dtype, loss="mse", n_out=1)
+    X = data(seed=9).astype(dtype)
+    out = run(matnet.to_onnx(model), X)
+    assert out["variable"].shape == (len(X), 1)  # skl2onnx's shape; predict gives (n,)
+    assert_close(out["variable"][:, 0], model.predict(X), dtype)
+
+
+def test_trained_model_matches_after_fit():
+    """A model trained by fit (its scaler, labels and weights set by training) exports exactly."""
+    X = data(200, seed=10)
+    y = np.where(X[:, 0] + X[:, 1] > 4, "high", "low")
+    model = matnet.MLP([4, 8, 2], "relu", standardize=True, loss="cross_entropy", dtype="float64")
+    model.fit(X, y, epochs=3, verbose=0)
+    out = run(matnet.to_onnx(model), X)
+    assert_close(out["probabilities"], model.predict_proba(X), "float64")
+    assert out["label"].tolist() == model.predict(X).tolist()
+
+
+def test_dynamic_batch_one_row_and_a_hundred():
+    model = classifier("relu", "float32", classes=[1, 2, 3])
+    proto = matnet.to_onnx(model)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    s = session(proto)
+    for n in (1, 100):
+        X = data(n, seed=n).astype(np.float32)
+        label, proba = s.run(None, {"X": X})
+        assert proba.shape == (n, 3) and label.shape == (n,)
+        np.testing.assert_array_equal(label, model.predict(X))
+
+
+def test_dtype_override_and_checker(tmp_path):
+    model = classifier("relu", "float64", classes=[0, 1, 2])
+    path = tmp_path / "m.onnx"
+    matnet.to_onnx(model, path, dtype="float32")
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    X = data(seed=11).astype(np.float32)
+    out = run(proto, X)
+    assert_close(out["probabilities"], model.astype("float32").predict_proba(X), "float32")
+    assert proto.opset_import[0].version == matnet.export.DEFAULT_OPSET
+    assert proto.producer_name == "matnet"
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_opsets_that_runtimes_read(opset):
+    model = classifier("gelu", "float64", classes=[0, 1, 2])
+    proto = matnet.to_onnx(model, opset=opset)
+    assert proto.opset_import[0].version == opset
+    X = data(seed=12)
+    assert_close(run(proto, X)["probabilities"], model.predict_proba(X), "float64")
+
+
+def test_metadata_names_features_and_classes():
+    model = classifier("relu", "float32", classes=["a", "b", "c"])
+    model.feature_names = ["w", "x", "y", "z"]
+    props = {p.key: p.value for p in matnet.to_onnx(model).metadata_props}
+    assert json.loads(props["classes"]) == ["a", "b", "c"]
+    assert json.loads(props["feature_names"]) == ["w", "x", "y", "z"]
+
+
+# --- what cannot be exported -----------------------------------------------------------------
+
+
+class Doubler(Layer):
+    def forward(self, A_prev, training=False, rng=None, rows=None):
+        return 2 * A_prev, lambda dA: 2 * dA
+
+    def config(self):
+        return {"type": "Doubler"}
+
+
+class Cube(ActivationFunction):
+    name = "cube_for_onnx_test"
+
+    def forward(self, Z, out):
+        out[...] = Z**3
+        return out
+
+    def backward(self, dA, Z, A):
+        return dA * 3 * Z**2
+
+
+class Huber(MeanSquaredError):  # noqa: N818 (a loss, not an exception)
+    name = "huber_for_onnx_test"
+
+
+def _with(layer, loss="cross_entropy"):
+    return matnet.Sequential([Dense(4, 3), layer, Dense(3, 2)], loss=loss)
+
+
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        (lambda: _with(Doubler()), "layer 1, Doubler() (Doubler), has no ONNX export rule"),
+        (lambda: _with(Activation(Cube())), "Activation(cube_for_onnx_test), has no ONNX"),
+        (lambda: _with(Dropout(0.1), loss=Huber()), "loss 'huber_for_onnx_test' has no ONNX"),
+        (lambda: _with(Dropout(0.1), loss=None), "the model has no loss"),
+    ],
+    ids=["custom-layer", "custom-activation", "custom-loss", "no-loss"],
+)
+def test_what_onnx_cannot_express_is_named_before_any_write(model, words, tmp_path):
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ConversionError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        matnet.to_onnx(model(), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unfitted_standardize_and_mixed_classes():
+    model = matnet.Sequential([Standardize(4), Dense(4, 2)], loss="cross_entropy")
+    with pytest.raises(NotFittedError, match=r"layer 0, Standardize\(4\), has no statistics"):
+        matnet.to_onnx(model)
+    model = matnet.MLP([4, 2], loss="cross_entropy")
+    model.classes = [None, "b"]
+    with pytest.raises(ConversionError, match="mix kinds that no ONNX tensor holds"):
+        matnet.to_onnx(model)
+
+
+@pytest.mark.parametrize("bad", [12, 10_000, "17", True])
+def test_bad_opset(bad):
+    with pytest.raises(ValueError, match=f"opset={bad!r} must be an integer from 13"):
+        matnet.to_onnx(matnet.MLP([4, 2], loss="cross_entropy"), opset=bad)
+
+
+def test_missing_onnx_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(OptionalDependencyError, match=r"pip install 'matnet\[onnx\]'"):
+        matnet.to_onnx(matnet.MLP([4, 2], loss="cross_entropy"))
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_cli_export_runs_like_predict(tmp_path, capsys):
+    model = classifier("relu", "float32", classes=["a", "b", "c"])
+    matnet.save(model, tmp_path / "m.safetensors")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tmp_path / "m.safetensors"), str(out), "--dtype", "float64"]) == 0
+    assert "outputs label, probabilities" in capsys.readouterr().err
+    X = data(seed=13)
+    result = run(onnx.load(str(out)), X)
+    loaded = matnet.load(tmp_path / "m.safetensors")
+    assert result["label"].tolist() == loaded.predict(X).tolist()
+    assert_close(result["probabilities"], loaded.astype("float64").predict_proba(X), "float64")
+
+
+def test_cli_export_errors_are_one_line(tmp_path, capsys):
+    matnet.save(matnet.MLP([4, 2], loss="cross_entropy"), tmp_path / "m.safetensors")
+    assert main(["export", str(tmp_path / "m.safetensors"), str(tmp_path / "no" / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "folder" in err and "does not exist" in err
+    assert main(["export", str(tmp_path / "m.safetensors"), "x.onnx", "--opset", "5"]) == 2
+    assert "opset=5 must be an integer from 13" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("classes", [[False, True], [0.5, 1.5], [-1, 1]], ids=str)
+def test_bool_float_and_int_classes_keep_their_type(classes):
+    model = classifier("relu", "float64", loss="binary_cross_entropy", n_out=1, classes=classes)
+    X = data(seed=14)
+    label = run(matnet.to_onnx(model), X)["label"]
+    expected = model.predict(X)
+    assert label.dtype.kind == expected.dtype.kind
+    np.testing.assert_array_equal(label, expected)
