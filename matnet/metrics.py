@@ -307,17 +307,23 @@ def _log_loss(t: np.ndarray, P: np.ndarray) -> float:
 
 
 def classification_scores(
-    y_true: Any, proba: Any, labels: Any = None, *, zero_division: float = 0.0
+    y_true: Any,
+    proba: Any,
+    labels: Any = None,
+    *,
+    y_pred: Any = None,
+    zero_division: float = 0.0,
 ) -> dict[str, Any]:
-    """Every classification metric from the true labels and the predicted probabilities, with the
-    decision being the most probable class (as :meth:`matnet.Sequential.predict` decides for
-    exclusive classes).
+    """Every classification metric from the true labels, the predicted probabilities and the
+    decisions.
 
     Parameters
     ----------
     y_true : array of shape (n,), class labels
     proba : array of shape (n, k)
     labels : sequence of k labels, optional
+    y_pred : array of shape (n,), optional
+        The decisions (a model's ``predict``); default: the most probable class of each row.
     zero_division : 0.0, 1.0 or nan
 
     Returns
@@ -328,9 +334,9 @@ def classification_scores(
         k lists of counts). Every value is JSON-serializable except that undefined averages are nan.
     """
     zero_division = _check_zero_division(zero_division)
-    t, _, labels = check_class_targets(y_true, None, labels)
+    t, p, labels = check_class_targets(y_true, y_pred, labels)
     P = check_probabilities(proba, t.size, len(labels))
-    matrix = _confusion(t, np.argmax(P, axis=1), len(labels))
+    matrix = _confusion(t, np.argmax(P, axis=1) if p is None else p, len(labels))
     report = _report(matrix, labels, zero_division)
     return {
         "accuracy": report.pop("accuracy"),

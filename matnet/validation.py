@@ -226,7 +226,10 @@ def check_class_targets(
     lookup = {label: i for i, label in enumerate(labels)}
     encoded = []
     for name, y in zip(("y_true", "y_pred"), arrays, strict=False):
-        values, inverse = np.unique(y, return_inverse=True)
+        try:
+            values, inverse = np.unique(y, return_inverse=True)
+        except TypeError:  # labels of several types (1 and "a") do not sort: one at a time
+            values, inverse = y, np.arange(y.size)
         unknown = [v for v in values.tolist() if v not in lookup]
         if unknown:
             raise ValueError(
