@@ -272,15 +272,15 @@ def _roc_auc(t: np.ndarray, P: np.ndarray, labels: list[Any]) -> dict[str, Any]:
                 "classes": [labels[1]], "reason": None}  # fmt: skip
     used = np.flatnonzero(present)
     aucs = [_binary_auc(t == j, P[:, j]) for j in used]
-    reason = None
+    left_out: str | None = None
     if used.size < k:
         absent = [labels[j] for j in np.flatnonzero(~present)]
-        reason = (
+        left_out = (
             f"classes without rows ({', '.join(map(repr, absent))}) have no one-vs-rest curve; "
             f"the macro average is over the other {used.size}"
         )
     return {"value": float(np.mean(aucs)), "average": average,
-            "classes": [labels[j] for j in used], "reason": reason}  # fmt: skip
+            "classes": [labels[j] for j in used], "reason": left_out}  # fmt: skip
 
 
 def log_loss(y_true: Any, proba: Any, labels: Any = None) -> float:
