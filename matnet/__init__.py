@@ -15,7 +15,7 @@ Quick start::
     matnet.save(model, "digits.safetensors")
 """
 
-from matnet import distributed, functional
+from matnet import distributed, functional, metrics
 from matnet.activations import ACTIVATION_NAMES, get_activation, register_activation
 from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
 from matnet.explain import explain
@@ -94,6 +94,7 @@ __all__ = [
     "get_schedule",
     "gradcheck",
     "load",
+    "metrics",
     "numerical_gradient",
     "save",
     "to_onnx",

@@ -1,4 +1,4 @@
-"""Training curves and confusion matrices as PNG files, with matplotlib (the ``plot`` extra).
+"""Training curves, confusion matrices and predicted-against-actual plots as PNG files, with matplotlib (the ``plot`` extra).
 
 matplotlib is imported inside each function, with the non-interactive Agg backend, so ``import matnet``
 never needs it. Images are rendered in memory and written with :func:`matnet.io.atomic_write`.
@@ -21,6 +21,8 @@ __all__ = [
     "plot_confusion_matrix",
     "history_png",
     "confusion_matrix_png",
+    "plot_regression",
+    "regression_png",
 ]
 
 INSTALL_HINT = "pip install 'matnet[plot]'"
@@ -140,5 +142,53 @@ def confusion_matrix_png(matrix: np.ndarray, labels: Sequence[str], *, title: st
                 color = "white" if matrix[i, j] > threshold else "black"
                 ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
     ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def plot_regression(
+    y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLike, *, title: str = ""
+) -> None:
+    """Write a regressor's predictions against the actual values, and the residuals against the
+    predictions, to a PNG.
+
+    Parameters
+    ----------
+    y_true, y_pred : ndarray of shape (n,)
+    path : str or path-like
+    title : str
+    """
+    atomic_write(path, regression_png(y_true, y_pred, title=title))
+
+
+def regression_png(y_true: np.ndarray, y_pred: np.ndarray, *, title: str = "") -> bytes:
+    """The PNG bytes of :func:`plot_regression`."""
+    plt = require_matplotlib()
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(
+            f"y_true has {y_true.size} values and y_pred {y_pred.size}; give one prediction per row"
+        )
+    # Many rows would hide each other as solid dots; fade them as the count grows.
+    alpha = float(np.clip(30 / np.sqrt(y_true.size), 0.15, 0.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    ax = axes[0]
+    ax.scatter(y_true, y_pred, s=12, alpha=alpha)
+    low = float(min(y_true.min(), y_pred.min()))
+    high = float(max(y_true.max(), y_pred.max()))
+    ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = actual")
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title("predicted against actual")
+    ax.legend()
+    ax = axes[1]
+    ax.scatter(y_pred, y_true - y_pred, s=12, alpha=alpha, color="C1")
+    ax.axhline(0.0, color="grey", linestyle="--")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual (actual − predicted)")
+    ax.set_title("residuals")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _png(fig)

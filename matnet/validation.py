@@ -14,11 +14,14 @@ from matnet.backend import all_finite
 
 __all__ = [
     "as_generator",
+    "check_class_targets",
     "check_features",
     "check_finite_rows",
     "check_int_range",
     "check_number",
     "check_positive_int",
+    "check_probabilities",
+    "check_regression_targets",
     "check_sample_weight",
     "check_targets",
     "holdout_rows",
@@ -215,3 +218,124 @@ def check_page_options(
         raise ValueError(f"max_side={max_side} must be at least 2 (rows and columns shown)")
     max_bytes = check_positive_int("max_bytes", max_bytes)
     return steps, batch, rate, max_side, max_bytes
+# --- metrics (matnet.metrics) --------------------------------------------------------------------
+
+
+def _one_dimensional(name: str, y: Any) -> np.ndarray:
+    try:
+        y = np.asarray(y)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be read as an array: {exc}") from exc
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} has shape {y.shape}; give one label per row as a 1-D array "
+            "(class labels, not one-hot rows)"
+        )
+    if y.size == 0:
+        raise ValueError(f"{name} has 0 rows; at least one is required")
+    return y
+
+
+def check_class_targets(
+    y_true: Any, y_pred: Any | None, labels: Any | None
+) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
+    """Class labels for a metric: ``(true indices, predicted indices or None, labels)``.
+
+    ``labels`` fixes the classes and their order (a model's ``classes``); without it they are the
+    sorted distinct values of ``y_true`` and ``y_pred``, as scikit-learn infers them. A value
+    outside ``labels`` is an error naming it.
+    """
+    y_true = _one_dimensional("y_true", y_true)
+    arrays = [y_true]
+    if y_pred is not None:
+        y_pred = _one_dimensional("y_pred", y_pred)
+        if y_pred.shape[0] != y_true.shape[0]:
+            raise ValueError(
+                f"y_pred has {y_pred.shape[0]} rows but y_true has {y_true.shape[0]}; "
+                "give one prediction per row"
+            )
+        arrays.append(y_pred)
+    for name, y in zip(("y_true", "y_pred"), arrays, strict=False):
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError(f"{name} contains NaN or infinity; class labels must be finite")
+    if labels is None:
+        labels = np.unique(np.concatenate(arrays)).tolist()
+    else:
+        labels = (
+            list(np.asarray(labels).tolist()) if isinstance(labels, np.ndarray) else list(labels)
+        )
+        if len(labels) == 0:
+            raise ValueError("labels is empty; give the classes in the order of the columns")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels {labels!r} repeat a class; give each class once")
+    lookup = {label: i for i, label in enumerate(labels)}
+    encoded = []
+    for name, y in zip(("y_true", "y_pred"), arrays, strict=False):
+        try:
+            values, inverse = np.unique(y, return_inverse=True)
+        except TypeError:  # labels of several types (1 and "a") do not sort: one at a time
+            values, inverse = y, np.arange(y.size)
+        unknown = [v for v in values.tolist() if v not in lookup]
+        if unknown:
+            raise ValueError(
+                f"{name} holds the label {unknown[0]!r}, which is not one of the classes "
+                f"{labels[:12]!r}; pass labels= with every class"
+            )
+        codes = np.asarray([lookup[v] for v in values.tolist()], dtype=np.intp)
+        encoded.append(codes[inverse.reshape(-1)])
+    return encoded[0], (encoded[1] if y_pred is not None else None), labels
+
+
+def check_probabilities(proba: Any, n_rows: int, n_classes: int) -> np.ndarray:
+    """Class probabilities as float64 of shape ``(n_rows, n_classes)``.
+
+    A 1-D array (or one column) is the probability of the second of two classes, as
+    scikit-learn reads it; values must be finite and in [0, 1].
+    """
+    try:
+        P = np.asarray(proba, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"proba could not be read as a numeric array: {exc}") from exc
+    if P.ndim == 1:
+        P = P[:, None]
+    if P.ndim != 2 or P.shape[0] != n_rows:
+        raise ValueError(
+            f"proba has shape {P.shape}; expected ({n_rows}, {n_classes}), a row per sample "
+            "and a column per class"
+        )
+    if P.shape[1] == 1 and n_classes == 2:
+        P = np.column_stack([1 - P[:, 0], P[:, 0]])
+    if P.shape[1] != n_classes:
+        raise ValueError(
+            f"proba has {P.shape[1]} columns for {n_classes} classes; give a column per class "
+            "in the order of labels"
+        )
+    if not np.all(np.isfinite(P)):
+        raise ValueError("proba contains NaN or infinity; probabilities must be finite")
+    if P.min() < 0 or P.max() > 1:
+        raise ValueError(
+            f"proba holds values outside [0, 1] (from {P.min():g} to {P.max():g}); give "
+            "probabilities (predict_proba), not logits"
+        )
+    return P
+
+
+def check_regression_targets(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and predictions as float64 arrays of the same shape, ``(n,)`` or ``(n, k)``."""
+    out = []
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name} could not be read as numbers: {exc}") from exc
+        if y.ndim not in (1, 2) or y.shape[0] == 0:
+            raise ValueError(f"{name} has shape {y.shape}; give (n,) or (n, k) values, n >= 1")
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"{name} contains NaN or infinity")
+        out.append(y)
+    if out[0].shape != out[1].shape:
+        raise ValueError(
+            f"y_true has shape {out[0].shape} but y_pred has {out[1].shape}; give one "
+            "prediction per target"
+        )
+    return out[0], out[1]

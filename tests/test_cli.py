@@ -166,9 +166,10 @@ def test_regression_is_chosen_for_a_many_valued_numeric_target(work, capsys):
     code, out, err = run(capsys, "evaluate", "d.safetensors", "diabetes.csv")
     assert code == 0, err
     parts = out.splitlines()[1].split()
-    assert parts[0::2] == ["MSE", "MAE", "R²"]
-    mse, mae, r2 = map(float, parts[1::2])
-    assert 0 < mae and mae**2 <= mse and 0.3 < r2 < 1  # in the target's own units
+    assert parts[0::2] == ["MAE", "RMSE", "R²", "MSE"]
+    mae, rmse, r2, mse = map(float, parts[1::2])
+    assert 0 < mae <= rmse and rmse**2 == pytest.approx(mse, rel=1e-3)
+    assert 0.3 < r2 < 1  # in the target's own units
     code, out, err = run(capsys, "predict", "d.safetensors", "diabetes.csv")
     values = np.array([float(v) for v in out.splitlines()[1:]])
     assert out.splitlines()[0] == "progression" and values.shape == (442,)

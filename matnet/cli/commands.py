@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from matnet import datasets, distributed
+from matnet import datasets, distributed, metrics
 from matnet.cli.common import (
     check_writable,
     class_indices,
     class_labels,
     class_proba,
     classification_metrics,
+    classification_report,
     confusion_table,
     csv_text,
     decisions,
@@ -37,10 +38,14 @@ from matnet.cli.common import (
     loss_of,
     note_unscaled,
     output_name,
+    per_class_table,
     plot_requested,
     predicted_values,
     read_for_model,
     regression_metrics,
+    regression_report,
+    roc_auc_how,
+    roc_auc_text,
     say,
     size_text,
 )
@@ -121,12 +126,42 @@ def _check_outputs(args: argparse.Namespace) -> Any:
     elif args.resume or args.checkpoint_every is not None:
         raise UsageError("--resume and --checkpoint-every need --checkpoint PATH")
     plot_requested(args.plot)
+    _history_requested(args)
     # None, or the MPI ranks of `mpiexec -n K matnet train ... --distributed` (stdout muted on
     # ranks above 0); a missing mpi4py is one line naming matnet[mpi].
     comm = distributed.cli_setup(args.distributed)
     if args.plot is not None and Path(args.plot).resolve() == Path(args.out).resolve():
         raise UsageError("--plot and --out name the same file")
     return comm
+
+
+def _history_requested(args: argparse.Namespace) -> None:
+    """--history PATH: a .csv or .json name that can be written and is no other output's."""
+    if args.history is None:
+        return
+    suffix = Path(args.history).suffix.lower()
+    if suffix not in (".csv", ".json"):
+        raise UsageError(
+            f"--history {args.history}: the name must end in .csv or .json (the format to write)"
+        )
+    check_writable(args.history, "history file")
+    here = Path(args.history).resolve()
+    for option, other in (
+        ("--out", args.out),
+        ("--plot", args.plot),
+        ("--checkpoint", args.checkpoint),
+    ):
+        if other is not None and Path(other).resolve() == here:
+            raise UsageError(f"--history and {option} name the same file")
+
+
+def _history_bytes(args: argparse.Namespace, history: Any) -> bytes | None:
+    """Every epoch's record in the format --history's name asks for (None without --history)."""
+    if args.history is None:
+        return None
+    if Path(args.history).suffix.lower() == ".json":
+        return history.to_json().encode("utf-8")
+    return history.to_csv().encode("utf-8")
 
 
 def _read_target(table: datasets.Table, task: str, loss: str) -> _Target:
@@ -309,11 +344,15 @@ def _report_and_write(
         say(f"trained {len(history)} epochs")
     for split, m in results.items():
         say(f"{split:<11} {format_metrics(m)}")
+    history_bytes = _history_bytes(args, history)
     atomic_write(args.out, blob)
     say(f"wrote {args.out} ({size_text(len(blob))})")
     if png is not None:
         atomic_write(args.plot, png)
         say(f"wrote {args.plot}")
+    if history_bytes is not None:
+        atomic_write(args.history, history_bytes)
+        say(f"wrote {args.history} ({len(history)} epochs)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -404,37 +443,80 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_classifier(
+    args: argparse.Namespace, model: Sequential, table: datasets.Table
+) -> tuple[dict[str, Any], list[str], bytes | None]:
+    """The report (for --json), the text lines and the confusion-matrix image of a classifier."""
+    report = classification_report(model, table.X, class_indices(model, table))
+    auc = report["roc_auc"]
+    labels = [str(label) for label in class_labels(model)]
+    lines = [f"{format_metrics(report)}  {roc_auc_text(auc)}"]
+    how = [roc_auc_how(auc, len(labels)), *([auc["reason"]] if auc["reason"] else [])]
+    how.append(
+        f"log-loss: probabilities clipped to [eps, 1 - eps], eps = {metrics.LOG_LOSS_EPS:.3g}, "
+        "as scikit-learn does"
+    )
+    lines += [f"  ({text})" for text in how if text]
+    lines += ["per-class report", per_class_table(report)]
+    lines += [f"note: {text}" for text in report["undefined"]]
+    lines.append("confusion matrix (rows: true class, columns: predicted class)")
+    lines.append(confusion_table(np.asarray(report["confusion_matrix"]), labels))
+    png = None
+    if args.plot is not None:
+        from matnet.plots import confusion_matrix_png
+
+        png = confusion_matrix_png(
+            np.asarray(report["confusion_matrix"]),
+            labels,
+            title=f"{Path(args.model).name} on {table.source}: accuracy {report['accuracy']:.3f}",
+        )
+    return report, lines, png
+
+
+def _evaluate_regressor(
+    args: argparse.Namespace, model: Sequential, table: datasets.Table
+) -> tuple[dict[str, Any], list[str], bytes | None]:
+    """The report (for --json), the text lines and the predicted-vs-actual image of a regressor."""
+    y = datasets.target_values(table)
+    report = regression_report(model, table.X, y)
+    predicted = report.pop("predicted")
+    lines = [format_metrics({k: report[k] for k in ("mae", "rmse", "r2", "mse")})]
+    lines += [f"note: {text}" for text in report["undefined"]]
+    png = None
+    if args.plot is not None:
+        from matnet.plots import regression_png
+
+        png = regression_png(
+            y,
+            predicted,
+            title=f"{Path(args.model).name} on {table.source}: R² {report['r2']:.3f}",
+        )
+    return report, lines, png
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    classify = is_classifier(model)
-    if args.plot is not None and not classify:
-        raise UsageError("--plot draws a confusion matrix, which needs a classifier")
     plot_requested(args.plot)
     table = read_for_model(model, args.data, args.target, need_target=True)
     note_unscaled(model, args.model)
-    lines = [f"{args.model} on {table.source}: {len(table)} rows"]
-    png = None
-    if classify:
-        m = classification_metrics(model, table.X, class_indices(model, table))
-        labels = [str(label) for label in class_labels(model)]
-        lines.append(format_metrics(m))
-        lines.append("confusion matrix (rows: true class, columns: predicted class)")
-        lines.append(confusion_table(m["confusion_matrix"], labels))
-        if args.plot is not None:
-            from matnet.plots import confusion_matrix_png
-
-            png = confusion_matrix_png(
-                m["confusion_matrix"],
-                labels,
-                title=f"{Path(args.model).name} on {table.source}: accuracy {m['accuracy']:.3f}",
-            )
+    classify = is_classifier(model)
+    evaluate = _evaluate_classifier if classify else _evaluate_regressor
+    report, lines, png = evaluate(args, model, table)
+    if args.json:
+        head = {
+            "model": args.model,
+            "data": table.source,
+            "rows": len(table),
+            "target": table.target_name,
+            "task": "classification" if classify else "regression",
+        }
+        sys.stdout.write(json.dumps(head | report, allow_nan=False) + "\n")
+        sys.stdout.flush()
     else:
-        y = datasets.target_values(table)
-        lines.append(format_metrics(regression_metrics(model, table.X, y)))
-    say("\n".join(lines))
+        say("\n".join([f"{args.model} on {table.source}: {len(table)} rows", *lines]))
     if png is not None:
         atomic_write(args.plot, png)
-        say(f"wrote {args.plot}")
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout, flush=True)
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from matnet import datasets
+from matnet import datasets, metrics
 from matnet.errors import UsageError
 from matnet.io import load
 from matnet.layers import Standardize
@@ -200,42 +200,95 @@ def predicted_values(model: Sequential, X: np.ndarray) -> np.ndarray:
 # --- metrics and tables ------------------------------------------------------------------------
 
 
+def _label_array(model: Sequential, indices: np.ndarray) -> np.ndarray:
+    """The model's own labels at ``indices``, as objects (so labels of any JSON type keep theirs)."""
+    labels = np.empty(len(class_labels(model)), dtype=object)
+    labels[:] = class_labels(model)
+    return labels[indices]
+
+
+def classification_report(model: Sequential, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Every classification metric of :func:`matnet.metrics.classification_scores` for class
+    indices ``y``, from the model's probabilities and its own decisions."""
+    return metrics.classification_scores(
+        _label_array(model, y),
+        class_proba(model, X),
+        class_labels(model),
+        y_pred=_label_array(model, predicted_indices(model, X)),
+    )
+
+
 def classification_metrics(model: Sequential, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Accuracy, log-loss and the confusion matrix for class indices ``y``."""
-    k = len(class_labels(model))
-    predicted = predicted_indices(model, X)
-    log_loss = model.evaluate(X, label_values(model, y))["loss"]
-    matrix = np.zeros((k, k), dtype=np.int64)
-    np.add.at(matrix, (y, predicted), 1)
+    report = classification_report(model, X, y)
     return {
-        "accuracy": float(np.mean(predicted == y)),
-        "log_loss": float(log_loss),
-        "confusion_matrix": matrix,
+        "accuracy": report["accuracy"],
+        "log_loss": report["log_loss"],
+        "confusion_matrix": np.asarray(report["confusion_matrix"], dtype=np.int64),
     }
 
 
-def regression_metrics(model: Sequential, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """MSE, MAE and R² in the target's own units."""
+def regression_report(model: Sequential, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """MAE, MSE, RMSE and R² in the target's own units, with notes on anything undefined, and
+    the predictions they were computed from (``"predicted"``, shape (n,))."""
     pred = predicted_values(model, X)
     if pred.shape[1] != 1:
         raise UsageError(
             f"the model predicts {pred.shape[1]} values per row; the command line scores one "
             "target column"
         )
-    residual = pred[:, 0] - y
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    return {
-        "mse": float(np.mean(residual**2)),
-        "mae": float(np.mean(np.abs(residual))),
-        "r2": 1 - float(np.sum(residual**2)) / ss_tot if ss_tot > 0 else 0.0,
+    return {**metrics.regression_scores(y, pred[:, 0]), "predicted": pred[:, 0]}
+
+
+def regression_metrics(model: Sequential, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE and R² in the target's own units."""
+    report = regression_report(model, X, y)
+    return {key: report[key] for key in ("mse", "rmse", "mae", "r2")}
+
+
+def format_metrics(values: dict[str, Any]) -> str:
+    names = {
+        "accuracy": "accuracy",
+        "log_loss": "log-loss",
+        "mse": "MSE",
+        "rmse": "RMSE",
+        "mae": "MAE",
+        "r2": "R²",
     }
-
-
-def format_metrics(metrics: dict[str, Any]) -> str:
-    names = {"accuracy": "accuracy", "log_loss": "log-loss", "mse": "MSE", "mae": "MAE", "r2": "R²"}
     return "  ".join(
-        f"{names[k]} {v:.4f}" for k, v in metrics.items() if k in names and isinstance(v, float)
+        f"{names[k]} {v:.4f}" for k, v in values.items() if k in names and isinstance(v, float)
     )
+
+
+def per_class_table(report: dict[str, Any]) -> str:
+    """Precision, recall, F1 and support per class and their averages, as aligned text."""
+    rows = [(str(c["label"])[:20], c) for c in report["classes"]]
+    rows += [("macro avg", report["macro_avg"]), ("weighted avg", report["weighted_avg"])]
+    width = max(12, *(len(name) for name, _ in rows))
+    lines = [f"{'class':>{width}}  precision  recall      F1  support"]
+    for i, (name, row) in enumerate(rows):
+        if i == len(report["classes"]):
+            lines.append("")
+        lines.append(
+            f"{name:>{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}"
+            f"  {row['support']:7d}"
+        )
+    return "\n".join(lines)
+
+
+def roc_auc_text(auc: dict[str, Any]) -> str:
+    if auc["value"] is None:
+        return "ROC-AUC undefined"
+    return f"ROC-AUC {auc['value']:.4f}"
+
+
+def roc_auc_how(auc: dict[str, Any], n_classes: int) -> str:
+    """How the ROC-AUC was averaged, in words."""
+    if auc["value"] is None:
+        return ""
+    if auc["average"] == "binary":
+        return f"ROC-AUC of class {auc['classes'][0]!r} against the other"
+    return f"ROC-AUC: one-vs-rest, macro average over {len(auc['classes'])} of {n_classes} classes"
 
 
 def confusion_table(matrix: np.ndarray, labels: list[str]) -> str:

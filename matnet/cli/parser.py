@@ -199,6 +199,12 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
     )
     p.add_argument("--plot", metavar="PNG", help="write training curves (needs matnet[plot])")
     p.add_argument(
+        "--history",
+        metavar="PATH",
+        help="write every epoch's record (loss, validation metric, learning rate, seconds) to "
+        "PATH.csv or PATH.json",
+    )
+    p.add_argument(
         "--checkpoint",
         metavar="PATH",
         help="write a resumable checkpoint here (atomically) at every epoch end",
@@ -238,7 +244,15 @@ def _add_model_commands(sub: argparse._SubParsersAction, data_help: str) -> None
         "--target", metavar="COLUMN", help="default: the column the model was trained on"
     )
     p.add_argument(
-        "--plot", metavar="PNG", help="write a confusion-matrix image (needs matnet[plot])"
+        "--plot",
+        metavar="PNG",
+        help="write a confusion matrix (classifier) or predicted against actual with the "
+        "residuals (regressor) as an image (needs matnet[plot])",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with every number instead of the text report",
     )
     p.set_defaults(func=cmd_evaluate)
 

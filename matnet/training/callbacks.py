@@ -54,7 +54,11 @@ A plain callable in ``callbacks=`` is called as ``on_epoch_end(epoch, logs)``.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -65,8 +69,10 @@ from typing import Any
 
 import numpy as np
 
+from matnet.backend import import_optional
 from matnet.checkpoint import TrainState, remove_stale_temporaries, write_checkpoint
 from matnet.errors import TrainingDivergedError
+from matnet.io import atomic_write
 
 __all__ = [
     "Callback",
@@ -370,10 +376,105 @@ class History(Callback):
     def __len__(self) -> int:
         return len(self.records)
 
+    def columns(self) -> list[str]:
+        """Every key recorded in any epoch, in the order they first appear (``epoch`` first)."""
+        seen: dict[str, None] = {}
+        for record in self.records:
+            seen.update(dict.fromkeys(record))
+        return list(seen)
+
+    def to_csv(self, path: str | os.PathLike | None = None) -> str:
+        """Every epoch's record as CSV: a header of :meth:`columns`, then a row per epoch.
+
+        Numbers are written with ``repr`` so they read back to the same float; a key an epoch lacks
+        is an empty cell, and a non-finite loss is ``nan`` or ``inf`` (which ``float`` and pandas read).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Write the text here, atomically (:func:`matnet.io.atomic_write`).
+
+        Returns
+        -------
+        str
+            The CSV text.
+        """
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        columns = self.columns()
+        writer.writerow(columns)
+        for record in self.records:
+            writer.writerow([_cell(record.get(key)) for key in columns])
+        text = buffer.getvalue()
+        if path is not None:
+            atomic_write(path, text.encode("utf-8"))
+        return text
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """Every epoch's record and how the run ended, as one JSON object.
+
+        ``{"epochs": [record, ...], "best_epoch", "stopped_early", "interrupted", "diverged",
+        "resumed_from"}``; a non-finite number (a diverged loss) is ``null``, since JSON has none.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Write the text here, atomically (:func:`matnet.io.atomic_write`).
+
+        Returns
+        -------
+        str
+            The JSON text.
+        """
+        document = {
+            "epochs": [{k: _json_value(v) for k, v in r.items()} for r in self.records],
+            "best_epoch": self.best_epoch,
+            "stopped_early": bool(self.stopped_early),
+            "interrupted": bool(self.interrupted),
+            "diverged": bool(self.diverged),
+            "resumed_from": list(self.resumed_from) if self.resumed_from else None,
+        }
+        text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+        if path is not None:
+            atomic_write(path, text.encode("utf-8"))
+        return text
+
+    def to_pandas(self) -> Any:
+        """Every epoch's record as a ``pandas.DataFrame``: a row per epoch, a column per key of
+        :meth:`columns` (missing values NaN), indexed by ``epoch``.
+
+        Raises
+        ------
+        matnet.errors.OptionalDependencyError
+            When pandas is not installed (``pip install 'matnet[pandas]'``).
+        """
+        pd = import_optional("pandas", "pandas", "History.to_pandas")
+        columns = self.columns()
+        frame = pd.DataFrame.from_records(
+            [{key: r.get(key) for key in columns} for r in self.records], columns=columns
+        )
+        return frame.set_index("epoch") if "epoch" in columns else frame
+
     def __repr__(self) -> str:
         last = self.records[-1] if self.records else {}
         shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float))
         return f"History({len(self)} epochs; last: {shown})"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class EarlyStopping(Callback):
