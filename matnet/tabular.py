@@ -116,12 +116,18 @@ def table_columns(table: Any) -> tuple[list[str], list[np.ndarray]]:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"X could not be read as a table: {exc}") from None
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"X must be a non-empty 2-D table (n_rows, n_columns), got shape {array.shape}")
+        raise ValueError(
+            f"X must be a non-empty 2-D table (n_rows, n_columns), got shape {array.shape}"
+        )
     return [f"x{j}" for j in range(array.shape[1])], [array[:, j] for j in range(array.shape[1])]
 
 
 def _names(option: Iterable[str] | None, what: str, known: list[str]) -> set[str]:
-    names = set() if option is None else {str(n) for n in ([option] if isinstance(option, str) else option)}
+    names = (
+        set()
+        if option is None
+        else {str(n) for n in ([option] if isinstance(option, str) else option)}
+    )
     unknown = sorted(names - set(known))
     if unknown:
         raise ValueError(
@@ -183,7 +189,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_numbers(name: str, present: np.ndarray) -> None:
-    for i, v in enumerate(present):
+    for v in present:
         if not _is_number(v):
             raise ValueError(
                 f"column {name!r} is declared numeric but holds {v!r} (and maybe more text); "

@@ -43,7 +43,9 @@ Array = Any
 
 #: Cells read as missing (besides None, NaN and pandas' NA): pandas' default ``na_values`` that
 #: spreadsheets and R write (``NA`` is what the palmerpenguins CSV uses).
-MISSING_TEXT = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "<NA>", "#N/A"})
+MISSING_TEXT = frozenset(
+    {"", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "<NA>", "#N/A"}
+)
 
 #: Slot numbers of a categorical code column.
 MISSING_SLOT, UNKNOWN_SLOT, FIRST_CATEGORY = 0, 1, 2
@@ -231,7 +233,9 @@ class TableInput(Layer):
                     f"the table lacks {len(missing)} of the model's {len(names)} columns "
                     f"({shown}); give every column the model was trained on"
                 )
-            lookup = {str(c): c for c in (table.keys() if isinstance(table, dict) else table.columns)}
+            lookup = {
+                str(c): c for c in (table.keys() if isinstance(table, dict) else table.columns)
+            }
             cells = [_column_cells(table[lookup[name]]) for name in names]
         else:
             try:
@@ -405,7 +409,11 @@ class RobustScale(Layer):
         return [("median", (1, d)), ("inv_scale", (1, d)), ("n_seen", (1,))]
 
     def bind_state(self, state):
-        self.median, self.inv_scale, self.n_seen = state["median"], state["inv_scale"], state["n_seen"]
+        self.median, self.inv_scale, self.n_seen = (
+            state["median"],
+            state["inv_scale"],
+            state["n_seen"],
+        )
 
     def needs_adapt(self):
         return float(self.n_seen[0]) == 0
@@ -466,7 +474,7 @@ class RobustScale(Layer):
 
     def describe(self, symbols: Symbols) -> Description:
         A, n, ell = symbols.input, symbols.n, symbols.index
-        k, S = len(self.owned), f"S{ell}"
+        k, S = len(self.owned), f"R{ell}"
         out = shape_text(n, self.output_width(self.n_in))
         return Description(
             output=S,
@@ -483,7 +491,9 @@ class RobustScale(Layer):
             backward=[
                 Equation(
                     f"d{A}[:, num] = d{S} ⊙ s ⊘ (1 + (U/3)²)^(3/2)  (0 where imputed)",
-                    shape_text(n, k), "", f"d{A}",
+                    shape_text(n, k),
+                    "",
+                    f"d{A}",
                 )  # fmt: skip
             ],
             kept=[(f"U {shape_text(n, k)}", n * k)],
@@ -575,7 +585,7 @@ class OneHot(_CategoryColumns):
 
     def describe(self, symbols: Symbols) -> Description:
         A, n, ell = symbols.input, symbols.n, symbols.index
-        S, out = f"S{ell}", shape_text(n, self.output_width(self.n_in))
+        S, out = f"H{ell}", shape_text(n, self.output_width(self.n_in))
         return Description(
             output=S,
             forward=[
@@ -633,7 +643,10 @@ class Embedding(_CategoryColumns):
         return self.dims
 
     def param_specs(self):
-        return [(f"E{k}", (s, d), True) for k, (s, d) in enumerate(zip(self.sizes, self.dims))]
+        return [
+            (f"E{k}", (s, d), True)
+            for k, (s, d) in enumerate(zip(self.sizes, self.dims, strict=True))
+        ]
 
     def bind(self, params, grads):
         self.E = [params[f"E{k}"] for k in range(len(self.owned))]
@@ -664,7 +677,7 @@ class Embedding(_CategoryColumns):
 
     def describe(self, symbols: Symbols) -> Description:
         A, n, ell = symbols.input, symbols.n, symbols.index
-        S, out = f"S{ell}", shape_text(n, self.output_width(self.n_in))
+        S, out = f"M{ell}", shape_text(n, self.output_width(self.n_in))
         params = [
             (f"E{ell}.{k}", f"E{k}", f"E{ell}.{k} {s}×{d} = {s * d:,}")
             for k, (s, d) in enumerate(zip(self.sizes, self.dims, strict=True))
@@ -682,7 +695,9 @@ class Embedding(_CategoryColumns):
             backward=[
                 Equation(
                     f"dE{ell}.j = onehot({A}[:, j])ᵀ · d{S}[:, block j]",
-                    ", ".join(f"({s}×{n})·({n}×{d})" for s, d in zip(self.sizes, self.dims)),
+                    ", ".join(
+                        f"({s}×{n})·({n}×{d})" for s, d in zip(self.sizes, self.dims, strict=True)
+                    ),
                     "a scatter-add of dZ's rows",
                     f"dE{ell}",
                 )
