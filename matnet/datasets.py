@@ -340,10 +340,14 @@ def read_csv(
         X = feature_cells.astype(np.float64)
     except ValueError:
         X = None
-    if raw and (X is None or not np.all(np.isfinite(X))):
-        X = np.char.strip(feature_cells).astype(object)  # the table model reads the raw cells
-    elif X is None or not np.all(np.isfinite(X)):
-        X = _parse_cells(source, feature_cells, [header[j] for j in columns], lines)
+    if X is None or not np.all(np.isfinite(X)):
+        names = [header[j] for j in columns]
+        try:
+            X = _parse_cells(source, feature_cells, names, lines)
+        except DataError:
+            if not raw:
+                raise
+            X = _raw_cells(source, feature_cells, names, lines)
     y = None if t is None else _target_cells(source, cells[:, t], header[t], lines)
     return Table(X, y, [header[j] for j in columns], target, source, lines=lines)
 
@@ -499,6 +503,19 @@ def _parse_cells(source: str, cells: np.ndarray, names: list[str], lines: list[i
                     "matnet needs finite numbers (remove or impute missing values)"
                 )
             X[i, j] = value
+    return X
+
+
+def _raw_cells(source: str, cells: np.ndarray, names: list[str], lines: list[int]) -> np.ndarray:
+    """The stripped cells as an object array of strings, for a table model; an infinity (which no
+    table layer can scale) names its line and column."""
+    X = np.char.strip(cells).astype(object)
+    words = np.char.lower(np.char.lstrip(np.char.strip(cells), "+-"))
+    for i, j in np.argwhere(np.isin(words, ["inf", "infinity"]))[:1]:
+        raise DataError(
+            f"{source}, line {lines[i]}, column {names[j]!r}: the value is {X[i, j]!r}; matnet "
+            "needs finite numbers (leave the cell empty to mark it missing)"
+        )
     return X
 
 

@@ -47,6 +47,7 @@ from matnet.cli.common import (
 from matnet.errors import DataError, UsageError
 from matnet.io import atomic_write, model_bytes
 from matnet.layers import Standardize
+from matnet.layers.tabular import is_missing
 from matnet.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, get_loss, loss_names
 from matnet.model import MLP, Sequential
 from matnet.tabular import ColumnReport, infer_columns, preprocessor
@@ -186,6 +187,13 @@ def _column_report(args: argparse.Namespace, table: datasets.Table) -> ColumnRep
     if not (table.X.dtype == object or args.categorical or args.numeric or args.tabular):
         return None
     columns = {name: table.X[:, j] for j, name in enumerate(table.feature_names)}
+    for name in args.numeric or []:
+        for i, cell in enumerate(columns.get(name, [])):
+            if not (is_missing(cell) or datasets.is_number(cell)):
+                raise DataError(
+                    f"{table.where(i)}, column {name!r}: {cell!r} is not a number (--numeric "
+                    f"{name}); fix the cell or leave it empty to mark it missing"
+                )
     try:
         return infer_columns(columns, categorical=args.categorical, numeric=args.numeric)
     except (ValueError, TypeError) as exc:
@@ -366,8 +374,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     task, loss = _task_and_loss(args, table)
     comm = _check_outputs(args)
     target = _read_target(table, task, loss)
-    rows = _split(args, target, len(table))
     report = _column_report(args, table)
+    rows = _split(args, target, len(table))
     if report is not None:
         say(f"column types of {table.source} (override with --categorical/--numeric):")
         say(report.text())
