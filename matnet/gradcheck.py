@@ -93,7 +93,7 @@ def gradcheck(
     X64 = model64.input_matrix(X)
     Y64 = check_targets(loss, y, X64.shape[0], model64.n_outputs, np.float64)
     _, analytic = _loss_and_grad(model64, X64, Y64, loss, seed)
-    numeric = numerical_gradient(model64, X64, y, loss, eps=eps, seed=seed)
+    numeric = numerical_gradient(model64, X, y, loss, eps=eps, seed=seed)
     worst = 0.0
     for where in model64.slices.values():
         a, b = analytic[where], numeric[where]
