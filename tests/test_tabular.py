@@ -18,7 +18,7 @@ import pytest
 import matnet
 from matnet.cli import main
 from matnet.datasets import read_csv
-from matnet.layers import Dense, Embedding, OneHot, RobustScale, TableInput
+from matnet.layers import Dense, Embedding, OneHot, RobustScale
 from matnet.layers.tabular import UNKNOWN_SLOT, smooth_clip
 from matnet.tabular import infer_columns, preprocessor
 
@@ -96,9 +96,9 @@ def _input_gradient_error(layer, A, columns, seed=0):
             plus, minus = A.copy(), A.copy()
             plus[i, j] += eps
             minus[i, j] -= eps
-            numeric = (
-                np.sum(layer.forward(plus)[0] * G) - np.sum(layer.forward(minus)[0] * G)
-            ) / (2 * eps)
+            numeric = (np.sum(layer.forward(plus)[0] * G) - np.sum(layer.forward(minus)[0] * G)) / (
+                2 * eps
+            )
             worst = max(worst, abs(numeric - dA[i, j]) / max(abs(numeric) + abs(dA[i, j]), 1e-9))
     return worst
 
@@ -334,7 +334,10 @@ def test_gzip_latin1_and_stdin(tmp_path, monkeypatch, capsys):
                  "--validation-fraction", "0", "--encoding", "latin-1",
                  "--out", str(tmp_path / "l1.st")])  # fmt: skip
     assert code == 0
-    assert matnet.load(tmp_path / "l1.st").layers[0].columns[0]["categories"] == ["Genève", "Zürich"]
+    assert matnet.load(tmp_path / "l1.st").layers[0].columns[0]["categories"] == [
+        "Genève",
+        "Zürich",
+    ]
 
 
 def test_parquet_through_pyarrow(tmp_path, penguin_model, capsys):
