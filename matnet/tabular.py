@@ -2,7 +2,7 @@
 go in front of any network so that the saved model takes raw rows.
 
 >>> layers = matnet.tabular.preprocessor(frame)          # doctest: +SKIP
->>> width = layers[-1].output_width(layers[-1].n_in)      # doctest: +SKIP
+>>> width = matnet.tabular.output_width(layers)           # doctest: +SKIP
 >>> model = matnet.Sequential([*layers, Dense(width, 64), ...])   # doctest: +SKIP
 
 See :mod:`matnet.layers.tabular` for the layers and how their state is stored.
@@ -28,7 +28,14 @@ from matnet.layers.tabular import (
     is_missing,
 )
 
-__all__ = ["ColumnReport", "ColumnInfo", "infer_columns", "preprocessor", "table_columns"]
+__all__ = [
+    "ColumnReport",
+    "ColumnInfo",
+    "infer_columns",
+    "output_width",
+    "preprocessor",
+    "table_columns",
+]
 
 #: A categorical column with at most this many categories is one-hot encoded, else embedded.
 ONE_HOT_MAX = 16
@@ -314,9 +321,9 @@ def preprocessor(
     Returns
     -------
     list of Layer
-        The first has ``n_in`` = the number of raw columns, and the model's feature names should
-        be ``report.names``; the width they output is
-        ``layers[-1].output_width(layers[-1].n_in)``.
+        The first has ``n_in`` = the number of raw columns (a Sequential starting with them takes
+        its feature names from it); :func:`output_width` gives the width they output, the
+        ``n_in`` of the network behind them.
 
     Raises
     ------
@@ -360,3 +367,14 @@ def preprocessor(
         dims = [embedding_dims or embedding_dim(s) for s in sizes]
         layers.append(Embedding(width, [position[j] for j in large], sizes, dims))
     return layers
+
+
+def output_width(layers: list[Layer]) -> int:
+    """The width of the matrix a chain of layers outputs, starting from the first one's ``n_in``
+    (for :func:`preprocessor`'s layers: the number of network inputs)."""
+    width = layers[0].n_in
+    if width is None:
+        raise ValueError(f"the first layer {layers[0]!r} does not fix its input width")
+    for layer in layers:
+        width = layer.output_width(width)
+    return width

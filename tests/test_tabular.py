@@ -20,7 +20,7 @@ from matnet.cli import main
 from matnet.datasets import read_csv
 from matnet.layers import Dense, Embedding, OneHot, RobustScale
 from matnet.layers.tabular import UNKNOWN_SLOT, smooth_clip
-from matnet.tabular import infer_columns, preprocessor
+from matnet.tabular import infer_columns, output_width, preprocessor
 
 PENGUINS = Path(__file__).parent / "data" / "penguins.csv"
 
@@ -34,7 +34,7 @@ def penguins() -> tuple[object, np.ndarray]:
 
 def table_model(frame, n_out=3, loss="cross_entropy", dtype="float64", **options):
     layers = preprocessor(frame, **options)
-    width = layers[-1].output_width(layers[-1].n_in)
+    width = output_width(layers)
     network = matnet.MLP([width, 8, n_out], seed=0, dtype=dtype)
     return matnet.Sequential([*layers, *network.layers], loss=loss, dtype=dtype, seed=0)
 
@@ -61,7 +61,7 @@ def test_preprocessor_layers_for_the_raw_penguins():
     layers = preprocessor(frame, report=report)
     assert [type(layer).__name__ for layer in layers] == ["TableInput", "RobustScale", "OneHot"]
     # 2 categorical codes become 5 + 4 one-hot columns; 5 numeric + 4 missing indicators.
-    assert layers[-1].output_width(layers[-1].n_in) == 5 + 4 + 5 + 4
+    assert output_width(layers) == 5 + 4 + 5 + 4
     assert "sex" in report.text() and "11 missing" in report.text()
 
 

@@ -46,11 +46,11 @@ from matnet.cli.common import (
 )
 from matnet.errors import DataError, UsageError
 from matnet.io import atomic_write, model_bytes
-from matnet.layers import Standardize
+from matnet.layers import Layer, Standardize
 from matnet.layers.tabular import is_missing
 from matnet.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, get_loss, loss_names
 from matnet.model import MLP, Sequential
-from matnet.tabular import ColumnReport, infer_columns, preprocessor
+from matnet.tabular import ColumnReport, infer_columns, output_width, preprocessor
 
 __all__ = [
     "cmd_train",
@@ -210,8 +210,10 @@ def _build_model(
     """The network with everything that turns raw rows into answers: a Standardize layer (or the
     table preprocessing layers) fitted on the training rows alone, the class labels, the column
     names and a regressor's target scaling."""
-    front = [Standardize(table.X.shape[1])] if report is None else preprocessor(None, report=report)
-    d = front[-1].output_width(front[-1].n_in)
+    front: list[Layer] = (
+        [Standardize(table.X.shape[1])] if report is None else preprocessor(None, report=report)
+    )
+    d = output_width(front)
     sizes = [d, *args.hidden, target.n_outputs]
     network = MLP(sizes, args.activation, dropout=args.dropout, dtype=args.dtype, seed=args.seed)
     # MLP's layers (with its choice of initializer per activation) behind the preprocessing, which

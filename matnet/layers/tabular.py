@@ -394,7 +394,7 @@ class RobustScale(Layer):
 
     def __init__(self, n_features: int, columns: list[int], indicators: list[int] | None = None):
         super().__init__()
-        self.n_in = _check_width("RobustScale", n_features)
+        self.n_in: int = _check_width("RobustScale", n_features)
         self.owned = _check_indices("RobustScale", columns, self.n_in)
         self.indicators = _check_indices("RobustScale", indicators or [], self.n_in)
         if not set(self.indicators) <= set(self.owned):
@@ -519,7 +519,7 @@ class _CategoryColumns(Layer):
     def __init__(self, n_features: int, columns: list[int], sizes: list[int]) -> None:
         super().__init__()
         name = type(self).__name__
-        self.n_in = _check_width(name, n_features)
+        self.n_in: int = _check_width(name, n_features)
         self.owned = _check_indices(name, columns, self.n_in)
         self.sizes = [int(s) for s in sizes]
         if len(self.sizes) != len(self.owned) or any(s < FIRST_CATEGORY for s in self.sizes):
