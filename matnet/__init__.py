@@ -15,7 +15,7 @@ Quick start::
     matnet.save(model, "digits.safetensors")
 """
 
-from matnet import distributed, functional, metrics
+from matnet import distributed, functional, metrics, tabular
 from matnet.activations import ACTIVATION_NAMES, get_activation, register_activation
 from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
 from matnet.explain import explain
@@ -84,6 +84,7 @@ __all__ = [
     "StepDecay",
     "TrainingDivergedError",
     "distributed",
+    "tabular",
     "explain",
     "fit",
     "from_torch",

@@ -218,6 +218,8 @@ def check_page_options(
         raise ValueError(f"max_side={max_side} must be at least 2 (rows and columns shown)")
     max_bytes = check_positive_int("max_bytes", max_bytes)
     return steps, batch, rate, max_side, max_bytes
+
+
 # --- metrics (matnet.metrics) --------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@ description of themselves (:meth:`Layer.describe`) that :func:`matnet.explain` p
 
 One module per layer: :mod:`~matnet.layers.dense` (the article's ``Z = A_prev·W + b``),
 :mod:`~matnet.layers.activation`, :mod:`~matnet.layers.dropout` and
-:mod:`~matnet.layers.preprocessing` (state fitted from the training rows). A new layer subclasses
+:mod:`~matnet.layers.preprocessing` (state fitted from the training rows) and
+:mod:`~matnet.layers.tabular` (raw tables: codes, robust scaling, one-hot, embeddings). A new layer subclasses
 :class:`Layer` and is registered with :func:`register_layer` so model files can rebuild it.
 """
 
@@ -21,8 +22,9 @@ from matnet.layers.base import (
 from matnet.layers.dense import INITIALIZERS, Dense
 from matnet.layers.dropout import Dropout
 from matnet.layers.preprocessing import Standardize
+from matnet.layers.tabular import Embedding, OneHot, RobustScale, TableInput
 
-for _cls in (Dense, Activation, Dropout, Standardize):
+for _cls in (Dense, Activation, Dropout, Standardize, TableInput, RobustScale, OneHot, Embedding):
     register_layer(_cls)
 
 __all__ = [
@@ -31,10 +33,14 @@ __all__ = [
     "Dense",
     "Description",
     "Dropout",
+    "Embedding",
     "Equation",
     "Layer",
+    "OneHot",
+    "RobustScale",
     "Standardize",
     "Symbols",
+    "TableInput",
     "layer_from_config",
     "layer_types",
     "register_layer",
