@@ -18,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import reprlib
+import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ __all__ = [
     "save_tensors",
     "load_tensors",
     "atomic_write",
+    "remove_abandoned_temporaries",
     "model_bytes",
     "FORMAT_VERSION",
 ]
@@ -40,6 +44,10 @@ __all__ = [
 # 2: non-trainable state tensors, classes, feature names and target scaling (matnet 0.2).
 FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# A header may describe at most this many tensors (JSON objects, counted while it is parsed, so a
+# 100 MB header of millions of empty tensors stops early): a matnet model holds 2-3 per layer, a
+# checkpoint a handful, and a large language model's safetensors file a few thousand.
+MAX_TENSORS = 100_000
 
 _DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
@@ -72,15 +80,70 @@ def _umask() -> int:
     return umask
 
 
+def _writer_tag() -> str:
+    """Who writes a temporary file: this process's id and a hash of the machine's name, so a later
+    write can tell an abandoned temporary (its writer is gone) from one being written right now."""
+    host = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+    return f"{os.getpid()}@{host}"
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this machine (POSIX; elsewhere nothing counts as gone)."""
+    if os.name != "posix" or pid <= 0:
+        return False  # on Windows os.kill(pid, 0) would terminate the process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process, say: it exists
+        return False
+    return False
+
+
+def remove_abandoned_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that writes of ``path`` left behind when their process died (a
+    SIGKILL, a power cut) and return their paths.
+
+    :func:`atomic_write` names them ``.<name>.<pid>@<host>.<random>.tmp``; only those written on
+    this machine by a process that no longer runs are deleted, so a write in progress (another
+    thread or process) keeps its file.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    ours = _writer_tag().split("@")[1]
+    prefix = f".{path.name}."
+    removed: list[Path] = []
+    try:
+        names = [entry.name for entry in os.scandir(folder)]
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        tag, dot, rest = name[len(prefix) : -len(".tmp")].partition(".")  # <pid>@<host>.<random>
+        pid, _, host = tag.partition("@")
+        if not dot or "." in rest:
+            continue
+        if host == ours and pid.isdigit() and _process_gone(int(pid)):
+            try:
+                os.unlink(folder / name)
+            except OSError:
+                continue
+            removed.append(folder / name)
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, whole.
 
     The bytes go to a temporary file in the same folder, which is flushed and fsynced and then renamed
     over ``path`` with ``os.replace``; the folder is fsynced so the rename itself survives a power cut.
+    Temporaries of earlier writes of ``path`` whose process was killed are deleted afterwards
+    (:func:`remove_abandoned_temporaries`).
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=folder)
     try:
         # mkstemp creates the file private (0600); give it the mode a plain open() would have,
         # or keep the mode of the file it replaces.
@@ -103,13 +166,15 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     try:
         dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+        dir_fd = None
+    if dir_fd is not None:
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass
+        finally:
+            os.close(dir_fd)
+    remove_abandoned_temporaries(path)
 
 
 def encode_tensors(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
@@ -152,7 +217,38 @@ def save_tensors(
     atomic_write(path, encode_tensors(tensors, metadata))
 
 
+# What a message may quote of a file's own text: hostile files hold 10 MB names, terminal escape
+# sequences and millions of entries, and the one line the command line prints must stay readable.
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxstring = _EXCERPT.maxother = 60
+_EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxtuple = 6
+_EXCERPT.maxlevel = 3
+MAX_PROBLEM_CHARS = 400
+
+
+def excerpt(value: Any) -> str:
+    """A short (at most about 60 characters), escaped ``repr`` of a value read from a file, for
+    messages: control characters and terminal escapes come out as ``\\x1b``, long strings and
+    lists are cut in the middle."""
+    return _EXCERPT.repr(value)
+
+
+def excerpt_text(text: str, limit: int | None = 160) -> str:
+    """``text`` (a label, a name, a message quoting a file) cut to ``limit`` characters and with
+    every control or other non-printable character escaped (``\\x1b[31m``, ``\\u202e``), so that
+    what a file says cannot drive the terminal it is printed on."""
+    if limit is not None and len(text) > limit:  # cut first: bounded work whatever the file holds
+        text = text[: limit - 3] + "..."
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def _fail(path: Any, problem: str) -> ModelFileError:
+    if len(problem) > MAX_PROBLEM_CHARS:  # a last guard; each quoted value is an excerpt already
+        problem = problem[: MAX_PROBLEM_CHARS - 3] + "..."
     return ModelFileError(f"{path}: {problem}")
 
 
@@ -168,14 +264,11 @@ def _nbytes(shape: list[int], itemsize: int, limit: int) -> int | None:
     return total
 
 
-def decode_tensors(
-    blob: bytes, source: Any = "<bytes>"
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Parse and check the bytes of a safetensors file; see :func:`load_tensors`."""
-    size = len(blob)
-    if size < 8:
+def _header_length(head: bytes, size: int, source: Any) -> int:
+    """The header length in the file's first 8 bytes, checked against the limit and ``size``."""
+    if len(head) < 8:
         raise _fail(source, f"file of {size} bytes is too short to be a model file (truncated?)")
-    n = int.from_bytes(blob[:8], "little")
+    n = int.from_bytes(head[:8], "little")
     if n > MAX_HEADER_BYTES:
         raise _fail(
             source,
@@ -186,10 +279,78 @@ def decode_tensors(
         raise _fail(
             source, f"header length {n} runs past the end of the {size}-byte file (truncated?)"
         )
+    return n
+
+
+_ENTRY_FIELDS = {"dtype", "shape", "data_offsets"}
+#: A checked header entry: name, dtype code, shape, and the byte span in the data section.
+_Entry = tuple[str, str, list[int], int, int]
+
+
+def _check_entry(key: str, entry: Any, data_size: int, source: Any) -> _Entry:
+    """One tensor's header entry, checked in constant work (plus its shape's length)."""
+    if not isinstance(entry, dict) or entry.keys() != _ENTRY_FIELDS:
+        raise _fail(source, f"tensor {excerpt(key)} needs exactly dtype, shape and data_offsets")
+    code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(code, str) or code not in _DTYPES:
+        raise _fail(source, f"tensor {excerpt(key)} has unknown dtype {excerpt(code)}")
+    if not (
+        isinstance(shape, list)
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise _fail(source, f"tensor {excerpt(key)} has an invalid shape {excerpt(shape)}")
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
+        raise _fail(source, f"tensor {excerpt(key)} has invalid data_offsets {excerpt(offsets)}")
+    begin, end = offsets
+    if not 0 <= begin <= end <= data_size:
+        hint = " (truncated file?)" if 0 <= begin <= end else " (begin after end)"
+        raise _fail(
+            source,
+            f"tensor {excerpt(key)} data_offsets {excerpt(offsets)} lie outside the "
+            f"{data_size}-byte data section{hint}",
+        )
+    # Python integers, and a product cut short once past the file: a lying shape cannot
+    # overflow, cost time in giant-number arithmetic, or cause an allocation.
+    expected = _nbytes(shape, _DTYPES[code].itemsize, data_size)
+    if end - begin != expected:
+        needs = "more bytes than the file has" if expected is None else f"{expected} bytes"
+        raise _fail(
+            source,
+            f"tensor {excerpt(key)} of {len(shape)}-D shape and dtype {code} needs {needs} "
+            f"but its offsets span {end - begin}",
+        )
+    return key, code, shape, begin, end
+
+
+def _parse_header(
+    text: bytes | bytearray, data_size: int, source: Any
+) -> tuple[list[_Entry], dict[str, str]]:
+    """The header's tensor entries (checked against a data section of ``data_size`` bytes, which
+    need not have been read yet) and its metadata."""
+    objects = 0
+
+    def counted(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal objects
+        objects += 1
+        if objects > MAX_TENSORS + 2:  # + 2: the __metadata__ object and the header itself
+            raise _fail(
+                source,
+                f"the header describes more than {MAX_TENSORS} objects (tensors); not a model file",
+            )
+        return dict(pairs)
+
     try:
-        header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+        header = json.loads(text.decode("utf-8"), object_pairs_hook=counted)
+    except ModelFileError:  # from counted(), which stops the parser early
+        raise
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, a 5000-digit int
-        raise _fail(source, f"header is not valid JSON ({exc})") from None
+        raise _fail(source, f"header is not valid JSON ({excerpt(str(exc))})") from None
+    except MemoryError:
+        raise _fail(source, f"the {len(text)}-byte header does not fit in memory") from None
     if not isinstance(header, dict):
         raise _fail(source, "header is not a JSON object")
     metadata = header.pop("__metadata__", {})
@@ -197,71 +358,75 @@ def decode_tensors(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise _fail(source, "__metadata__ must map strings to strings")
-    data = memoryview(blob)[8 + n :]
-    spans = []
-    for key, entry in header.items():
-        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise _fail(source, f"tensor {key!r} needs exactly dtype, shape and data_offsets")
-        code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if not isinstance(code, str) or code not in _DTYPES:
-            raise _fail(source, f"tensor {key!r} has unknown dtype {code!r}")
-        if not (
-            isinstance(shape, list)
-            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise _fail(source, f"tensor {key!r} has an invalid shape {shape!r}")
-        if not (
-            isinstance(offsets, list)
-            and len(offsets) == 2
-            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        ):
-            raise _fail(source, f"tensor {key!r} has invalid data_offsets {offsets!r}")
-        begin, end = offsets
-        if not 0 <= begin <= end <= len(data):
-            hint = " (truncated file?)" if 0 <= begin <= end else " (begin after end)"
-            raise _fail(
-                source,
-                f"tensor {key!r} data_offsets {offsets} lie outside the "
-                f"{len(data)}-byte data section{hint}",
-            )
-        # Python integers, and a product cut short once past the file: a lying shape cannot
-        # overflow, cost time in giant-number arithmetic, or cause an allocation.
-        expected = _nbytes(shape, _DTYPES[code].itemsize, len(data))
-        if end - begin != expected:
-            needs = "more bytes than the file has" if expected is None else f"{expected} bytes"
-            raise _fail(
-                source,
-                f"tensor {key!r} of {len(shape)}-D shape and dtype {code} needs {needs} "
-                f"but its offsets span {end - begin}",
-            )
-        spans.append((begin, end, key))
-    spans.sort()
+    entries = [_check_entry(key, entry, data_size, source) for key, entry in header.items()]
     position = 0
-    for begin, end, key in spans:
+    for key, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin < position:
-            raise _fail(source, f"tensor {key!r} overlaps the tensor before it")
+            raise _fail(source, f"tensor {excerpt(key)} overlaps the tensor before it")
         if begin > position:
             raise _fail(
                 source, f"bytes {position}..{begin} of the data section belong to no tensor"
             )
         position = end
-    if position != len(data):
-        raise _fail(source, f"the data section has {len(data) - position} trailing bytes")
+    if position != data_size:
+        raise _fail(source, f"the data section has {data_size - position} trailing bytes")
+    return entries, metadata
+
+
+def _tensors(
+    entries: list[_Entry], data: Any, metadata: dict[str, str], source: Any, copy: bool
+) -> dict[str, np.ndarray]:
+    """The tensors of a checked header over ``data`` (the data section), after its checksum."""
     digest = metadata.get("matnet.sha256")
     if digest is not None and hashlib.sha256(data).hexdigest() != digest:
         raise _fail(
             source, "checksum mismatch: the tensor data is corrupted (bit flip or partial write)"
         )
     tensors = {}
-    for key, entry in header.items():
-        begin, end = entry["data_offsets"]
-        array = np.frombuffer(data[begin:end], dtype=_DTYPES[entry["dtype"]])
-        tensors[key] = array.reshape(entry["shape"]).copy()
-    return tensors, metadata
+    for key, code, shape, begin, end in entries:
+        array = np.frombuffer(
+            data, dtype=_DTYPES[code], count=(end - begin) // _DTYPES[code].itemsize, offset=begin
+        )
+        tensors[key] = array.reshape(shape).copy() if copy else array.reshape(shape)
+    return tensors
+
+
+def decode_tensors(
+    blob: bytes, source: Any = "<bytes>"
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Parse and check the bytes of a safetensors file; see :func:`load_tensors`."""
+    n = _header_length(blob[:8], len(blob), source)
+    entries, metadata = _parse_header(blob[8 : 8 + n], len(blob) - 8 - n, source)
+    return _tensors(entries, memoryview(blob)[8 + n :], metadata, source, copy=True), metadata
+
+
+def _read_exactly(f: Any, count: int, source: Any, what: str) -> bytearray:
+    """``count`` bytes from ``f``, in a buffer allocated once (its size is the file's own)."""
+    try:
+        buffer = bytearray(count)
+    except MemoryError:
+        raise _fail(
+            source, f"the {count}-byte {what} does not fit in this process's memory"
+        ) from None
+    view = memoryview(buffer)
+    done = 0
+    while done < count:
+        got = f.readinto(view[done:])
+        if not got:
+            raise _fail(
+                source,
+                f"the file ended after {done} of the {what}'s {count} bytes (truncated while being read?)",
+            )
+        done += got
+    return buffer
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read a safetensors file, checking every offset, shape and dtype before using it.
+
+    The 8-byte header length is checked against the file's size, and the header against the size
+    of the data section, before the data is read: a device such as ``/dev/zero``, a data file
+    given in place of a model, or a huge sparse file fails at once, without reading it.
 
     Returns
     -------
@@ -271,18 +436,30 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
     Raises
     ------
     ModelFileError
-        For a missing, unreadable, truncated, corrupted or inconsistent file.
+        For a missing, unreadable, truncated, corrupted or inconsistent file, or one that is not a
+        regular file (a device, pipe or socket).
     """
     try:
         with open(path, "rb") as f:
-            blob = f.read()
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise _fail(
+                    path, "is not a regular file (a device, pipe or socket); give a model file"
+                )
+            size = info.st_size
+            n = _header_length(f.read(8), size, path)
+            text = _read_exactly(f, n, path, "header")
+            entries, metadata = _parse_header(text, size - 8 - n, path)
+            del text
+            data = _read_exactly(f, size - 8 - n, path, "data section")
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ModelFileError(f"{path}: is a directory, not a model file") from None
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror})") from None
-    return decode_tensors(blob, path)
+    # The arrays are views of the one buffer just read (writable, owned by nobody else): no copy.
+    return _tensors(entries, data, metadata, path, copy=False), metadata
 
 
 def model_metadata(model: Any, extra: dict[str, Any] | None = None) -> dict[str, str]:
@@ -376,30 +553,72 @@ def model_from_tensors(
             for name, shape, *_ in layer.param_specs() + layer.state_specs()
         }
     except (ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
+        raise _fail(
+            source, f"the architecture in the file cannot be built: {excerpt_text(str(exc))}"
+        ) from None
     found = {key: tuple(t.shape) for key, t in tensors.items()}
     if expected != found:
-        raise _fail(
-            source, f"tensors {found} do not match the architecture, which needs {expected}"
-        )
+        raise _fail(source, _mismatch(found, expected))
     try:
         model = Sequential.from_config(config)
     except (ValueError, TypeError, KeyError) as exc:
-        raise _fail(source, f"the architecture in the file cannot be built: {exc}") from None
+        raise _fail(
+            source, f"the architecture in the file cannot be built: {excerpt_text(str(exc))}"
+        ) from None
     for key, tensor in tensors.items():
         if tensor.dtype.kind != "f":
-            raise _fail(source, f"parameter {key!r} has non-float dtype {tensor.dtype}")
+            raise _fail(source, f"parameter {excerpt(key)} has non-float dtype {tensor.dtype}")
     for key, tensor in tensors.items():
         if not np.all(np.isfinite(tensor)):
             raise _fail(
-                source, f"tensor {key!r} holds NaN or infinity; the file is not a usable model"
+                source,
+                f"tensor {excerpt(key)} holds NaN or infinity; the file is not a usable model",
             )
     model.set_weights({key: tensors[key] for key in model.params})
     for key in model.state:
         model.state[key][...] = tensors[key]
+    _check_input_scaling(model, source)
     _read_model_concept(model, metadata, source)
     model.metadata = user
     return model
+
+
+def _mismatch(found: dict[str, tuple], expected: dict[str, tuple]) -> str:
+    """How the file's tensors differ from the architecture's, in a line of bounded length: counts
+    and the first example of each difference (a hostile file may hold millions of tensors)."""
+    missing = [key for key in expected if key not in found]
+    extra = [key for key in found if key not in expected]
+    reshaped = [key for key in expected if key in found and found[key] != expected[key]]
+    parts = []
+    if missing:
+        parts.append(
+            f"{len(missing)} missing (first {excerpt(missing[0])} of shape {expected[missing[0]]})"
+        )
+    if extra:
+        parts.append(f"{len(extra)} not in the architecture (first {excerpt(extra[0])})")
+    if reshaped:
+        key = reshaped[0]
+        parts.append(
+            f"{len(reshaped)} of another shape (first {excerpt(key)}: {excerpt(found[key])} "
+            f"in the file, {excerpt(expected[key])} in the architecture)"
+        )
+    return (
+        f"the file's {len(found)} tensors do not match the architecture, which needs "
+        f"{len(expected)}: " + "; ".join(parts)
+    )
+
+
+def _check_input_scaling(model: Any, source: Any) -> None:
+    """A Standardize layer whose statistics overflow the model's dtype (a mean of 1e308 over a
+    scale of 1e-308) would turn every row into infinities: refuse the file instead."""
+    from matnet.layers import Standardize
+    from matnet.validation import standardization_overflows
+
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Standardize):
+            problem = standardization_overflows(layer.mean, layer.scale)
+            if problem is not None:
+                raise _fail(source, f"the input scaling (layer {i}, Standardize) {problem}")
 
 
 def _upgrade_format_1(
@@ -409,6 +628,8 @@ def _upgrade_format_1(
     labels, column names and target scaling in the user metadata, applied by the command line
     alone; they become the model's own: a Standardize layer in front, classes, feature names and
     target scaling, so every reader gives the command line's answers."""
+    from matnet.validation import standardization_overflows
+
     user = dict(user)
     scaler, labels = user.pop("scaler", None), user.pop("labels", None)
     features, target = user.pop("features", None), user.pop("target_scaler", None)
@@ -427,8 +648,11 @@ def _upgrade_format_1(
         d = mean.size
         if mean.shape != (d,) or scale.shape != (d,) or not np.all(scale != 0):
             raise ValueError("the scaler needs equal-length 'mean' and non-zero 'scale' lists")
+        dtype = next(iter(tensors.values())).dtype if tensors else np.dtype(np.float32)
+        problem = standardization_overflows(mean, scale, dtype)
+        if problem is not None:
+            raise ValueError(f"its matnet 0.1 input scaler {problem}")
         config = {**config, "layers": [{"type": "Standardize", "n_features": d}, *config["layers"]]}
-        dtype = next(iter(tensors.values())).dtype if tensors else np.float32
         shifted = {}
         for key, tensor in tensors.items():
             index, name = key.split(".", 1)

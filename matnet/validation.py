@@ -26,6 +26,7 @@ __all__ = [
     "check_targets",
     "holdout_rows",
     "split_validation",
+    "standardization_overflows",
 ]
 
 
@@ -179,6 +180,41 @@ def check_number(name: str, value: Any, low: float, high: float, *, low_open: bo
         bracket = "(" if low_open else "["
         raise ValueError(f"{name}={value!r} must be a number in {bracket}{low}, {high})")
     return float(value)
+
+
+def standardization_overflows(mean: Any, scale: Any, dtype: Any = None) -> str | None:
+    """Why ``(x − mean) / scale`` cannot be computed in ``dtype`` (default: the mean's), or None.
+
+    The statistics must be finite and representable, the scale non-zero, and ``max(|mean|, 1) /
+    |scale|`` within the dtype's largest number: beyond it, rows near the mean (or near 1) already
+    standardize to infinity, which is an overflow in the file, not a fault of the data. Computed in
+    float64 with floating-point warnings silenced, so a hostile file prints no RuntimeWarning.
+    """
+    dtype = np.dtype(dtype if dtype is not None else np.asarray(mean).dtype)
+    largest = float(np.finfo(dtype).max)
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    scale = np.asarray(scale, dtype=np.float64).reshape(-1)
+    with np.errstate(all="ignore"):
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))):
+            return "holds NaN or infinity"
+        beyond = np.flatnonzero((np.abs(mean) > largest) | (np.abs(scale) > largest))
+        if beyond.size:
+            j = int(beyond[0])
+            return (
+                f"holds a mean of {mean[j]:.3g} and a scale of {scale[j]:.3g} (feature {j}), "
+                f"beyond {dtype}'s largest number {largest:.3g}"
+            )
+        if np.any(scale == 0):
+            return f"has a zero scale (feature {int(np.flatnonzero(scale == 0)[0])})"
+        ratio = np.maximum(np.abs(mean), 1.0) / np.abs(scale)
+        over = np.flatnonzero(~(ratio <= largest))
+    if over.size:
+        j = int(over[0])
+        return (
+            f"overflows {dtype}: feature {j} has mean {mean[j]:.3g} and scale {scale[j]:.3g}, "
+            "so (x - mean) / scale is infinite"
+        )
+    return None
 
 
 def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:

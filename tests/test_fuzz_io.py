@@ -4,11 +4,18 @@ Mutations: byte flips, truncation, inserted and appended bytes, a rewritten head
 the JSON header (giant or negative shapes, offsets, dtypes, nesting, wrong types, architectures that
 lie). Each read must either succeed or raise ModelFileError, and must not allocate memory in proportion
 to a size claimed by the header: tracemalloc (which sees NumPy's allocations) bounds the peak.
+
+The last test reads hostile files (``/dev/zero``, a sparse 3 GiB file, a 3 GiB tensor claim, a 100 MB
+header of 1.7 million tensors, a 10 MB name, an overflowing scaler) and 300 mutations in a separate
+process under a 2 GiB address-space limit (``RLIMIT_AS``) and a time limit per file.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -249,3 +256,152 @@ def test_hostile_headers(header):
     with pytest.raises(matnet.ModelFileError):
         only_model_file_error(read_model, blob)
         read_model(blob)
+
+
+# --- under an address-space and a time limit, in a subprocess ---------------------------------
+
+# The child reads each file (and each mutation of a valid model file) under a 2 GiB address-space
+# limit and a per-file alarm, and prints one JSON line per read: what it raised. Reading a file may
+# not take memory or time in proportion to what the file claims (issue 15, cases 3-5).
+LIMITED_READER = r"""
+import json, random, resource, signal, sys, time
+import matnet
+from matnet.checkpoint import read_checkpoint
+from matnet.io import decode_tensors, model_from_tensors
+
+limit_bytes, seconds, model_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+
+class TimeLimit(BaseException):
+    pass
+
+
+def alarm(signum, frame):
+    raise TimeLimit
+
+
+signal.signal(signal.SIGALRM, alarm)
+
+
+def attempt(name, read):
+    signal.alarm(seconds)
+    started = time.perf_counter()
+    try:
+        read()
+        outcome = "ok"
+    except matnet.ModelFileError as exc:
+        outcome = "ModelFileError"
+        message = str(exc)
+    except TimeLimit:
+        outcome = "time limit"
+    except BaseException as exc:
+        outcome = type(exc).__name__ + ": " + str(exc)[:200]
+    finally:
+        signal.alarm(0)
+    line = {"name": name, "outcome": outcome, "seconds": time.perf_counter() - started}
+    if outcome == "ModelFileError":
+        line["message_chars"] = len(message)
+        line["printable"] = message.isprintable()
+    print(json.dumps(line), flush=True)
+
+
+for path in sys.argv[4:]:
+    attempt(path, lambda: matnet.load(path))
+    attempt(path + " (as a checkpoint)", lambda: read_checkpoint(path))
+
+blob = open(model_path, "rb").read()
+rng = random.Random(0)
+for i in range(300):
+    data = bytearray(blob)
+    kind = i % 4
+    if kind == 0:
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    elif kind == 1:
+        del data[rng.randrange(len(data)):]
+    elif kind == 2:
+        data[:8] = rng.choice([rng.randrange(2**64), rng.randrange(len(data) + 16)]).to_bytes(8, "little")
+    else:
+        at = rng.randrange(len(data))
+        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    data = bytes(data)
+
+    def read(data=data):
+        tensors, meta = decode_tensors(data, "mutated")
+        model_from_tensors(tensors, meta, "mutated")
+
+    attempt(f"mutation {i}", read)
+"""
+
+
+def _hostile_files(folder) -> list[str]:
+    """The shapes of issue 15's cases 3-5, each a file in ``folder``."""
+    from matnet.io import encode_tensors
+
+    def header_file(name, header, data=b"", size=None):
+        text = json.dumps(header, separators=(",", ":")).encode()
+        with open(folder / name, "wb") as f:
+            f.write(len(text).to_bytes(8, "little") + text + data)
+            if size is not None:
+                f.truncate(size)  # sparse: nothing more on disk
+        return str(folder / name)
+
+    meta = json.loads(split(MODEL)[0]["__metadata__"]["model"])
+    model_meta = {"format": "matnet", "format_version": "2", "model": json.dumps(meta)}
+    files = ["/dev/zero"]
+    with open(folder / "zeros.bin", "wb") as f:  # case 3: a sparse 3 GiB file of zeros
+        f.truncate(3 * 2**30)
+    files.append(str(folder / "zeros.bin"))
+    # case 3: a valid header that claims one 3 GiB tensor, over a sparse 3 GiB data section
+    huge = {"0.W": {"dtype": "F32", "shape": [3 * 2**28], "data_offsets": [0, 3 * 2**30]}}
+    files.append(header_file("huge.safetensors", {**huge, "__metadata__": model_meta}))
+    with open(folder / "huge.safetensors", "r+b") as f:
+        f.truncate(os.path.getsize(folder / "huge.safetensors") + 3 * 2**30)
+    # case 4: a header at the 100 MB limit holding 1.7 million empty tensors
+    entry = b'{"dtype":"F32","shape":[0],"data_offsets":[0,0]}'
+    body = b",".join(b'"t%07d":%s' % (i, entry) for i in range(1_700_000))
+    text = b"{" + body + b',"__metadata__":' + json.dumps(model_meta).encode() + b"}"
+    assert len(text) <= 100 * 2**20
+    (folder / "many.safetensors").write_bytes(len(text).to_bytes(8, "little") + text)
+    files.append(str(folder / "many.safetensors"))
+    # case 4: a 10 MB tensor name full of terminal escapes
+    name = "\x1b[2J" * 2_500_000
+    one = {name: {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
+    files.append(header_file("name.safetensors", {**one, "__metadata__": model_meta}, b"\0" * 4))
+    # case 5: a matnet 0.1 scaler that overflows, in float32 and float64
+    for dtype in ("float32", "float64"):
+        model = matnet.MLP([5, 7, 3], loss="cross_entropy", dtype=dtype)
+        old = {"format": "matnet", "format_version": "1", "model": json.dumps(model.config())}
+        old["user"] = json.dumps({"scaler": {"mean": [1e308] * 5, "scale": [1e-308] * 5}})
+        (folder / f"scaler-{dtype}.safetensors").write_bytes(
+            encode_tensors(model.get_weights(), old)
+        )
+        files.append(str(folder / f"scaler-{dtype}.safetensors"))
+    return files
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="RLIMIT_AS and /dev/zero as on Linux"
+)
+def test_hostile_files_under_an_address_space_and_a_time_limit(tmp_path):
+    files = _hostile_files(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(MODEL)
+    limit, seconds = 2 * 2**30, 60  # the time limit is a guard against hanging, not a benchmark
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", LIMITED_READER, str(limit), str(seconds),
+         str(tmp_path / "model.safetensors"), *files],
+        capture_output=True, text=True, env=env, timeout=seconds * (2 * len(files) + 300),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 * len(files) + 300
+    for line in lines:
+        assert line["outcome"] in ("ok", "ModelFileError"), line
+        if line["outcome"] == "ModelFileError":
+            assert line["message_chars"] < 600 and line["printable"], line
+    for line in lines[: 2 * len(files)]:  # every hostile file is refused
+        assert line["outcome"] == "ModelFileError", line

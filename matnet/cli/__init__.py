@@ -20,13 +20,15 @@ from collections.abc import Sequence
 from matnet.cli.common import EXIT_USAGE
 from matnet.cli.parser import build_parser
 from matnet.errors import MatnetError, UsageError
+from matnet.io import excerpt_text
 
 __all__ = ["main", "build_parser"]
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error as one line, with control characters escaped: it may quote a file's labels."""
     text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    return excerpt_text(" ".join(text.split()), limit=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,11 +42,14 @@ from matnet.cli.common import (
     plot_requested,
     predicted_values,
     read_for_model,
+    refuse_overwriting_inputs,
     regression_metrics,
     regression_report,
     roc_auc_how,
     roc_auc_text,
+    same_file,
     say,
+    shown,
     size_text,
 )
 from matnet.errors import DataError, UsageError
@@ -121,9 +124,14 @@ def _task_and_loss(args: argparse.Namespace, table: datasets.Table) -> tuple[str
 def _check_outputs(args: argparse.Namespace) -> Any:
     """Output paths and extras, checked before any work; returns the MPI communicator or None."""
     check_writable(args.out, "model file")
+    # No output may replace the data it trains on (`--out data.csv`).
+    refuse_overwriting_inputs(
+        {"--out": args.out, "--checkpoint": args.checkpoint, "--plot": args.plot},
+        {"data file": args.data},
+    )
     if args.checkpoint is not None:
         check_writable(args.checkpoint, "checkpoint")
-        if Path(args.checkpoint).resolve() == Path(args.out).resolve():
+        if same_file(args.checkpoint, args.out):
             raise UsageError("--checkpoint and --out name the same file")
     elif args.resume or args.checkpoint_every is not None:
         raise UsageError("--resume and --checkpoint-every need --checkpoint PATH")
@@ -132,7 +140,7 @@ def _check_outputs(args: argparse.Namespace) -> Any:
     # None, or the MPI ranks of `mpiexec -n K matnet train ... --distributed` (stdout muted on
     # ranks above 0); a missing mpi4py is one line naming matnet[mpi].
     comm = distributed.cli_setup(args.distributed)
-    if args.plot is not None and Path(args.plot).resolve() == Path(args.out).resolve():
+    if args.plot is not None and same_file(args.plot, args.out):
         raise UsageError("--plot and --out name the same file")
     return comm
 
@@ -482,6 +490,9 @@ def _value_columns(
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    refuse_overwriting_inputs(
+        {"--out": args.out}, {"model file": args.model, "data file": args.data}
+    )
     model = load_model(args.model)
     if args.out is not None:
         check_writable(args.out, "predictions file")
@@ -519,7 +530,9 @@ def _evaluate_classifier(
     lines += ["per-class report", per_class_table(report)]
     lines += [f"note: {text}" for text in report["undefined"]]
     lines.append("confusion matrix (rows: true class, columns: predicted class)")
-    lines.append(confusion_table(np.asarray(report["confusion_matrix"]), labels))
+    lines.append(
+        confusion_table(np.asarray(report["confusion_matrix"]), [shown(label) for label in labels])
+    )
     png = None
     if args.plot is not None:
         from matnet.plots import confusion_matrix_png
@@ -554,6 +567,9 @@ def _evaluate_regressor(
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    refuse_overwriting_inputs(
+        {"--plot": args.plot}, {"model file": args.model, "data file": args.data}
+    )
     model = load_model(args.model)
     plot_requested(args.plot)
     table = read_for_model(model, args.data, args.target, need_target=True, encoding=args.encoding)
@@ -584,21 +600,22 @@ def _info_header(path: str, raw: dict[str, str]) -> str:
         return f"{path}: matnet model file, format {raw.get('format_version')}"
     return (
         f"{path}: matnet model file, format {raw.get('format_version')}, written by matnet "
-        f"{raw.get('matnet_version')}, {size_text(os.path.getsize(path))}, sha256 of the data "
-        f"{raw['matnet.sha256'][:16]}..."
+        f"{shown(raw.get('matnet_version'), 20)}, {size_text(os.path.getsize(path))}, sha256 of "
+        f"the data {shown(raw['matnet.sha256'][:16])}..."
     )
 
 
 def _info_task_and_inputs(model: Sequential) -> list[str]:
-    target = repr(model.metadata["target"]) if "target" in model.metadata else "the target"
+    # Everything a file says is printed escaped (a label may hold terminal escape sequences).
+    target = shown(repr(model.metadata["target"])) if "target" in model.metadata else "the target"
     if is_classifier(model):
-        labels = [str(label) for label in class_labels(model)]
-        shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
+        labels = [shown(label) for label in class_labels(model)]
+        listed = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
         named = "" if model.classes is not None else " (no labels stored: class indices)"
-        lines = [f"task: classification of {target} into {len(labels)} classes: {shown}{named}"]
+        lines = [f"task: classification of {target} into {len(labels)} classes: {listed}{named}"]
     else:
         lines = [f"task: regression of {target}"]
-    names = model.feature_names
+    names = None if model.feature_names is None else [shown(n) for n in model.feature_names]
     columns = (
         f"{len(names)} features ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})"
         if names
@@ -612,25 +629,28 @@ def _info_task_and_inputs(model: Sequential) -> list[str]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from matnet.io import load_tensors
+    from matnet.io import load_tensors, model_from_tensors
 
+    # The file is read once: a hostile header costs its parse once, not twice.
     tensors, raw = load_tensors(args.model)
-    model = load_model(args.model)
+    model = model_from_tensors(tensors, raw, args.model)
+    loss_of(model, args.model)
     note_unscaled(model, args.model)
     lines = [_info_header(args.model, raw), *_info_task_and_inputs(model), ""]
     lines.append(model.summary(print_fn=None))
     lines.append(
-        "tensors: " + ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in tensors.items())
+        "tensors: "
+        + ", ".join(f"{shown(k)} {tuple(v.shape)} {v.dtype}" for k, v in tensors.items())
     )
     training = model.metadata.get("training")
     if isinstance(training, dict) and training:
         lines.append("")
-        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in training.items())
-        lines.extend(textwrap.wrap(f"training: {shown}", width=100, subsequent_indent="  "))
+        settings = ", ".join(f"{shown(k)}={shown(json.dumps(v))}" for k, v in training.items())
+        lines.extend(textwrap.wrap(f"training: {settings}", width=100, subsequent_indent="  "))
     metrics = model.metadata.get("metrics")
     for split, m in (metrics if isinstance(metrics, dict) else {}).items():
         if isinstance(m, dict):
-            lines.append(f"{split} metrics at save: {format_metrics(m)}")
+            lines.append(f"{shown(split)} metrics at save: {format_metrics(m)}")
     say("\n".join(lines))
     return 0
 

@@ -10,6 +10,7 @@ command line only parses text into what the model takes and formats what it retu
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -19,12 +20,18 @@ import numpy as np
 
 from matnet import datasets, metrics
 from matnet.errors import UsageError
-from matnet.io import load
+from matnet.io import excerpt_text, load
 from matnet.layers import Standardize
 from matnet.losses import Loss
 from matnet.model import Sequential
 
 EXIT_USAGE = 2
+
+
+def shown(value: Any, limit: int | None = 60) -> str:
+    """A label, column name or other text from a model file as it may be printed: control
+    characters and terminal escape sequences escaped (``\\x1b[31m``), cut to ``limit``."""
+    return excerpt_text(str(value), limit)
 
 
 def say(text: str = "") -> None:
@@ -56,6 +63,30 @@ def check_writable(path: str | os.PathLike, what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: {exc.strerror}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same inode where both exist (through links, ``..``
+    and symbolic links), else the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def refuse_overwriting_inputs(
+    outputs: dict[str, str | None], inputs: dict[str, str | None]
+) -> None:
+    """Fail now if an output path (by option) names an existing input file (by role): writing it
+    would replace the data or the model the command reads."""
+    for option, out in outputs.items():
+        for role, path in inputs.items():
+            if out is not None and path is not None and os.path.exists(path):
+                if same_file(out, path):
+                    raise UsageError(
+                        f"{option} {out} names the {role} {path}, which this command reads; "
+                        "writing it would replace that input: give another path"
+                    )
 
 
 def plot_requested(path: str | None) -> None:
@@ -274,7 +305,7 @@ def format_metrics(values: dict[str, Any]) -> str:
 
 def per_class_table(report: dict[str, Any]) -> str:
     """Precision, recall, F1 and support per class and their averages, as aligned text."""
-    rows = [(str(c["label"])[:20], c) for c in report["classes"]]
+    rows = [(shown(c["label"], 20), c) for c in report["classes"]]
     rows += [("macro avg", report["macro_avg"]), ("weighted avg", report["weighted_avg"])]
     width = max(12, *(len(name) for name, _ in rows))
     lines = [f"{'class':>{width}}  precision  recall      F1  support"]
@@ -314,12 +345,28 @@ def confusion_table(matrix: np.ndarray, labels: list[str]) -> str:
     return "\n".join([head, *rows])
 
 
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(text: str) -> str:
+    """A predictions-file cell that neither drives a terminal nor runs in a spreadsheet: control
+    characters are escaped, and text starting with ``= + - @``, tab or carriage return gets a
+    leading ``'`` (OWASP's advice), unless it is a plain number such as ``-1.5`` or ``-1``."""
+    text = shown(text, limit=None)
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def csv_text(header: list[str], columns: list[list[str]]) -> str:
+    """The predictions as CSV text, every cell through :func:`csv_cell`."""
     import csv
     import io
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(zip(*columns, strict=True))
+    writer.writerow([csv_cell(cell) for cell in header])
+    writer.writerows([csv_cell(cell) for cell in row] for row in zip(*columns, strict=True))
     return buffer.getvalue()

@@ -11,6 +11,7 @@ import numpy as np
 from matnet.backend import array_namespace, to_host
 from matnet.errors import NotFittedError
 from matnet.layers.base import Description, Equation, Layer, Symbols, shape_text
+from matnet.validation import standardization_overflows
 
 __all__ = ["Standardize"]
 
@@ -77,6 +78,9 @@ class Standardize(Layer):
                 )
         if np.any(scale == 0):
             raise ValueError("Standardize scale must be non-zero for every feature")
+        problem = standardization_overflows(mean, scale, self.mean.dtype)
+        if problem is not None:  # the model file could not be read back
+            raise ValueError(f"Standardize statistics: the mean and scale {problem}")
         xp = array_namespace(self.mean)
         self.mean[...] = xp.asarray(mean[None, :], dtype=self.mean.dtype)
         self.scale[...] = xp.asarray(scale[None, :], dtype=self.scale.dtype)
