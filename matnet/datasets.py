@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ __all__ = [
     "Table",
     "load_dataset",
     "read_csv",
+    "read_csv_text",
     "load_data",
     "encode_labels",
     "canonical_label",
@@ -279,6 +281,35 @@ def read_csv(
     """
     source = str(path)
     header, rows, lines = _read_rows(path, source)
+    return _table(source, header, rows, lines, target, require_target, features)
+
+
+def read_csv_text(
+    text: str,
+    source: str,
+    target: str | None = None,
+    *,
+    require_target: bool = True,
+    features: list[str] | None = None,
+) -> Table:
+    """CSV text (e.g. the body of an HTTP request) read exactly as :func:`read_csv` reads a file,
+    with the same checks and the same messages; ``source`` names it in them ("request body")."""
+    import io
+
+    header, rows, lines = _rows_of(io.StringIO(text, newline=""), source)
+    return _table(source, header, rows, lines, target, require_target, features)
+
+
+def _table(
+    source: str,
+    header: list[str],
+    rows: list[list[str]],
+    lines: list[int],
+    target: str | None,
+    require_target: bool,
+    features: list[str] | None,
+) -> Table:
+    """The table of a CSV's header and rows: names, target and feature columns checked."""
     width = len(header)
     for i, name in enumerate(header):
         if not name:
@@ -326,32 +357,7 @@ def _read_rows(
     """The header, the non-blank rows (each as wide as the header) and the line of each row."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader, None)
-                while header is not None and not any(cell.strip() for cell in header):
-                    header = next(reader, None)  # blank lines before the header
-                if header is None:
-                    raise DataError(
-                        f"{source}: the file is empty; expected a header row of column names"
-                    )
-                header = [name.strip() for name in header]
-                rows: list[list[str]] = []
-                lines: list[int] = []
-                for row in reader:
-                    if not any(cell.strip() for cell in row):
-                        continue  # blank line
-                    if len(row) != len(header):
-                        raise DataError(
-                            f"{source}, line {reader.line_num}: {len(row)} fields, but the header "
-                            f"has {len(header)} columns"
-                        )
-                    rows.append(row)
-                    lines.append(reader.line_num)
-            except csv.Error as exc:
-                raise DataError(
-                    f"{source}, line {reader.line_num}: malformed CSV ({exc})"
-                ) from None
+            return _rows_of(f, source)
     except FileNotFoundError:
         raise DataError(
             f"{source}: no such file (nor a bundled dataset: {', '.join(DATASETS)})"
@@ -362,6 +368,32 @@ def _read_rows(
         raise DataError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise DataError(f"{source}: cannot be read ({exc.strerror})") from None
+
+
+def _rows_of(f: Any, source: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, rows and lines of an open text stream (see :func:`_read_rows`)."""
+    reader = csv.reader(f)
+    try:
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)  # blank lines before the header
+        if header is None:
+            raise DataError(f"{source}: the file is empty; expected a header row of column names")
+        header = [name.strip() for name in header]
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            if len(row) != len(header):
+                raise DataError(
+                    f"{source}, line {reader.line_num}: {len(row)} fields, but the header "
+                    f"has {len(header)} columns"
+                )
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(f"{source}, line {reader.line_num}: malformed CSV ({exc})") from None
     return header, rows, lines
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "UsageError",
     "OptionalDependencyError",
     "NonFiniteProductError",
+    "RequestError",
 ]
 
 
@@ -52,3 +53,12 @@ class OptionalDependencyError(MatnetError, ImportError):
 
 class NonFiniteProductError(MatnetError, ArithmeticError):
     """A checked Dense product (see :meth:`matnet.layers.Dense.forward`) has a NaN or an infinity."""
+
+
+class RequestError(MatnetError, ValueError):
+    """An HTTP request that ``matnet serve`` cannot answer: ``status`` is the 4xx status it gets
+    (400 malformed, 413 too large, 415 unsupported type, 422 rows that do not fit the model)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

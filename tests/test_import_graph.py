@@ -103,7 +103,8 @@ def test_the_low_modules_import_nothing_above_them():
 
 def test_import_matnet_needs_numpy_alone():
     """Every optional library is imported inside the function that needs it."""
-    blocked = ["sklearn", "scipy", "matplotlib", "tqdm", "cupy", "mpi4py", "pandas", "torch"]
+    blocked = ["sklearn", "scipy", "matplotlib", "tqdm", "cupy", "mpi4py", "pandas", "torch",
+               "starlette", "uvicorn"]  # fmt: skip
     code = (
         "import sys\n"
         f"for name in {blocked!r}:\n"

@@ -58,6 +58,7 @@ __all__ = [
     "cmd_gradcheck",
     "cmd_explain",
     "cmd_datasets",
+    "cmd_serve",
 ]
 
 # A whole-number target with at most this many values is a class label.
@@ -489,6 +490,20 @@ def cmd_info(args: argparse.Namespace) -> int:
             lines.append(f"{split} metrics at save: {format_metrics(m)}")
     say("\n".join(lines))
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from matnet.serve import serve
+
+    return serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        max_body=args.max_body,
+        batch_wait_ms=args.batch_wait_ms,
+        max_batch_rows=args.max_batch_rows,
+        batching=not args.no_batching,
+    )
 
 
 # --- gradcheck and explain -------------------------------------------------------------------

@@ -21,6 +21,7 @@ from matnet.cli.commands import (
     cmd_gradcheck,
     cmd_info,
     cmd_predict,
+    cmd_serve,
     cmd_train,
 )
 from matnet.errors import UsageError
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub, data_help)
     _add_model_commands(sub, data_help)
     _add_gradcheck_and_explain(sub)
+    _add_serve(sub)
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=cmd_datasets)
     return parser
@@ -243,6 +245,59 @@ def _add_model_commands(sub: argparse._SubParsersAction, data_help: str) -> None
     p = sub.add_parser("info", help="architecture, shapes, parameters and training of a model file")
     p.add_argument("model", metavar="MODEL")
     p.set_defaults(func=cmd_info)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in 0..65535 (0: any free port)")
+    return value
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="an HTTP prediction service for a model file (needs matnet[serve])"
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1: this machine only; the service has "
+        "no authentication)",
+    )
+    p.add_argument(
+        "--port", type=_port, default=8000, help="default 8000; 0 picks a free port and prints it"
+    )
+    p.add_argument(
+        "--max-body",
+        type=_positive_int,
+        default=8 * 1024 * 1024,
+        metavar="BYTES",
+        help="larger request bodies are refused with 413 (default 8 MiB)",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=_non_negative_float,
+        default=2.0,
+        metavar="MS",
+        help="how long a batch may wait for the rows of requests already arriving (default 2)",
+    )
+    p.add_argument(
+        "--max-batch-rows",
+        type=_positive_int,
+        default=4096,
+        metavar="ROWS",
+        help="a batch stops gathering at this many rows (default 4096)",
+    )
+    p.add_argument(
+        "--no-batching",
+        action="store_true",
+        help="one model call per request (to measure what micro-batching gives)",
+    )
+    p.set_defaults(func=cmd_serve)
 
 
 def _add_gradcheck_and_explain(sub: argparse._SubParsersAction) -> None:
