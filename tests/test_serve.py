@@ -330,3 +330,22 @@ def test_a_failing_batch_is_answered_request_by_request():
     np.testing.assert_array_equal(good[0], [2, 2])
     assert isinstance(bad, ValueError)
     np.testing.assert_array_equal(other[0], [6, 6, 6])
+
+
+@pytest.mark.slow
+def test_bench_serve_smoke(tmp_path):
+    """The benchmark runs end to end on a few requests, so it cannot rot; no timing is asserted."""
+    out = tmp_path / "serve.md"
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "smoke run" in text
+    for setup in ("HTTP, micro-batched", "HTTP, one model call per request", "in-process matnet"):
+        assert sum(line.startswith(f"| {setup}") for line in text.splitlines()) == 3
+    assert "ONNX Runtime" in text

@@ -503,6 +503,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_wait_ms=args.batch_wait_ms,
         max_batch_rows=args.max_batch_rows,
         batching=not args.no_batching,
+        blas_threads=args.blas_threads or None,
     )
 
 

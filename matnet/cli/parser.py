@@ -297,6 +297,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="one model call per request (to measure what micro-batching gives)",
     )
+    p.add_argument(
+        "--blas-threads",
+        type=_seed,
+        default=1,
+        metavar="N",
+        help="NumPy's BLAS threads while serving (default 1: small products run fastest on one "
+        "thread; 0 leaves BLAS as it is)",
+    )
     p.set_defaults(func=cmd_serve)
 
 

@@ -8,7 +8,6 @@ traceback goes to the server's stderr, never to the client.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 import traceback
@@ -16,7 +15,7 @@ from typing import Any
 
 from matnet.backend import import_optional
 from matnet.errors import RequestError
-from matnet.serve.batching import MicroBatcher
+from matnet.serve.batching import MicroBatcher, run_model
 from matnet.serve.predictor import Predictor, plain_json, wants_proba
 
 __all__ = ["build_app"]
@@ -64,7 +63,7 @@ def build_app(
     batch_wait_ms, max_batch_rows : float, int
         See :class:`~matnet.serve.batching.MicroBatcher`.
     batching : bool
-        False: each request's rows go through the model alone (in a worker thread all the same).
+        False: each request's rows go through the model alone.
     """
     import_optional("starlette", "serve", "matnet serve")
     from starlette.applications import Starlette
@@ -101,7 +100,7 @@ def build_app(
             if batching:
                 decided, P = await batcher.submit(X, proba)
             else:
-                decided, P = await asyncio.to_thread(predictor.compute, X, proba)
+                decided, P = await run_model(predictor.compute, X, proba)
                 batcher.calls += 1
                 batcher.rows += X.shape[0]
             return JSONResponse(predictor.answer(decided, P))
