@@ -184,8 +184,13 @@ def _threads(call, X: np.ndarray, clients: int, total: int) -> dict:
 
 
 def bench_inprocess(call, X: np.ndarray, total: int) -> list[dict]:
-    _threads(call, X, 4, min(total, 400))  # warm up
-    return [_threads(call, X, clients, total) for clients in LEVELS]
+    """In-process calls on one BLAS thread each, as `matnet serve` runs them (more threads per
+    single-row product only add their wake-up cost)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        _threads(call, X, 4, min(total, 400))  # warm up
+        return [_threads(call, X, clients, total) for clients in LEVELS]
 
 
 def onnx_session(model: matnet.Sequential, folder: Path):
@@ -199,6 +204,9 @@ def onnx_session(model: matnet.Sequential, folder: Path):
     path = folder / "model.onnx"
     matnet.to_onnx(model, path)
     options = onnxruntime.SessionOptions()
+    # One thread per call, like matnet's side: the concurrency comes from the calling threads.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     version = f"onnxruntime {onnxruntime.__version__}"
@@ -243,7 +251,8 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
         + (" (**smoke run: too few requests to mean anything**)" if args.smoke else ""),
         "- clients: keep-alive HTTP/1.1 connections over loopback, closed loop (send one JSON row, "
         "wait, send the next), asyncio coroutines in the benchmark's process: client and server "
-        "share the machine's cores; in-process: threads calling the model on one row each",
+        "share the machine's cores; in-process: threads calling the model on one row each (one BLAS "
+        "thread, one ONNX Runtime intra-op thread per call, as the service runs)",
         "",
         "```",
         "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_serve.py "
