@@ -321,10 +321,11 @@ def test_requests_queued_together_go_through_one_model_call():
             assert P is None
 
 
-def test_a_lone_request_is_answered_at_once_without_the_queue():
+def test_a_lone_request_does_not_wait_for_others():
     async def scenario():
         batcher = MicroBatcher(_double, wait_s=10.0, max_rows=1000)
         batcher.start()
+        # incoming is 0: nothing is on its way, so the batch runs without waiting wait_s
         answer = await asyncio.wait_for(batcher.submit(np.full((2, 1), 4.0), True), timeout=5)
         await batcher.stop()
         return answer, batcher

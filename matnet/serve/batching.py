@@ -4,7 +4,7 @@ A prediction of one row costs a Python call per layer whatever the row count, an
 64 rows costs little more than one of a single row, so rows that arrive together are cheaper answered
 together. The batcher is one asyncio task: it takes the first waiting request, then gathers the rows of
 more requests for at most ``wait_s`` (but only while requests that have arrived are still on their way
-to the queue: a lone client never waits, nor queues), runs the model once on the stacked rows (on the event
+to the queue: a lone client never waits), runs the model once on the stacked rows (on the event
 loop's thread for a small batch, in a worker thread for a large one: see :data:`INLINE_ROWS`), and
 hands each request its own slice of the answer.
 
@@ -73,8 +73,6 @@ class MicroBatcher:
         self.rows = 0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task | None = None
-        #: True while the batching task gathers or answers a batch.
-        self._busy = False
 
     def start(self) -> None:
         """Start the batching task on the running event loop."""
@@ -90,12 +88,6 @@ class MicroBatcher:
 
     async def submit(self, X: np.ndarray, proba: bool) -> Answer:
         """Queue ``X`` (already validated) and wait for its rows' answers."""
-        if not self._busy and self.incoming == 0 and self._queue.empty():
-            # Nobody to batch with: answer now, without two turns of the event loop via the queue.
-            answer = await run_model(self.compute, X, proba)
-            self.calls += 1
-            self.rows += X.shape[0]
-            return answer
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Item(X, proba, future))
         return await future
@@ -103,9 +95,7 @@ class MicroBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            self._busy = False
             batch = [await self._queue.get()]
-            self._busy = True
             rows = batch[0].X.shape[0]
             deadline = loop.time() + self.wait_s
             while rows < self.max_rows:
