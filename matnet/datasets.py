@@ -296,7 +296,36 @@ def read_csv(
     if str(path).lower().endswith(".parquet"):
         header, rows, lines = _read_parquet(path, source)
     else:
-        header, rows, lines = _read_rows(path, source, encoding)
+        header, rows, lines = _rows_of_text(_read_text(path, source, encoding), source)
+    return _table(source, header, rows, lines, target, require_target, features, raw)
+
+
+def read_csv_text(
+    text: str,
+    source: str,
+    target: str | None = None,
+    *,
+    require_target: bool = True,
+    features: list[str] | None = None,
+    raw: bool = False,
+) -> Table:
+    """CSV text (e.g. the body of an HTTP request) read exactly as :func:`read_csv` reads a file,
+    with the same checks and the same messages; ``source`` names it in them ("request body")."""
+    header, rows, lines = _rows_of_text(text, source)
+    return _table(source, header, rows, lines, target, require_target, features, raw)
+
+
+def _table(
+    source: str,
+    header: list[str],
+    rows: list[list[str]],
+    lines: list[int],
+    target: str | None,
+    require_target: bool,
+    features: list[str] | None,
+    raw: bool,
+) -> Table:
+    """The table of a file's header and rows: names, target and feature columns checked."""
     width = len(header)
     for i, name in enumerate(header):
         if not name:
@@ -390,11 +419,8 @@ def _delimiter(text: str) -> str:
         return ","
 
 
-def _read_rows(
-    path: str | os.PathLike, source: str, encoding: str = "utf-8-sig"
-) -> tuple[list[str], list[list[str]], list[int]]:
+def _rows_of_text(text: str, source: str) -> tuple[list[str], list[list[str]], list[int]]:
     """The header, the non-blank rows (each as wide as the header) and the line of each row."""
-    text = _read_text(path, source, encoding)
     if text.startswith("\ufeff"):
         text = text[1:]  # a byte-order mark read by an encoding that keeps it
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))

@@ -13,6 +13,7 @@ __all__ = [
     "OptionalDependencyError",
     "NonFiniteProductError",
     "ConversionError",
+    "RequestError",
 ]
 
 
@@ -59,3 +60,12 @@ class ConversionError(MatnetError, ValueError):
     """A model that another format cannot express (a layer, activation, loss or class labels
     without an ONNX or PyTorch counterpart), or a foreign model matnet cannot rebuild; the message
     names the part and what to do instead."""
+
+
+class RequestError(MatnetError, ValueError):
+    """An HTTP request that ``matnet serve`` cannot answer: ``status`` is the 4xx status it gets
+    (400 malformed, 413 too large, 415 unsupported type, 422 rows that do not fit the model)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 
 from matnet.backend import all_finite
+from matnet.errors import DataError
 
 __all__ = [
     "as_generator",
     "check_class_targets",
     "check_features",
+    "check_feature_rows",
     "check_finite_rows",
     "check_int_range",
     "check_number",
@@ -73,6 +75,122 @@ def check_features(
     if finite:
         check_finite_rows(X)
     return X
+
+
+def check_feature_rows(
+    rows: Any,
+    n_features: int,
+    feature_names: list[str] | None,
+    *,
+    ignored: tuple[str, ...] = (),
+    source: str = "request body",
+) -> np.ndarray:
+    """Rows of decoded JSON as a float64 matrix in the model's column order, checked cell by cell.
+
+    Each row is an object keyed by feature name (when the model knows its names) or a list of
+    ``n_features`` values in the model's column order. Values are numbers or booleans (1/0, as a CSV
+    file's True/False); the messages follow :func:`matnet.datasets.read_csv`'s, naming the row and
+    the feature.
+
+    Parameters
+    ----------
+    rows : list of dict or list
+    n_features : int
+    feature_names : list of str or None
+    ignored : tuple of str
+        Keys an object row may carry besides the features (the target column, as a CSV may).
+    source : str
+        What the rows are called in messages.
+
+    Returns
+    -------
+    ndarray of shape (len(rows), n_features), float64
+
+    Raises
+    ------
+    DataError
+        For anything but a non-empty list of such rows: the first bad row and cell named.
+    """
+    if not isinstance(rows, list):
+        raise DataError(
+            f"{source}: the rows must be a JSON list (objects keyed by feature name, or lists "
+            f"in the model's column order), not {_json_kind(rows)}"
+        )
+    if not rows:
+        raise DataError(f"{source}: the list of rows is empty; give at least one row")
+    names = feature_names or [f"column {j + 1}" for j in range(n_features)]
+    X = np.empty((len(rows), n_features), dtype=np.float64)
+    for i, row in enumerate(rows):
+        where = f"{source}, row {i + 1}"
+        if isinstance(row, dict):
+            row = _ordered_cells(row, where, feature_names, ignored)
+        elif not isinstance(row, list):
+            raise DataError(
+                f"{where}: a row is an object or a list of {n_features} values, not "
+                f"{_json_kind(row)}"
+            )
+        elif len(row) != n_features:
+            raise DataError(
+                f"{where}: {len(row)} values, but the model expects {n_features} features "
+                f"({', '.join(names[:6])}{', ...' if n_features > 6 else ''})"
+            )
+        for j, value in enumerate(row):
+            X[i, j] = _cell(value, f"{where}, column {names[j]!r}")
+    return X
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return kinds.get(type(value), "a number" if isinstance(value, (int, float)) else "a value")
+
+
+def _ordered_cells(
+    row: dict[str, Any], where: str, feature_names: list[str] | None, ignored: tuple[str, ...]
+) -> list[Any]:
+    if feature_names is None:
+        raise DataError(
+            f"{where}: an object, but the model stores no feature names; send each row as a "
+            "list of values in the model's column order"
+        )
+    missing = [name for name in feature_names if name not in row]
+    if missing:
+        raise DataError(
+            f"{where}: no feature {missing[0]!r}, a feature the model was trained on "
+            f"({len(missing)} of its {len(feature_names)} features are missing)"
+        )
+    if len(row) > len(feature_names):
+        known = set(feature_names) | set(ignored)
+        unknown = [key for key in row if key not in known]
+        if unknown:
+            shown = ", ".join(feature_names[:8]) + (", ..." if len(feature_names) > 8 else "")
+            raise DataError(
+                f"{where}: unknown feature {unknown[0]!r}; the model's features are {shown}"
+            )
+    return [row[name] for name in feature_names]
+
+
+def _cell(value: Any, where: str) -> float:
+    """One feature value: a finite number, or a boolean as 1/0."""
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, (int, float)):
+        shown = "null" if value is None else repr(value)
+        raise DataError(
+            f"{where}: {shown} is not a number (features must be numeric; only the target may "
+            "hold labels)"
+        )
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float64's range
+        number = float("inf")
+    if not np.isfinite(number):
+        raise DataError(
+            f"{where}: the value is {value!r}; matnet needs finite numbers (remove or impute "
+            "missing values)"
+        )
+    return number
 
 
 def check_finite_rows(X: np.ndarray, first_row: int = 0) -> None:

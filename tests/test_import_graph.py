@@ -114,6 +114,8 @@ def test_import_matnet_needs_numpy_alone():
         "torch",
         "onnx",
         "onnxruntime",
+        "starlette",
+        "uvicorn",
     ]
     code = (
         "import sys\n"

@@ -1,4 +1,4 @@
-"""The ``matnet`` command: train, predict, evaluate, info, gradcheck, explain, datasets.
+"""The ``matnet`` command: train, predict, evaluate, info, gradcheck, explain, serve, datasets.
 
 :mod:`~matnet.cli.parser` holds the argument tables, :mod:`~matnet.cli.commands` the commands and
 :mod:`~matnet.cli.common` what they share. A model file is read through the model itself

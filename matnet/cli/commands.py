@@ -69,6 +69,7 @@ __all__ = [
     "cmd_gradcheck",
     "cmd_explain",
     "cmd_datasets",
+    "cmd_serve",
 ]
 
 # A whole-number target with at most this many values is a class label.
@@ -669,6 +670,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from matnet.serve import serve
+
+    return serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        max_body=args.max_body,
+        batch_wait_ms=args.batch_wait_ms,
+        max_batch_rows=args.max_batch_rows,
+        batching=not args.no_batching,
+        blas_threads=args.blas_threads or None,
+    )
 
 
 # --- gradcheck and explain -------------------------------------------------------------------

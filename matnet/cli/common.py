@@ -20,7 +20,7 @@ import numpy as np
 
 from matnet import datasets, metrics
 from matnet.errors import UsageError
-from matnet.io import excerpt_text, load
+from matnet.io import excerpt_text, load, load_tensors
 from matnet.layers import Standardize
 from matnet.losses import Loss
 from matnet.model import Sequential
@@ -140,6 +140,38 @@ def class_labels(model: Sequential) -> list[Any]:
     return list(range(k))
 
 
+def model_info(path: str) -> dict[str, Any]:
+    """What ``matnet info`` shows, as JSON values: the file, the task, the inputs, the layers, the
+    loss, the parameter count and the training record (``GET /model`` of ``matnet serve``)."""
+    tensors, raw = load_tensors(path)
+    model = load_model(path)
+    classifier = is_classifier(model)
+    return {
+        "file": {
+            "path": path,
+            "format_version": raw.get("format_version"),
+            "matnet_version": raw.get("matnet_version"),
+            "size_bytes": os.path.getsize(path),
+            "sha256": raw.get("matnet.sha256"),
+        },
+        "task": "classification" if classifier else "regression",
+        "target": target_name(model),
+        "classes": class_labels(model) if classifier else None,
+        "features": model.feature_names,
+        "n_features": model.n_features,
+        "n_outputs": model.n_outputs,
+        "input_scaling": has_input_scaling(model),
+        "architecture": model.config()["layers"],
+        "summary": model.summary(print_fn=None).splitlines(),
+        "loss": loss_of(model).name,
+        "dtype": np.dtype(model.dtype).name,
+        "n_params": model.n_params,
+        "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in tensors.items()},
+        "training": model.metadata.get("training"),
+        "metrics": model.metadata.get("metrics"),
+    }
+
+
 def read_for_model(
     model: Sequential,
     spec: str,
@@ -150,7 +182,7 @@ def read_for_model(
     """The model's feature columns (by name when the model knows them) and, if present, the target;
     raw cells (text, gaps) for a table model."""
     features = model.feature_names
-    target = target or _target_name(model)
+    target = target or target_name(model)
     if not datasets.is_dataset_name(spec) and need_target and target is None:
         raise UsageError("give the target column with --target NAME")
     if datasets.is_dataset_name(spec):
@@ -164,27 +196,32 @@ def read_for_model(
             raw=model.takes_table,
             encoding=encoding,
         )
+    check_width(model, table, spec)
+    return table
+
+
+def check_width(model: Sequential, table: datasets.Table, spec: str) -> None:
+    """A table read for ``model`` has exactly its number of feature columns."""
     if table.X.shape[1] != model.n_features:
         hint = (
             ""
-            if features
+            if model.feature_names
             else " (the model stores no feature names, so every column but the target is one)"
         )
         raise UsageError(
             f"{spec} has {table.X.shape[1]} feature columns but the model expects "
             f"{model.n_features}{hint}"
         )
-    return table
 
 
-def _target_name(model: Sequential) -> str | None:
+def target_name(model: Sequential) -> str | None:
     """The column ``matnet train`` learned (kept in the file's user metadata), if any."""
     name = model.metadata.get("target")
     return name if isinstance(name, str) and name else None
 
 
 def output_name(model: Sequential) -> str:
-    return _target_name(model) or "prediction"
+    return target_name(model) or "prediction"
 
 
 def class_indices(model: Sequential, table: datasets.Table) -> np.ndarray:

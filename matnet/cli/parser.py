@@ -22,6 +22,7 @@ from matnet.cli.commands import (
     cmd_gradcheck,
     cmd_info,
     cmd_predict,
+    cmd_serve,
     cmd_train,
 )
 from matnet.errors import UsageError
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub, data_help)
     _add_model_commands(sub, data_help)
     _add_gradcheck_and_explain(sub)
+    _add_serve(sub)
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=cmd_datasets)
     return parser
@@ -314,6 +316,67 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help=f"ONNX opset, {MIN_OPSET} or newer (default {DEFAULT_OPSET})",
     )
     p.set_defaults(func=cmd_export)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in 0..65535 (0: any free port)")
+    return value
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="an HTTP prediction service for a model file (needs matnet[serve])"
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1: this machine only; the service has "
+        "no authentication)",
+    )
+    p.add_argument(
+        "--port", type=_port, default=8000, help="default 8000; 0 picks a free port and prints it"
+    )
+    p.add_argument(
+        "--max-body",
+        type=_positive_int,
+        default=8 * 1024 * 1024,
+        metavar="BYTES",
+        help="larger request bodies are refused with 413 (default 8 MiB)",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=_non_negative_float,
+        default=2.0,
+        metavar="MS",
+        help="how long a batch may wait for the rows of requests already arriving (default 2)",
+    )
+    p.add_argument(
+        "--max-batch-rows",
+        type=_positive_int,
+        default=4096,
+        metavar="ROWS",
+        help="a batch stops gathering at this many rows (default 4096)",
+    )
+    p.add_argument(
+        "--no-batching",
+        action="store_true",
+        help="one model call per request (to measure what micro-batching gives)",
+    )
+    p.add_argument(
+        "--blas-threads",
+        type=_seed,
+        default=1,
+        metavar="N",
+        help="NumPy's BLAS threads while serving (default 1: small products run fastest on one "
+        "thread; 0 leaves BLAS as it is)",
+    )
+    p.set_defaults(func=cmd_serve)
 
 
 def _add_gradcheck_and_explain(sub: argparse._SubParsersAction) -> None:
