@@ -17,7 +17,13 @@ Quick start::
 
 from matnet import distributed, functional
 from matnet.activations import ACTIVATION_NAMES, get_activation, register_activation
-from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
+from matnet.errors import (
+    CheckpointInUseError,
+    MatnetError,
+    ModelFileError,
+    NotFittedError,
+    TrainingDivergedError,
+)
 from matnet.explain import explain
 from matnet.gradcheck import gradcheck, numerical_gradient
 from matnet.io import load, save
@@ -72,6 +78,7 @@ __all__ = [
     "Layer",
     "Loss",
     "MatnetError",
+    "CheckpointInUseError",
     "MeanSquaredError",
     "ModelFileError",
     "NotFittedError",

@@ -12,6 +12,7 @@ __all__ = [
     "UsageError",
     "OptionalDependencyError",
     "NonFiniteProductError",
+    "CheckpointInUseError",
 ]
 
 
@@ -52,3 +53,8 @@ class OptionalDependencyError(MatnetError, ImportError):
 
 class NonFiniteProductError(MatnetError, ArithmeticError):
     """A checked Dense product (see :meth:`matnet.layers.Dense.forward`) has a NaN or an infinity."""
+
+
+class CheckpointInUseError(MatnetError, RuntimeError):
+    """Another live process trains into the same checkpoint path (it holds ``<path>.lock``); the
+    message names it (pid and host)."""

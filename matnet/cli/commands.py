@@ -251,6 +251,7 @@ def _fit(
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every or "epoch",
         resume=args.resume,
+        threads=args.threads,
     )
 
 
@@ -294,9 +295,22 @@ def _training_record(args: argparse.Namespace, loss: str, history: Any) -> dict[
     }
 
 
+def _write(path: str, blob: bytes, what: str) -> None:
+    try:
+        atomic_write(path, blob)
+    except OSError as exc:
+        # "[Errno 28] No space left on device" alone does not say which file.
+        raise type(exc)(exc.errno, f"could not write the {what} {path}: {exc.strerror or exc}")
+
+
 def _report_and_write(
     args: argparse.Namespace, history: Any, results: dict, blob: bytes, png: bytes | None
 ) -> None:
+    # The files first: a write that fails (a full disk) is the one line printed, never the results
+    # of a run whose model was not saved.
+    _write(args.out, blob, "model file")
+    if png is not None:
+        _write(args.plot, png, "plot")
     if getattr(history, "interrupted", False):
         say(f"interrupted after {len(history)} complete epochs")
     elif history.stopped_early:
@@ -308,10 +322,8 @@ def _report_and_write(
         say(f"trained {len(history)} epochs")
     for split, m in results.items():
         say(f"{split:<11} {format_metrics(m)}")
-    atomic_write(args.out, blob)
     say(f"wrote {args.out} ({size_text(len(blob))})")
     if png is not None:
-        atomic_write(args.plot, png)
         say(f"wrote {args.plot}")
 
 

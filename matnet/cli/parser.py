@@ -214,6 +214,13 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="BLAS threads while training (needs threadpoolctl: matnet[threads]; default: "
+        "as the BLAS library chooses)",
+    )
+    p.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel across the ranks of mpiexec (needs matnet[mpi])",
