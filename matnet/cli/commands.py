@@ -292,6 +292,9 @@ def _training_record(args: argparse.Namespace, loss: str, history: Any) -> dict[
         "patience": args.patience,
         "seed": args.seed,
         "dtype": args.dtype,
+        # A run stopped by Ctrl-C or SIGTERM says so in its file: under mpiexec, whose SIGTERM
+        # (on its own Ctrl-C) ends the ranks' output at once, this is where the message survives.
+        "interrupted": (history.signal or "SIGINT") if getattr(history, "interrupted", False) else None,
     }
 
 
@@ -366,7 +369,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # 5. Report and write.
     _report_and_write(args, history, results, blob, png)
-    return 130 if getattr(history, "interrupted", False) else 0
+    if getattr(history, "interrupted", False):
+        return 143 if history.signal == "SIGTERM" else 130  # 128 + the signal's number
+    return 0
 
 
 # --- predict, evaluate, info -----------------------------------------------------------------

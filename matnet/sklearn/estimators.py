@@ -20,6 +20,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import _safe_indexing
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
@@ -30,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from matnet.activations import activation_names
+from matnet.backend import blas_threads
 from matnet.errors import ModelFileError, TrainingDivergedError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
 from matnet.layers import Activation, Dense, Dropout, Layer
@@ -51,6 +53,7 @@ from matnet.sklearn.rules import (
     warn_caller,
 )
 from matnet.training import Callback, as_callbacks, fit
+from matnet.training.rows import Rows
 
 __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 
@@ -302,6 +305,8 @@ class _BaseMLP(BaseEstimator):
                 f"solver={self.solver!r}"
             )
         _check_options("early_stopping_on", self.early_stopping_on, ("score", "loss"))
+        if self.threads is not None:
+            _check_int("threads", self.threads, 1)
         _check_real("weight_decay", self.weight_decay, 0, np.inf, low_open=False, high_open=True)
         if self.dtype is not None:
             try:
@@ -492,10 +497,11 @@ class _BaseMLP(BaseEstimator):
         else:
             self._sync_from_attributes()
             self._ensure_records()
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, Y, sample_weight, split, rng, incremental)
-        else:
-            self._fit_lbfgs(X, Y, sample_weight)
+        with blas_threads(self.threads):
+            if self.solver in _STOCHASTIC_SOLVERS:
+                self._fit_stochastic(X, Y, sample_weight, split, rng, incremental)
+            else:
+                self._fit_lbfgs(X, Y, sample_weight)
 
         if not np.all(np.isfinite(self._model.flat_params)):
             raise ValueError(
@@ -576,27 +582,26 @@ class _BaseMLP(BaseEstimator):
         w: np.ndarray | None,
         rng: np.random.Generator,
         n_outputs: int,
-    ) -> tuple:
-        """``(train, validation)``, each ``[X, Y, y_labels, w]``, as scikit-learn's early stopping
-        splits (stratified for single-output classification)."""
+    ) -> tuple[np.ndarray, Validation]:
+        """``(train_rows, validation)``: the rows scikit-learn's early stopping trains on (stratified
+        for single-output classification), by index, and the held-out rows as a
+        :class:`Validation` whose features are a :class:`~matnet.training.rows.Rows`. X is never
+        copied (a memmapped X of GiB stays on disk); the targets, labels and weights are."""
         stratify = y_labels if is_classifier(self) and n_outputs == 1 else None
-        arrays = [X, Y, y_labels] + ([] if w is None else [w])
-        parts = train_test_split(
-            *arrays,
+        # The same indices train_test_split would take the arrays themselves by.
+        train, val = train_test_split(
+            np.arange(X.shape[0]),
             random_state=int(rng.integers(np.iinfo(np.int32).max)),
             test_size=self.validation_fraction,
             stratify=stratify,
         )
-        train, val = parts[0::2], parts[1::2]
-        if val[0].shape[0] < 2:
+        if val.shape[0] < 2:
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' or the size of "
                 "your dataset."
             )
-        if w is None:
-            train.append(None)
-            val.append(None)
-        return train, val
+        labels = _safe_indexing(y_labels, val)
+        return train, Validation(Rows(X, val), Y[val], labels, None if w is None else w[val])
 
     def _batch_size(self, n: int) -> int:
         if self.batch_size == "auto":
@@ -629,10 +634,7 @@ class _BaseMLP(BaseEstimator):
             opt = self._optimizer = self._make_optimizer()
             opt.setup(model.flat_params, model.n_decay)
         loss = SklearnLoss(self._make_loss(), model, self.alpha, opt)
-        validation = None
-        if split is not None:
-            (X, Y, _, sample_weight), (X_val, Y_val, y_val, w_val) = split
-            validation = Validation(X_val, Y_val, y_val, w_val)
+        rows, validation = (None, None) if split is None else split
         kind = self.learning_rate if self.solver == "sgd" else "constant"
         schedule = SklearnRate(kind, self.learning_rate_init, self.power_t)
         rules = SklearnRules(self, loss, schedule, validation, incremental)
@@ -647,13 +649,15 @@ class _BaseMLP(BaseEstimator):
                 loss=loss,
                 optimizer=opt,
                 epochs=self.max_iter,
-                batch_size=self._batch_size(X.shape[0]),
+                batch_size=self._batch_size(X.shape[0] if rows is None else rows.shape[0]),
                 shuffle=self.shuffle,
                 seed=rng,
                 schedule=schedule,
                 sample_weight=sample_weight,
                 callbacks=rules.callbacks(self._callbacks()),
                 verbose=0,
+                rows=rows,
+                threads=self.threads,
             )
         except TrainingDivergedError as exc:
             self._after_divergence(exc)
@@ -917,6 +921,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     early_stopping_on : {'score', 'loss'}, default='score'
         What ``early_stopping`` (and the ``tol`` rule with it) watches: scikit-learn's validation
         score, or the validation loss (lower is better; the best-loss weights are restored).
+    threads : int or None, default=None
+        BLAS threads while fitting, through threadpoolctl (installed with scikit-learn). None
+        leaves them as they are, but inside a joblib worker (``GridSearchCV(n_jobs=2)``) uses 1,
+        so that the workers do not each start a BLAS thread per core.
 
     Attributes
     ----------
@@ -977,6 +985,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         dtype=None,
         callbacks=None,
         early_stopping_on="score",
+        threads=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -1008,6 +1017,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.dtype = dtype
         self.callbacks = callbacks
         self.early_stopping_on = early_stopping_on
+        self.threads = threads
 
     def _out_activation(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -1225,6 +1235,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         dtype=None,
         callbacks=None,
         early_stopping_on="score",
+        threads=None,
     ):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -1256,6 +1267,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.dtype = dtype
         self.callbacks = callbacks
         self.early_stopping_on = early_stopping_on
+        self.threads = threads
 
     def _check_params(self) -> None:
         _check_options("loss", self.loss, ("squared_error", "poisson"))

@@ -332,6 +332,8 @@ class Trainer:
         history, state = self.history, self.state
         history.best_epoch, history.stopped_early = state.best_epoch, state.stopped_early
         history.interrupted = self.interrupted and not self.diverged
+        if history.interrupted:
+            history.signal = self.interrupt.signal
         history.resumed_from = self.resumed_from
         logs = self._end_logs()
         for cb in sorted((cb for cb in self._every if not cb.closes_epoch), key=_end_order):
@@ -364,8 +366,10 @@ class History(Callback):
         self.records: list[dict[str, Any]] = [dict(r) for r in records]
         self.best_epoch: int | None = None
         self.stopped_early = False
-        #: Ctrl-C stopped training (after a whole step; the best weights were kept).
+        #: Ctrl-C or SIGTERM stopped training (after a whole step; the best weights were kept).
         self.interrupted = False
+        #: The signal that did (``"SIGINT"``, ``"SIGTERM"``), or None (another rank's, a callback's).
+        self.signal: str | None = None
         #: Training diverged and ``on_divergence="warn"`` stopped it quietly.
         self.diverged = False
         #: ``(epoch, batch)`` where a resumed run picked up, or None.
