@@ -124,7 +124,9 @@ def check_rows(rows: Any, n: int) -> np.ndarray | None:
             f"rows holds row numbers from {index.min()} to {index.max()}; X has {n} rows "
             f"(valid: 0 to {n - 1})"
         )
-    if np.unique(index).size != index.size:
+    seen = np.zeros(n, dtype=bool)  # n bytes, where np.unique would sort a copy of the index
+    seen[index] = True
+    if np.count_nonzero(seen) != index.size:
         raise ValueError("rows holds a row number more than once; give each row at most once")
     return index
 

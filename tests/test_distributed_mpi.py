@@ -294,7 +294,11 @@ def _check_interrupted_files(tmp_path):
     model = matnet.load(tmp_path / "model.safetensors")
     assert model.metadata["training"]["interrupted"] == "SIGTERM"
     assert model.metadata["training"]["epochs_run"] == len(ckpt.state.records)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "model.safetensors", "run.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "data.csv",
+        "model.safetensors",
+        "run.ckpt",
+    ]
     return ckpt
 
 

@@ -294,7 +294,9 @@ def test_a_full_disk_names_the_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(checkpoint, "save_tensors", full)
     path = tmp_path / "run.ckpt"
-    with pytest.raises(OSError, match="could not write the checkpoint .*run.ckpt.*No space") as info:
+    with pytest.raises(
+        OSError, match="could not write the checkpoint .*run.ckpt.*No space"
+    ) as info:
         make_model().fit(*make_data(), checkpoint=path, **OPTIONS)
     assert info.value.errno == errno.ENOSPC
     assert not (tmp_path / "run.ckpt.lock").exists()
@@ -481,9 +483,7 @@ def test_inside_a_joblib_worker_the_default_is_one_thread():
     results = joblib.Parallel(n_jobs=2, backend="threading")(joblib.delayed(job)() for _ in "ab")
     assert results == [1, 1]
     assert job() == _blas_threads()  # outside joblib: left alone
-    explicit = joblib.Parallel(n_jobs=2, backend="threading")(
-        joblib.delayed(job)(2) for _ in "ab"
-    )
+    explicit = joblib.Parallel(n_jobs=2, backend="threading")(joblib.delayed(job)(2) for _ in "ab")
     assert explicit == [min(2, _blas_threads())] * 2
 
 
@@ -500,3 +500,58 @@ def test_threads_without_threadpoolctl_names_the_extra(monkeypatch):
     with pytest.raises(matnet.errors.OptionalDependencyError, match=r"matnet\[threads\]"):
         net.fit(*make_data(), threads=2, verbose=0)
     assert np.array_equal(net.flat_params, before)
+
+
+def test_cli_threads_option(tmp_path, capsys):
+    from matnet import cli
+
+    X, y = make_data(60)
+    data = tmp_path / "data.csv"
+    rows = ["a,b,c,d,e,f,y"] + [",".join(map(str, [*x, t])) for x, t in zip(X, y, strict=True)]
+    data.write_text("\n".join(rows) + "\n")
+    base = ["train", str(data), "--target", "y", "--epochs", "1", "--quiet"]
+    assert cli.main([*base, "--threads", "0", "--out", str(tmp_path / "a.safetensors")]) == 2
+    assert "--threads: '0' must be at least 1" in capsys.readouterr().err
+    assert cli.main([*base, "--threads", "1", "--out", str(tmp_path / "b.safetensors")]) == 0
+    assert matnet.load(tmp_path / "b.safetensors").metadata["training"]["interrupted"] is None
+
+
+# --- the estimators: threads and the early-stopping split -----------------------------------------
+
+
+def test_estimator_threads_and_its_joblib_default():
+    pytest.importorskip("sklearn")
+    from matnet.sklearn import MLPClassifier
+
+    X, y = make_data()
+    see = SeeThreads()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter=2 does not converge
+        MLPClassifier((8,), max_iter=2, threads=1, callbacks=see, random_state=0).fit(X, y)
+    assert see.seen == [1, 1]
+    with pytest.raises(ValueError, match="threads"):
+        MLPClassifier((8,), threads=0).fit(X, y)
+
+
+def test_estimator_early_stopping_does_not_copy_x(tmp_path):
+    pytest.importorskip("sklearn")
+    from matnet.sklearn import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    n, d = 60_000, 200  # 48 MB of float32
+    X = np.lib.format.open_memmap(tmp_path / "X.npy", "w+", np.float32, (n, d))
+    X[:] = rng.standard_normal((n, d), dtype=np.float32)
+    X.flush()
+    X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    y = (np.asarray(X[:, 0]) > 0).astype(int)
+    clf = MLPClassifier((8,), max_iter=1, batch_size=256, early_stopping=True, random_state=0)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # max_iter=1 does not converge
+            clf.fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 4, f"fit allocated {peak / 2**20:.1f} MiB for {X.nbytes / 2**20} MiB"
+    assert len(clf.validation_scores_) == 1

@@ -294,7 +294,9 @@ def _training_record(args: argparse.Namespace, loss: str, history: Any) -> dict[
         "dtype": args.dtype,
         # A run stopped by Ctrl-C or SIGTERM says so in its file: under mpiexec, whose SIGTERM
         # (on its own Ctrl-C) ends the ranks' output at once, this is where the message survives.
-        "interrupted": (history.signal or "SIGINT") if getattr(history, "interrupted", False) else None,
+        "interrupted": (history.signal or "SIGINT")
+        if getattr(history, "interrupted", False)
+        else None,
     }
 
 
@@ -303,7 +305,9 @@ def _write(path: str, blob: bytes, what: str) -> None:
         atomic_write(path, blob)
     except OSError as exc:
         # "[Errno 28] No space left on device" alone does not say which file.
-        raise type(exc)(exc.errno, f"could not write the {what} {path}: {exc.strerror or exc}")
+        raise type(exc)(
+            exc.errno, f"could not write the {what} {path}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _report_and_write(

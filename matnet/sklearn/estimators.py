@@ -18,7 +18,7 @@ try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import _safe_indexing
     from sklearn.utils.class_weight import compute_sample_weight
@@ -588,12 +588,14 @@ class _BaseMLP(BaseEstimator):
         :class:`Validation` whose features are a :class:`~matnet.training.rows.Rows`. X is never
         copied (a memmapped X of GiB stays on disk); the targets, labels and weights are."""
         stratify = y_labels if is_classifier(self) and n_outputs == 1 else None
-        # The same indices train_test_split would take the arrays themselves by.
-        train, val = train_test_split(
-            np.arange(X.shape[0]),
-            random_state=int(rng.integers(np.iinfo(np.int32).max)),
-            test_size=self.validation_fraction,
-            stratify=stratify,
+        # train_test_split's own splitter, asked for the indices it would take the arrays by (the
+        # same rows, without indexing X or building an index array of every row first).
+        splitter = StratifiedShuffleSplit if stratify is not None else ShuffleSplit
+        train, val = next(
+            splitter(
+                test_size=self.validation_fraction,
+                random_state=int(rng.integers(np.iinfo(np.int32).max)),
+            ).split(X, stratify)
         )
         if val.shape[0] < 2:
             raise ValueError(
@@ -1075,8 +1077,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return weights if sample_weight is None else weights * sample_weight
 
     def _encode_targets(self, y: Any, dtype: Any) -> tuple[np.ndarray, Any]:
-        Y = self._label_binarizer.transform(y)
-        if self._label_binarizer.y_type_ == "multiclass":
+        # What LabelBinarizer.transform gives, without its (n, k) intermediate arrays: one logistic
+        # column for two classes, class indices (for softmax cross-entropy) for more.
+        binarizer, classes = self._label_binarizer, self.classes_
+        kind = binarizer.y_type_
+        if kind in ("binary", "multiclass") and np.ndim(y) == 1 and len(classes) >= 2:
+            if kind == "binary" and len(classes) == 2:
+                return (np.asarray(y) == classes[1]).astype(dtype).reshape(-1, 1), y
+            if kind == "multiclass":
+                index = np.searchsorted(classes, y)
+                if np.array_equal(classes[np.minimum(index, len(classes) - 1)], y):
+                    return index.astype(np.intp, copy=False), y
+        Y = binarizer.transform(y)
+        if kind == "multiclass":
             return np.argmax(Y, axis=1).astype(np.intp), y  # class indices for softmax CE
         return np.asarray(Y, dtype=dtype), y
 

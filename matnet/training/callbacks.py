@@ -292,7 +292,9 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch, "loss": self.state.loss_sum / self.n_samples}
         if self.validation is not None:
             X_val, Y_val = self.validation
-            Z_val = X_val.logits(self.model) if isinstance(X_val, Rows) else self.model.logits(X_val)
+            Z_val = (
+                X_val.logits(self.model) if isinstance(X_val, Rows) else self.model.logits(X_val)
+            )
             record["val_loss"] = self.loss(Z_val, Y_val)[0]
             record[f"val_{self.loss.metric_name}"] = self.loss.metric(Z_val, Y_val)
         record["learning_rate"] = self.optimizer.learning_rate

@@ -16,13 +16,14 @@ import tempfile
 import time
 import warnings
 import zlib
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from matnet import _accel
+from matnet.backend import import_optional
 from matnet.checkpoint import (
     Checkpoint,
     TrainState,
@@ -44,7 +45,6 @@ from matnet.training.callbacks import (
     Trainer,
     as_callbacks,
 )
-from matnet.backend import import_optional
 from matnet.training.comm import LocalComm
 from matnet.training.rows import Rows
 from matnet.validation import (
@@ -102,7 +102,8 @@ def fit(
     X_buf = np.empty((m_max, X.shape[1]), dtype=X.dtype)
     Y_buf = np.empty((m_max, *Y.shape[1:]), dtype=Y.dtype)
     W_buf = None if W is None else np.empty(m_max, dtype=W.dtype)
-    order, n_batches = np.arange(n), -(-n // batch_size)
+    # Without shuffling, rows in order (an index array of n rows is allocated only then).
+    order, n_batches = None if shuffle else np.arange(n), -(-n // batch_size)
     # Training on some rows of X (a validation split, or rows=): the batch's positions map to rows
     # of X here, so X itself is never copied.
     row_of = t.rows
@@ -593,7 +594,7 @@ def _training_data(
     Y = model.encode_targets(y, n, loss_fn)
     W = check_sample_weight(sample_weight, n, model.dtype)
     row_of = check_rows(rows, n)
-    validation = None
+    validation: tuple[Any, Any] | None = None
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
