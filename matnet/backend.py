@@ -98,6 +98,8 @@ def blas_threads(threads: int | None) -> Iterator[None]:
         threads = 1
     else:
         threadpoolctl = import_optional("threadpoolctl", "threads", "threads=")
+    # threadpoolctl's own context: the counts are put back when this run ends. They are the BLAS
+    # library's, not this thread's: runs in threads of one process with different counts overlap.
     with threadpoolctl.threadpool_limits(limits=threads):
         yield
 

@@ -469,22 +469,34 @@ def test_threads_limits_blas_during_fit_and_puts_it_back():
     assert _blas_threads() == outside
 
 
-def test_inside_a_joblib_worker_the_default_is_one_thread():
+def test_inside_a_joblib_worker_the_default_is_one_thread(monkeypatch):
+    """The decision, recorded at threadpoolctl: the thread count itself is the BLAS library's, one
+    for the whole process, so two workers reading it at once see each other's limits."""
     joblib = pytest.importorskip("joblib")
-    if _blas_threads() == 1:
-        pytest.skip("BLAS runs one thread here anyway: nothing to tell apart")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    asked = []
+    limits = threadpoolctl.threadpool_limits
+
+    def spy(limits_=None, **kwargs):
+        asked.append(kwargs.get("limits", limits_))
+        return limits(**kwargs) if limits_ is None else limits(limits_, **kwargs)
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", spy)
     X, y = make_data()
 
     def job(threads=None):
-        see = SeeThreads()
-        make_model().fit(X, y, threads=threads, callbacks=see, **{**OPTIONS, "epochs": 1})
-        return see.seen[0]
+        make_model().fit(X, y, threads=threads, **{**OPTIONS, "epochs": 1})
 
-    results = joblib.Parallel(n_jobs=2, backend="threading")(joblib.delayed(job)() for _ in "ab")
-    assert results == [1, 1]
-    assert job() == _blas_threads()  # outside joblib: left alone
-    explicit = joblib.Parallel(n_jobs=2, backend="threading")(joblib.delayed(job)(2) for _ in "ab")
-    assert explicit == [min(2, _blas_threads())] * 2
+    joblib.Parallel(n_jobs=2, backend="threading")(joblib.delayed(job)() for _ in "ab")
+    assert asked == [1, 1]
+    asked.clear()
+    job()  # outside joblib: left alone
+    assert asked == []
+    joblib.Parallel(n_jobs=2, backend="threading")(joblib.delayed(job)(3) for _ in "ab")
+    assert asked == [3, 3]  # an explicit count wins
+    asked.clear()
+    joblib.Parallel(n_jobs=1)(joblib.delayed(job)() for _ in "ab")
+    assert asked == []  # n_jobs=1 runs here, not in workers
 
 
 @pytest.mark.parametrize("threads", [0, -1, 1.5, "2", True])
@@ -555,3 +567,24 @@ def test_estimator_early_stopping_does_not_copy_x(tmp_path):
         tracemalloc.stop()
     assert peak < X.nbytes / 4, f"fit allocated {peak / 2**20:.1f} MiB for {X.nbytes / 2**20} MiB"
     assert len(clf.validation_scores_) == 1
+
+
+@pytest.mark.parametrize("labels", ["ints", "strings", "uneven"])
+def test_the_lean_stratified_split_is_scikit_learns(labels):
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    from matnet.sklearn.estimators import _stratified_split
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 1001)
+    if labels == "strings":
+        y = np.array(["b", "a", "c"])[y]
+    if labels == "uneven":
+        y = np.where(rng.random(1001) < 0.97, 0, 1)
+    for fraction, seed in [(0.1, 0), (0.25, 7), (0.5, 123)]:
+        expected = next(StratifiedShuffleSplit(test_size=fraction, random_state=seed).split(y, y))
+        got = _stratified_split(y, fraction, seed)
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+    with pytest.raises(ValueError, match="only 1 member"):
+        _stratified_split(np.array([0, 0, 0, 1]), 0.5, 0)

@@ -590,13 +590,14 @@ class _BaseMLP(BaseEstimator):
         stratify = y_labels if is_classifier(self) and n_outputs == 1 else None
         # train_test_split's own splitter, asked for the indices it would take the arrays by (the
         # same rows, without indexing X or building an index array of every row first).
-        splitter = StratifiedShuffleSplit if stratify is not None else ShuffleSplit
-        train, val = next(
-            splitter(
-                test_size=self.validation_fraction,
-                random_state=int(rng.integers(np.iinfo(np.int32).max)),
-            ).split(X, stratify)
-        )
+        seed = int(rng.integers(np.iinfo(np.int32).max))
+        if stratify is not None and np.ndim(stratify) == 1:
+            train, val = _stratified_split(stratify, self.validation_fraction, seed)
+        else:
+            splitter = StratifiedShuffleSplit if stratify is not None else ShuffleSplit
+            train, val = next(
+                splitter(test_size=self.validation_fraction, random_state=seed).split(X, stratify)
+            )
         if val.shape[0] < 2:
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' or the size of "
@@ -1527,6 +1528,49 @@ def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
     if estimator.solver in _STOCHASTIC_SOLVERS:
         estimator._no_improvement_count = 0
     return estimator
+
+
+def _stratified_split(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``next(StratifiedShuffleSplit(test_size=test_size, random_state=seed).split(X, y))`` for 1-D
+    ``y``: the same checks and messages, the same draws in the same order, so the same indices.
+
+    scikit-learn gathers each class's rows into Python lists (some 70 bytes per row, 150 MiB for
+    two million rows); here they stay NumPy arrays.
+    """
+    from sklearn.model_selection._split import _validate_shuffle_split
+    from sklearn.utils import check_random_state
+    from sklearn.utils.extmath import _approximate_mode
+
+    y = np.asarray(y)
+    n_train, n_test = _validate_shuffle_split(y.shape[0], test_size, None, default_test_size=0.1)
+    classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    if np.min(class_counts) < 2:
+        raise ValueError(
+            "The least populated classes in y have only 1 member, which is too few. The minimum "
+            "number of groups for any class cannot be less than 2. Classes with too few members "
+            f"are: {classes[class_counts < 2].tolist()}"
+        )
+    if n_train < classes.shape[0]:
+        raise ValueError(
+            f"The train_size = {n_train} should be greater or equal to the number of classes = "
+            f"{classes.shape[0]}"
+        )
+    if n_test < classes.shape[0]:
+        raise ValueError(
+            f"The test_size = {n_test} should be greater or equal to the number of classes = "
+            f"{classes.shape[0]}"
+        )
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    del y_indices
+    rng = check_random_state(seed)
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train, test = [], []
+    for i in range(classes.shape[0]):
+        rows = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.append(rows[: n_i[i]])
+        test.append(rows[n_i[i] : n_i[i] + t_i[i]])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def _json_label(value: Any) -> Any:
