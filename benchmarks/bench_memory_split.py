@@ -44,7 +44,8 @@ CASES = {
         ".fit(X, y)"
     ),
     "MLPRegressor, early_stopping": (
-        "MLPRegressor((16,), max_iter=1, batch_size=256, early_stopping=True, random_state=0)"
+        "MLPRegressor(hidden_layer_sizes=(16,), max_iter=1, batch_size=256, early_stopping=True, "
+        "random_state=0)"
         ".fit(X, y.astype(np.float32))"
     ),
 }
@@ -78,9 +79,11 @@ CHILD = textwrap.dedent(
     tracemalloc.start()
     sampler.start()
     started = time.perf_counter()
-    CASE
+    try:
+        CASE
+    finally:  # a failing case must not leave the sampler running (the process would never exit)
+        done.set()
     seconds = time.perf_counter() - started
-    done.set()
     sampler.join()
     traced = tracemalloc.get_traced_memory()[1]
     peak[0] = max(peak[0], anon_kib())
@@ -144,7 +147,9 @@ def main() -> None:
             f"Python {platform.python_version()}, NumPy {np.__version__}.",
             "",
             "`anon`: peak anonymous resident memory during the call minus before it (sampled "
-            "every 2 ms); `traced`: tracemalloc's peak. Bound (issue 15, item 16): < 100 MiB.",
+            "every 2 ms); `traced`: tracemalloc's peak. Bound (issue 15, item 16): < 100 MiB. "
+            "The seconds are not a speed figure: they depend on which pages of X the page cache "
+            "holds and on the other work of a shared machine.",
             "",
             "| case | anon MiB | traced MiB | seconds |",
             "|---|---:|---:|---:|",
