@@ -17,7 +17,13 @@ Quick start::
 
 from matnet import distributed, functional, metrics, tabular
 from matnet.activations import ACTIVATION_NAMES, get_activation, register_activation
-from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
+from matnet.errors import (
+    CheckpointInUseError,
+    MatnetError,
+    ModelFileError,
+    NotFittedError,
+    TrainingDivergedError,
+)
 from matnet.explain import explain
 from matnet.export import from_torch, to_onnx, to_torch, to_torch_state_dict
 from matnet.gradcheck import gradcheck, numerical_gradient
@@ -73,6 +79,7 @@ __all__ = [
     "Layer",
     "Loss",
     "MatnetError",
+    "CheckpointInUseError",
     "MeanSquaredError",
     "ModelFileError",
     "NotFittedError",

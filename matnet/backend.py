@@ -14,6 +14,8 @@ and data crosses the boundary through :meth:`Backend.asarray` (host to device) a
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,8 @@ __all__ = [
     "to_host",
     "OptionalDependencyError",
     "import_optional",
+    "blas_threads",
+    "in_joblib_worker",
 ]
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -46,6 +50,58 @@ def import_optional(module: str, extra: str, feature: str) -> Any:
             f"{feature} needs {module}, which is not installed (or failed to load: {exc}); "
             f"install it with: pip install 'matnet[{extra}]'"
         ) from exc
+
+
+def in_joblib_worker() -> bool:
+    """Whether this code runs inside a joblib worker of a parallel call (``GridSearchCV(n_jobs=2)``,
+    say), where each worker's BLAS should not start a thread per core of its own.
+
+    joblib runs each task inside ``parallel_config(backend=<the nested backend>)``, whose
+    ``nesting_level`` is at least 1 in a worker of the threading, loky or multiprocessing backends
+    and 0 outside (and in ``n_jobs=1`` runs); this is how scikit-learn's own nested calls find it.
+    joblib is not imported here: a process that never loaded it is not a joblib worker.
+    """
+    if "joblib" not in sys.modules:
+        return False
+    try:
+        from joblib.parallel import get_active_backend
+    except ImportError:  # a joblib too old to say
+        return False
+    backend, _ = get_active_backend()
+    return (getattr(backend, "nesting_level", 0) or 0) > 0
+
+
+@contextmanager
+def blas_threads(threads: int | None) -> Iterator[None]:
+    """Limit the BLAS (and OpenMP) thread pools to ``threads`` for the duration, through
+    threadpoolctl, and put them back after.
+
+    ``None`` leaves them alone, except inside a joblib worker (:func:`in_joblib_worker`), where it
+    means 1: each of ``n_jobs`` workers running a BLAS thread per core makes training many times
+    slower. An explicit number needs threadpoolctl (``pip install 'matnet[threads]'``; scikit-learn
+    installs it too); the joblib default applies only where threadpoolctl is installed.
+
+    Raises
+    ------
+    OptionalDependencyError
+        When ``threads`` is a number and threadpoolctl is not installed.
+    """
+    if threads is None:
+        if not in_joblib_worker():
+            yield
+            return
+        try:
+            import threadpoolctl
+        except ImportError:
+            yield
+            return
+        threads = 1
+    else:
+        threadpoolctl = import_optional("threadpoolctl", "threads", "threads=")
+    # threadpoolctl's own context: the counts are put back when this run ends. They are the BLAS
+    # library's, not this thread's: runs in threads of one process with different counts overlap.
+    with threadpoolctl.threadpool_limits(limits=threads):
+        yield
 
 
 def _is_cupy(array: Any) -> bool:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from matnet.errors import ModelFileError
+from matnet.errors import CheckpointInUseError, ModelFileError
 from matnet.io import load_tensors, save_tensors
 
-__all__ = ["TrainState", "Checkpoint", "write_checkpoint", "read_checkpoint", "load_model"]
+__all__ = [
+    "TrainState",
+    "Checkpoint",
+    "CheckpointLock",
+    "write_checkpoint",
+    "read_checkpoint",
+    "load_model",
+]
 
 CHECKPOINT_FORMAT = "matnet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -169,7 +178,108 @@ def write_checkpoint(
         "state": _dumps(fields),
         "data": _dumps(data or {}),
     }
-    save_tensors(path, tensors, metadata)
+    try:
+        save_tensors(path, tensors, metadata)
+    except OSError as exc:
+        # A full disk says "[Errno 28] No space left on device" without a file name: name it.
+        raise type(exc)(
+            exc.errno, f"could not write the checkpoint {str(path)!r}: {exc.strerror or exc}"
+        ) from exc
+
+
+# A lock left by a process that died between creating it and writing its holder is stale after this.
+_EMPTY_LOCK_SECONDS = 10.0
+
+
+class CheckpointLock:
+    """An exclusive lock on a checkpoint path: the file ``<path>.lock``, created with
+    ``O_CREAT | O_EXCL`` and holding the holder's pid and host, removed on release.
+
+    Two runs writing one checkpoint would delete each other's temporary files and interleave their
+    states; the second is refused instead (:class:`~matnet.errors.CheckpointInUseError`, naming the
+    holder). A lock whose holder is gone (a pid that no longer runs on this host, after a SIGKILL,
+    say) is stale and taken over. A holder on another host cannot be checked from here: the error
+    says to delete the lock file once that run is known to be over.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(f"{os.fspath(path)}.lock")
+        self.held = False
+
+    def _holder(self) -> dict[str, Any] | None:
+        """The holder the lock file names, or None when it cannot be read (yet)."""
+        try:
+            holder = json.loads(self.path.read_text(encoding="utf-8")[:1000])
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(holder, dict) and isinstance(holder.get("pid"), int)
+        return holder if ok else None
+
+    def _stale(self, holder: dict[str, Any] | None) -> bool:
+        if holder is None:
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except OSError:
+                return False  # gone already: the next attempt takes it
+            return age > _EMPTY_LOCK_SECONDS
+        if holder.get("host") != socket.gethostname():
+            return False
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError, ValueError):
+            return False  # a live process of another user
+        return False
+
+    def acquire(self) -> None:
+        """Take the lock or raise CheckpointInUseError naming the process that holds it."""
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if self._stale(holder):
+                    try:
+                        self.path.unlink()
+                    except FileNotFoundError:
+                        pass
+                    continue
+                who = (
+                    f"process {holder['pid']} on {holder.get('host')!r}"
+                    if holder is not None
+                    else "another process"
+                )
+                raise CheckpointInUseError(
+                    f"checkpoint {str(self.path)[:-5]!r} is in use by {who} (lock file "
+                    f"{str(self.path)!r}); wait for that run to end, or give another checkpoint "
+                    "path (delete the lock file only if that run is no longer running)"
+                ) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps(me))
+            self.held = True
+            return
+        raise CheckpointInUseError(f"could not take the lock {str(self.path)!r}; try again")
+
+    def release(self) -> None:
+        """Remove the lock file, if this process still holds it."""
+        if not self.held:
+            return
+        self.held = False
+        holder = self._holder()
+        if holder is not None and holder.get("pid") == os.getpid():
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> CheckpointLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "NonFiniteProductError",
     "ConversionError",
     "RequestError",
+    "CheckpointInUseError",
 ]
 
 
@@ -69,3 +70,8 @@ class RequestError(MatnetError, ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class CheckpointInUseError(MatnetError, RuntimeError):
+    """Another live process trains into the same checkpoint path (it holds ``<path>.lock``); the
+    message names it (pid and host)."""

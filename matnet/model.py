@@ -88,8 +88,9 @@ class Sequential:
         #: the model learns ``(y - mean) / scale`` and predicts ``Z * scale + mean``.
         self.target_scaling: tuple[np.ndarray, np.ndarray] | None = None
         # Layers compute in shared buffers: one inference at a time per model, so predict() is safe
-        # to call from several threads.
-        self._lock = threading.Lock()
+        # to call from several threads; fit holds the lock for each step, so a predict() during
+        # training waits for the step to end. Reentrant: a loss or callback may predict in a step.
+        self._lock = threading.RLock()
         self.n_features = layers[0].n_in
         #: True when the first layer reads raw tables (a TableInput): fit and predict take a
         #: DataFrame or a 2-D object array and the columns are the TableInput's.
@@ -536,6 +537,9 @@ class Sequential:
         resume: Any = False,
         on_divergence: str = "raise",
         comm: Any = None,
+        rows: Any = None,
+        resume_overrides: Any = (),
+        threads: int | None = None,
     ) -> Any:
         """Train on ``(X, y)``: :func:`matnet.fit` with this model; every option is documented
         there. Returns the :class:`~matnet.History`."""

@@ -243,6 +243,30 @@ def check_int_range(name: str, value: Any, low: int, high: int, why: str = "") -
     return int(value)
 
 
+def check_rows(rows: Any, n: int) -> np.ndarray | None:
+    """``fit(rows=...)``: None (every row), or row numbers of X, each in [0, n) and at most once,
+    as an int64 array of shape (n_rows,)."""
+    if rows is None:
+        return None
+    index = np.asarray(rows)
+    if index.ndim != 1 or index.size == 0 or index.dtype.kind not in "iu":
+        raise ValueError(
+            f"rows must be a non-empty 1-D array of integer row numbers, got shape {index.shape} "
+            f"and dtype {index.dtype}"
+        )
+    index = index.astype(np.int64, copy=False)
+    if index.min() < 0 or index.max() >= n:
+        raise ValueError(
+            f"rows holds row numbers from {index.min()} to {index.max()}; X has {n} rows "
+            f"(valid: 0 to {n - 1})"
+        )
+    seen = np.zeros(n, dtype=bool)  # n bytes, where np.unique would sort a copy of the index
+    seen[index] = True
+    if np.count_nonzero(seen) != index.size:
+        raise ValueError("rows holds a row number more than once; give each row at most once")
+    return index
+
+
 def check_sample_weight(sample_weight: Any, n: int, dtype: Any) -> np.ndarray | None:
     if sample_weight is None:
         return None

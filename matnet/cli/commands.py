@@ -350,6 +350,7 @@ def _fit(
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every or "epoch",
         resume=args.resume,
+        threads=args.threads,
     )
 
 
@@ -390,12 +391,35 @@ def _training_record(args: argparse.Namespace, loss: str, history: Any) -> dict[
         "patience": args.patience,
         "seed": args.seed,
         "dtype": args.dtype,
+        # A run stopped by Ctrl-C or SIGTERM says so in its file: under mpiexec, whose SIGTERM
+        # (on its own Ctrl-C) ends the ranks' output at once, this is where the message survives.
+        "interrupted": (history.signal or "SIGINT")
+        if getattr(history, "interrupted", False)
+        else None,
     }
+
+
+def _write(path: str, blob: bytes, what: str) -> None:
+    try:
+        atomic_write(path, blob)
+    except OSError as exc:
+        # "[Errno 28] No space left on device" alone does not say which file.
+        raise type(exc)(
+            exc.errno, f"could not write the {what} {path}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _report_and_write(
     args: argparse.Namespace, history: Any, results: dict, blob: bytes, png: bytes | None
 ) -> None:
+    # The files first: a write that fails (a full disk) is the one line printed, never the results
+    # of a run whose model was not saved.
+    _write(args.out, blob, "model file")
+    if png is not None:
+        _write(args.plot, png, "plot")
+    history_bytes = _history_bytes(args, history)
+    if history_bytes is not None:
+        _write(args.history, history_bytes, "history file")
     if getattr(history, "interrupted", False):
         say(f"interrupted after {len(history)} complete epochs")
     elif history.stopped_early:
@@ -407,14 +431,10 @@ def _report_and_write(
         say(f"trained {len(history)} epochs")
     for split, m in results.items():
         say(f"{split:<11} {format_metrics(m)}")
-    history_bytes = _history_bytes(args, history)
-    atomic_write(args.out, blob)
     say(f"wrote {args.out} ({size_text(len(blob))})")
     if png is not None:
-        atomic_write(args.plot, png)
         say(f"wrote {args.plot}")
     if history_bytes is not None:
-        atomic_write(args.history, history_bytes)
         say(f"wrote {args.history} ({len(history)} epochs)")
 
 
@@ -462,7 +482,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # 5. Report and write.
     _report_and_write(args, history, results, blob, png)
-    return 130 if getattr(history, "interrupted", False) else 0
+    if getattr(history, "interrupted", False):
+        return 143 if history.signal == "SIGTERM" else 130  # 128 + the signal's number
+    return 0
 
 
 # --- predict, evaluate, info -----------------------------------------------------------------

@@ -255,6 +255,13 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         "cell is a number (automatic when some cell is text or empty)",
     )
     p.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="BLAS threads while training (needs threadpoolctl: matnet[threads]; default: "
+        "as the BLAS library chooses)",
+    )
+    p.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel across the ranks of mpiexec (needs matnet[mpi])",

@@ -18,8 +18,9 @@ try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
     from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import _safe_indexing
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
@@ -30,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from matnet.activations import activation_names
+from matnet.backend import blas_threads
 from matnet.errors import ModelFileError, TrainingDivergedError
 from matnet.io import load_tensors, model_from_tensors, model_metadata, save_tensors
 from matnet.layers import Activation, Dense, Dropout, Layer
@@ -51,6 +53,7 @@ from matnet.sklearn.rules import (
     warn_caller,
 )
 from matnet.training import Callback, as_callbacks, fit
+from matnet.training.rows import Rows
 
 __all__ = ["MLPClassifier", "MLPRegressor", "load"]
 
@@ -302,6 +305,8 @@ class _BaseMLP(BaseEstimator):
                 f"solver={self.solver!r}"
             )
         _check_options("early_stopping_on", self.early_stopping_on, ("score", "loss"))
+        if self.threads is not None:
+            _check_int("threads", self.threads, 1)
         _check_real("weight_decay", self.weight_decay, 0, np.inf, low_open=False, high_open=True)
         if self.dtype is not None:
             try:
@@ -492,10 +497,11 @@ class _BaseMLP(BaseEstimator):
         else:
             self._sync_from_attributes()
             self._ensure_records()
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, Y, sample_weight, split, rng, incremental)
-        else:
-            self._fit_lbfgs(X, Y, sample_weight)
+        with blas_threads(self.threads):
+            if self.solver in _STOCHASTIC_SOLVERS:
+                self._fit_stochastic(X, Y, sample_weight, split, rng, incremental)
+            else:
+                self._fit_lbfgs(X, Y, sample_weight)
 
         if not np.all(np.isfinite(self._model.flat_params)):
             raise ValueError(
@@ -576,27 +582,29 @@ class _BaseMLP(BaseEstimator):
         w: np.ndarray | None,
         rng: np.random.Generator,
         n_outputs: int,
-    ) -> tuple:
-        """``(train, validation)``, each ``[X, Y, y_labels, w]``, as scikit-learn's early stopping
-        splits (stratified for single-output classification)."""
+    ) -> tuple[np.ndarray, Validation]:
+        """``(train_rows, validation)``: the rows scikit-learn's early stopping trains on (stratified
+        for single-output classification), by index, and the held-out rows as a
+        :class:`Validation` whose features are a :class:`~matnet.training.rows.Rows`. X is never
+        copied (a memmapped X of GiB stays on disk); the targets, labels and weights are."""
         stratify = y_labels if is_classifier(self) and n_outputs == 1 else None
-        arrays = [X, Y, y_labels] + ([] if w is None else [w])
-        parts = train_test_split(
-            *arrays,
-            random_state=int(rng.integers(np.iinfo(np.int32).max)),
-            test_size=self.validation_fraction,
-            stratify=stratify,
-        )
-        train, val = parts[0::2], parts[1::2]
-        if val[0].shape[0] < 2:
+        # train_test_split's own splitter, asked for the indices it would take the arrays by (the
+        # same rows, without indexing X or building an index array of every row first).
+        seed = int(rng.integers(np.iinfo(np.int32).max))
+        if stratify is not None and np.ndim(stratify) == 1:
+            train, val = _stratified_split(stratify, self.validation_fraction, seed)
+        else:
+            splitter = StratifiedShuffleSplit if stratify is not None else ShuffleSplit
+            train, val = next(
+                splitter(test_size=self.validation_fraction, random_state=seed).split(X, stratify)
+            )
+        if val.shape[0] < 2:
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' or the size of "
                 "your dataset."
             )
-        if w is None:
-            train.append(None)
-            val.append(None)
-        return train, val
+        labels = _safe_indexing(y_labels, val)
+        return train, Validation(Rows(X, val), Y[val], labels, None if w is None else w[val])
 
     def _batch_size(self, n: int) -> int:
         if self.batch_size == "auto":
@@ -629,10 +637,7 @@ class _BaseMLP(BaseEstimator):
             opt = self._optimizer = self._make_optimizer()
             opt.setup(model.flat_params, model.n_decay)
         loss = SklearnLoss(self._make_loss(), model, self.alpha, opt)
-        validation = None
-        if split is not None:
-            (X, Y, _, sample_weight), (X_val, Y_val, y_val, w_val) = split
-            validation = Validation(X_val, Y_val, y_val, w_val)
+        rows, validation = (None, None) if split is None else split
         kind = self.learning_rate if self.solver == "sgd" else "constant"
         schedule = SklearnRate(kind, self.learning_rate_init, self.power_t)
         rules = SklearnRules(self, loss, schedule, validation, incremental)
@@ -647,13 +652,15 @@ class _BaseMLP(BaseEstimator):
                 loss=loss,
                 optimizer=opt,
                 epochs=self.max_iter,
-                batch_size=self._batch_size(X.shape[0]),
+                batch_size=self._batch_size(X.shape[0] if rows is None else rows.shape[0]),
                 shuffle=self.shuffle,
                 seed=rng,
                 schedule=schedule,
                 sample_weight=sample_weight,
                 callbacks=rules.callbacks(self._callbacks()),
                 verbose=0,
+                rows=rows,
+                threads=self.threads,
             )
         except TrainingDivergedError as exc:
             self._after_divergence(exc)
@@ -917,6 +924,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     early_stopping_on : {'score', 'loss'}, default='score'
         What ``early_stopping`` (and the ``tol`` rule with it) watches: scikit-learn's validation
         score, or the validation loss (lower is better; the best-loss weights are restored).
+    threads : int or None, default=None
+        BLAS threads while fitting, through threadpoolctl (installed with scikit-learn). None
+        leaves them as they are, but inside a joblib worker (``GridSearchCV(n_jobs=2)``) uses 1,
+        so that the workers do not each start a BLAS thread per core.
 
     Attributes
     ----------
@@ -977,6 +988,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         dtype=None,
         callbacks=None,
         early_stopping_on="score",
+        threads=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -1008,6 +1020,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.dtype = dtype
         self.callbacks = callbacks
         self.early_stopping_on = early_stopping_on
+        self.threads = threads
 
     def _out_activation(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -1065,8 +1078,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return weights if sample_weight is None else weights * sample_weight
 
     def _encode_targets(self, y: Any, dtype: Any) -> tuple[np.ndarray, Any]:
-        Y = self._label_binarizer.transform(y)
-        if self._label_binarizer.y_type_ == "multiclass":
+        # What LabelBinarizer.transform gives, without its (n, k) intermediate arrays: one logistic
+        # column for two classes, class indices (for softmax cross-entropy) for more.
+        binarizer, classes = self._label_binarizer, self.classes_
+        kind = binarizer.y_type_
+        if kind in ("binary", "multiclass") and np.ndim(y) == 1 and len(classes) >= 2:
+            if kind == "binary" and len(classes) == 2:
+                return (np.asarray(y) == classes[1]).astype(dtype).reshape(-1, 1), y
+            if kind == "multiclass":
+                index = np.searchsorted(classes, y)
+                if np.array_equal(classes[np.minimum(index, len(classes) - 1)], y):
+                    return index.astype(np.intp, copy=False), y
+        Y = binarizer.transform(y)
+        if kind == "multiclass":
             return np.argmax(Y, axis=1).astype(np.intp), y  # class indices for softmax CE
         return np.asarray(Y, dtype=dtype), y
 
@@ -1225,6 +1249,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         dtype=None,
         callbacks=None,
         early_stopping_on="score",
+        threads=None,
     ):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -1256,6 +1281,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.dtype = dtype
         self.callbacks = callbacks
         self.early_stopping_on = early_stopping_on
+        self.threads = threads
 
     def _check_params(self) -> None:
         _check_options("loss", self.loss, ("squared_error", "poisson"))
@@ -1502,6 +1528,49 @@ def load(path: str | os.PathLike) -> MLPClassifier | MLPRegressor:
     if estimator.solver in _STOCHASTIC_SOLVERS:
         estimator._no_improvement_count = 0
     return estimator
+
+
+def _stratified_split(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``next(StratifiedShuffleSplit(test_size=test_size, random_state=seed).split(X, y))`` for 1-D
+    ``y``: the same checks and messages, the same draws in the same order, so the same indices.
+
+    scikit-learn gathers each class's rows into Python lists (some 70 bytes per row, 150 MiB for
+    two million rows); here they stay NumPy arrays.
+    """
+    from sklearn.model_selection._split import _validate_shuffle_split
+    from sklearn.utils import check_random_state
+    from sklearn.utils.extmath import _approximate_mode
+
+    y = np.asarray(y)
+    n_train, n_test = _validate_shuffle_split(y.shape[0], test_size, None, default_test_size=0.1)
+    classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    if np.min(class_counts) < 2:
+        raise ValueError(
+            "The least populated classes in y have only 1 member, which is too few. The minimum "
+            "number of groups for any class cannot be less than 2. Classes with too few members "
+            f"are: {classes[class_counts < 2].tolist()}"
+        )
+    if n_train < classes.shape[0]:
+        raise ValueError(
+            f"The train_size = {n_train} should be greater or equal to the number of classes = "
+            f"{classes.shape[0]}"
+        )
+    if n_test < classes.shape[0]:
+        raise ValueError(
+            f"The test_size = {n_test} should be greater or equal to the number of classes = "
+            f"{classes.shape[0]}"
+        )
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    del y_indices
+    rng = check_random_state(seed)
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train, test = [], []
+    for i in range(classes.shape[0]):
+        rows = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.append(rows[: n_i[i]])
+        test.append(rows[n_i[i] : n_i[i] + t_i[i]])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def _json_label(value: Any) -> Any:

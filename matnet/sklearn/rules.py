@@ -34,6 +34,7 @@ from matnet.optim import Optimizer
 from matnet.schedules import Schedule
 from matnet.training import Callback
 from matnet.training import Progress as _PackageProgress
+from matnet.training.rows import Rows
 
 __all__ = [
     "Progress",
@@ -309,7 +310,7 @@ class SklearnRules(Callback):
         validation loss (with the L2 term), through the model's inference forward pass."""
         est, val = self.estimator, self.validation
         assert val is not None, "scored only with early_stopping, which splits validation rows"
-        Z = est._raw_outputs(val.X)
+        Z = val.X.logits(est._model) if isinstance(val.X, Rows) else est._raw_outputs(val.X)
         val_loss = self.loss.evaluate(Z, val.Y, val.sample_weight)[0]
         out = self.loss.link(Z, out=Z)
         if not np.all(np.isfinite(out)):

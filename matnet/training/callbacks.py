@@ -69,10 +69,16 @@ from typing import Any
 
 import numpy as np
 
-from matnet.backend import import_optional
-from matnet.checkpoint import TrainState, remove_stale_temporaries, write_checkpoint
+from matnet.backend import blas_threads, import_optional
+from matnet.checkpoint import (
+    CheckpointLock,
+    TrainState,
+    remove_stale_temporaries,
+    write_checkpoint,
+)
 from matnet.errors import TrainingDivergedError
 from matnet.io import atomic_write
+from matnet.training.rows import Rows
 
 __all__ = [
     "Callback",
@@ -168,7 +174,9 @@ class Trainer:
         ``epoch`` (1-based, in progress), ``batch`` (done in this epoch), ``step``, ``records``,
         ``best_value``, ``best_epoch``, ``bad_epochs``, ``best_params``, ``base_lr``; checkpointed.
     validation : tuple (X_val, Y_val) or None
-        The validation rows and targets (already checked), when there are any.
+        The validation rows and targets (already checked), when there are any. For a
+        ``validation_fraction`` split, ``X_val`` is a :class:`~matnet.training.rows.Rows` (the rows
+        by index, not a copy; ``np.asarray`` copies them out, ``X_val.logits(model)`` predicts).
     monitor : str
         ``"val_loss"`` with validation data, else ``"loss"``.
     history : History
@@ -204,6 +212,8 @@ class Trainer:
         on_divergence: str,
         resumed_from: tuple[int, int] | None,
         callbacks: list[Callback],
+        rows: np.ndarray | None = None,
+        threads: int | None = None,
     ) -> None:
         self.model, self.optimizer, self.loss, self.schedule = model, optimizer, loss, schedule
         self.comm, self.rng, self.state = comm, rng, state
@@ -215,6 +225,9 @@ class Trainer:
         #: fingerprint, and the path (None on ranks other than 0).
         self.val_idx, self.data, self.checkpoint = val_idx, data, checkpoint
         self.resumed_from = resumed_from
+        #: The row of X of each training position (None: every row, in order); see fit's ``rows``.
+        self.rows = rows
+        self.threads = threads
         self.stop_requested, self.interrupted = False, False
         self.stop_reason: str | None = None
         self.diverged: str | None = None
@@ -244,9 +257,16 @@ class Trainer:
 
     def __enter__(self) -> Trainer:
         self._stack = ExitStack()
-        # Overflow and NaN warnings are silenced: the divergence checks turn them into one error.
-        self._stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
-        self._stack.enter_context(self.interrupt)
+        try:
+            if self.checkpoint is not None:  # first: a run refused here has touched nothing
+                self._stack.enter_context(CheckpointLock(self.checkpoint))
+            self._stack.enter_context(blas_threads(self.threads))
+            # Overflow and NaN warnings are silenced: the divergence checks turn them into one error.
+            self._stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
+            self._stack.enter_context(self.interrupt)
+        except BaseException:
+            self._stack.close()
+            raise
         for cb in self.callbacks:
             if isinstance(cb, Progress):
                 self._stack.callback(cb.close)
@@ -277,7 +297,9 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch, "loss": self.state.loss_sum / self.n_samples}
         if self.validation is not None:
             X_val, Y_val = self.validation
-            Z_val = self.model.logits(X_val)
+            Z_val = (
+                X_val.logits(self.model) if isinstance(X_val, Rows) else self.model.logits(X_val)
+            )
             record["val_loss"] = self.loss(Z_val, Y_val)[0]
             record[f"val_{self.loss.metric_name}"] = self.loss.metric(Z_val, Y_val)
         record["learning_rate"] = self.optimizer.learning_rate
@@ -317,6 +339,8 @@ class Trainer:
         history, state = self.history, self.state
         history.best_epoch, history.stopped_early = state.best_epoch, state.stopped_early
         history.interrupted = self.interrupted and not self.diverged
+        if history.interrupted:
+            history.signal = self.interrupt.signal
         history.resumed_from = self.resumed_from
         logs = self._end_logs()
         for cb in sorted((cb for cb in self._every if not cb.closes_epoch), key=_end_order):
@@ -349,8 +373,10 @@ class History(Callback):
         self.records: list[dict[str, Any]] = [dict(r) for r in records]
         self.best_epoch: int | None = None
         self.stopped_early = False
-        #: Ctrl-C stopped training (after a whole step; the best weights were kept).
+        #: Ctrl-C or SIGTERM stopped training (after a whole step; the best weights were kept).
         self.interrupted = False
+        #: The signal that did (``"SIGINT"``, ``"SIGTERM"``), or None (another rank's, a callback's).
+        self.signal: str | None = None
         #: Training diverged and ``on_divergence="warn"`` stopped it quietly.
         self.diverged = False
         #: ``(epoch, batch)`` where a resumed run picked up, or None.
@@ -627,36 +653,44 @@ class Checkpointing(Callback):
 
 
 class Interrupt(Callback):
-    """Ctrl-C (SIGINT) asks training to stop after the current step instead of raising
-    KeyboardInterrupt; a second Ctrl-C raises at once. The handler is installed only in the main
-    thread, for the run, and the previous one is put back. ``requested`` is the flag the loop reads
-    (a callback may set it to act as a Ctrl-C). At the end rank 0 says where it stopped."""
+    """Ctrl-C (SIGINT) or SIGTERM asks training to stop after the current step instead of ending the
+    process; a second signal raises KeyboardInterrupt at once. SIGTERM is what ``kill``, a batch
+    scheduler and ``mpiexec`` (on its own Ctrl-C) send, so it gets the same orderly stop: every rank
+    agrees, the checkpoint (and, in ``matnet train``, the model) is written. The handlers are
+    installed only in the main thread, for the run, and the previous ones are put back.
+    ``requested`` is the flag the loop reads (a callback may set it to act as a Ctrl-C) and
+    ``signal`` the name of the signal that set it. At the end rank 0 says where it stopped."""
 
     _end_order = 30
+    SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal = signal.Signals(signum).name
 
     def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is not None:  # None: set outside Python, so it could not be put back
-                self._previous = previous
-                signal.signal(signal.SIGINT, self._handle)
-                self._installed = True
+            for name in self.SIGNALS:
+                number = getattr(signal, name, None)
+                if number is None:
+                    continue
+                previous = signal.getsignal(number)
+                if previous is not None:  # None: set outside Python, so it could not be put back
+                    self._previous[number] = previous
+                    signal.signal(number, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous = {}
 
     def on_train_end(self, logs):
         trainer = self.trainer
@@ -665,8 +699,11 @@ class Interrupt(Callback):
         kept = trainer.restored or "the current weights"
         path = trainer.checkpoint
         saved = f"; checkpoint written to {path}" if path is not None else ""
+        by = f" by {self.signal}" if self.signal not in (None, "SIGINT") else ""
+        if not self.requested:
+            by = " on another rank"
         print(
-            f"matnet: interrupted at epoch {trainer.state.epoch}, step {trainer.state.step}; "
+            f"matnet: interrupted{by} at epoch {trainer.state.epoch}, step {trainer.state.step}; "
             f"kept {kept}{saved}",
             file=sys.stderr,
             flush=True,

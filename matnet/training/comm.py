@@ -83,6 +83,7 @@ class Communicator(ABC):
         rng: np.random.Generator,
         n_samples: int,
         state: Array | None = None,
+        position: tuple[Any, ...] = (),
     ) -> np.random.Generator:
         """Check that the ranks agree, broadcast rank 0's parameters, state and optimizer state.
 
@@ -99,6 +100,16 @@ class Communicator(ABC):
         state : array of shape (n_state,), optional
             The model's non-trainable state (``model.flat_state``), overwritten with rank 0's, so a
             scaler fitted (or restored from a checkpoint) on rank 0 is the one every rank uses.
+        position : tuple, optional
+            Where this rank starts: ``fit`` passes ``(epoch, batch, step, checkpoint identity)``.
+            Ranks that resume from different checkpoints (a stale or node-local copy) would run
+            different numbers of steps, and one would wait forever in a collective the others never
+            join; so every rank compares them here and raises the same error.
+
+        Raises
+        ------
+        ValueError
+            On every rank, when the ranks disagree on the data, the model or the position.
 
         Returns
         -------
@@ -113,6 +124,13 @@ class Communicator(ABC):
                 "the ranks disagree on (training rows, parameters, state values, dtype): "
                 + ", ".join(f"rank {r}: {v}" for r, v in enumerate(everyone))
                 + "; every rank must load the same data and build the same model"
+            )
+        where = self.allgather_object(tuple(position))
+        if any(other != where[0] for other in where):
+            raise ValueError(
+                "the ranks start from different points (epoch, batch, step, checkpoint): "
+                + ", ".join(f"rank {r}: {v}" for r, v in enumerate(where))
+                + "; every rank must resume from the same checkpoint file (or none)"
             )
         _broadcast_array(self, params)
         if n_state:
@@ -368,7 +386,7 @@ class LocalComm(Communicator):
     def shared_generator(self, seed):
         return as_generator(seed)
 
-    def start(self, params, optimizer, rng, n_samples, state=None):
+    def start(self, params, optimizer, rng, n_samples, state=None, position=()):
         return rng  # one process: dropout draws from the shuffling generator, as it always has
 
     def shard(self, idx):

@@ -9,15 +9,21 @@ Every input is validated before the first step, so bad data never changes a para
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import tempfile
 import time
+import warnings
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from matnet import _accel
+from matnet.backend import import_optional
 from matnet.checkpoint import (
     Checkpoint,
     TrainState,
@@ -40,9 +46,11 @@ from matnet.training.callbacks import (
     as_callbacks,
 )
 from matnet.training.comm import LocalComm
+from matnet.training.rows import Rows
 from matnet.validation import (
     check_number,
     check_positive_int,
+    check_rows,
     check_sample_weight,
     split_validation,
 )
@@ -78,6 +86,9 @@ def fit(
     checkpoint_every: int | str = "epoch",
     resume: bool | str | os.PathLike = False,
     comm: Any = None,
+    rows: Any = None,
+    resume_overrides: Iterable[str] = (),
+    threads: int | None = None,
 ) -> History:
     # Every argument, by name: all are checked before the first parameter changes.
     t, X, Y, W, drop_rng = _prepare(**locals())
@@ -90,10 +101,14 @@ def fit(
     X_buf = np.empty((m_max, X.shape[1]), dtype=X.dtype)
     Y_buf = np.empty((m_max, *Y.shape[1:]), dtype=Y.dtype)
     W_buf = None if W is None else np.empty(m_max, dtype=W.dtype)
-    order, n_batches = np.arange(n), -(-n // batch_size)
+    # Without shuffling, rows in order (an index array of n rows is allocated only then).
+    order, n_batches = None if shuffle else np.arange(n), -(-n // batch_size)
+    # Training on some rows of X (a validation split, or rows=): the batch's positions map to rows
+    # of X here, so X itself is never copied.
+    row_of = t.rows
     forward, step, take_rows = t.model.forward, opt.step, _accel.take_rows
     shard, reduce, stops = t.comm.shard, t.comm.allreduce_mean, t.comm.stops
-    batch_callbacks, interrupt = t.batch_callbacks, t.interrupt
+    batch_callbacks, interrupt, lock = t.batch_callbacks, t.interrupt, t.model._lock
     with t:
         t.begin()
         while state.epoch <= epochs and not state.stopped:
@@ -107,27 +122,30 @@ def fit(
                 idx = perm[start : start + batch_size]
                 m_global, idx = idx.shape[0], shard(idx)  # this rank's share of the global batch
                 m = idx.shape[0]
-                xb = take_rows(X, idx, X_buf)
+                xb = take_rows(X, idx if row_of is None else row_of[idx], X_buf)
                 yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
                 wb = None if W_buf is None else np.take(W, idx, out=W_buf[:m], mode="clip")
-                Z, backward = forward(xb, training=True, rng=drop_rng)
-                value, dZ = loss_fn(Z, yb, wb)
-                backward(dZ)  # fills grads; the parameters change only at step() below
-                # One Allreduce: every rank checks the same loss; it also carries each rank's
-                # requests to stop (from earlier steps), so all ranks stop after the same step.
-                votes = (t.stop_requested, interrupt.requested)
-                value, votes = reduce(grads, value, m_global, votes)
-                if not math.isfinite(value):
-                    t.diverge(
-                        f"the loss of batch {state.batch + 1} of {n_batches} is {value}",
-                        state.step + 1,
-                    )
-                    break
-                if clip_norm is not None:
-                    norm = math.sqrt(float(np.dot(grads, grads)))
-                    if norm > clip_norm:
-                        grads *= clip_norm / norm
-                step(params, grads)
+                # The model's lock, per step: a predict() from another thread waits for the step
+                # to end instead of computing in the layer buffers this step is using.
+                with lock:
+                    Z, backward = forward(xb, training=True, rng=drop_rng)
+                    value, dZ = loss_fn(Z, yb, wb)
+                    backward(dZ)  # fills grads; the parameters change only at step() below
+                    # One Allreduce: every rank checks the same loss; it also carries each rank's
+                    # requests to stop (from earlier steps), so all ranks stop after the same step.
+                    votes = (t.stop_requested, interrupt.requested)
+                    value, votes = reduce(grads, value, m_global, votes)
+                    if not math.isfinite(value):
+                        t.diverge(
+                            f"the loss of batch {state.batch + 1} of {n_batches} is {value}",
+                            state.step + 1,
+                        )
+                        break
+                    if clip_norm is not None:
+                        norm = math.sqrt(float(np.dot(grads, grads)))
+                        if norm > clip_norm:
+                            grads *= clip_norm / norm
+                    step(params, grads)
                 state.loss_sum += value * m_global
                 state.batch += 1
                 state.step += 1
@@ -214,11 +232,28 @@ comm : matnet.distributed.Communicator, optional
     Train data-parallel across the ranks of ``comm`` (see :mod:`matnet.distributed`): each rank
     computes its share of every global batch of ``batch_size`` rows and one Allreduce per step
     sums the gradients and the loss. Only rank 0 writes the checkpoint. Default: one process.
+    Every rank must start from the same point: ranks resuming from different checkpoints raise a
+    ValueError on every rank before the first step.
+rows : int array of shape (n_rows,), optional
+    Train on these rows of ``X`` (and of ``y`` and ``sample_weight``) only, each at most once;
+    ``validation_fraction`` splits them. The rows are gathered batch by batch: ``X`` (a memmap of
+    several GiB, say) is never copied, nor is a ``validation_fraction`` split's.
+resume_overrides : list of str
+    Settings a resumed run may change from the checkpoint's: any of ``"shuffle"``,
+    ``"clip_norm"``, ``"schedule"``, ``"early_stopping"``, ``"patience"``, ``"min_delta"``,
+    ``"sample_weight"``, ``"loss"``. A change is announced with a UserWarning. Every other change
+    of a setting that alters the result (these without being named, the validation split, the
+    data, the model, the optimizer and its settings, a mid-epoch batch size) is refused.
+threads : int, optional
+    The BLAS (and OpenMP) threads to use while training, through threadpoolctl
+    (``pip install 'matnet[threads]'``). Default: as they are, but 1 inside a joblib worker
+    (``GridSearchCV(n_jobs=2)``, say), where every worker's BLAS using every core makes training
+    many times slower (this default needs threadpoolctl, which scikit-learn installs).
 
 Returns
 -------
 History
-    ``history.interrupted`` is True when Ctrl-C stopped training (after the current step; the
+    ``history.interrupted`` is True when Ctrl-C or SIGTERM stopped training (after the current step; the
     best weights are kept and the checkpoint written), ``history.diverged`` when training diverged
     with ``on_divergence="warn"``.
 
@@ -228,6 +263,10 @@ TrainingDivergedError
     When the loss or the parameters stop being finite (unless ``on_divergence="warn"``).
 ModelFileError
     When the checkpoint to resume from is corrupted or not a checkpoint.
+CheckpointInUseError
+    When another live process trains into ``checkpoint`` (it holds ``<checkpoint>.lock``).
+OSError
+    When a checkpoint cannot be written (a full disk, say); the message names the file.
 
 Notes
 -----
@@ -268,6 +307,9 @@ def _prepare(
     checkpoint_every: Any,
     resume: Any,
     comm: Any,
+    rows: Any,
+    resume_overrides: Any,
+    threads: Any,
 ) -> tuple[Trainer, Any, Any, Any, np.random.Generator]:
     """Check fit's arguments, read the checkpoint to resume from, split the data, fit the model's
     state, restore or start the run, and agree with the other ranks.
@@ -279,7 +321,9 @@ def _prepare(
         model, loss, optimizer, learning_rate, l2, epochs, batch_size, patience,
         validation_fraction, min_delta, clip_norm, verbose, on_divergence,
     )  # fmt: skip
+    threads = _check_threads(threads)
     resume_from = _check_checkpoint_options(checkpoint, checkpoint_every, resume)
+    overrides = _check_overrides(resume_overrides)
     comm = LocalComm() if comm is None else comm
     if not comm.is_root:
         checkpoint = None  # only rank 0 writes files (every rank reads the one it resumes from)
@@ -292,22 +336,40 @@ def _prepare(
     extra = as_callbacks(callbacks)
     rng = comm.shared_generator(seed)
     ckpt = read_checkpoint(resume_from) if resume_from is not None else None
-    X, Y, W, validation, val_idx, data = _training_data(
+    # What changes the result besides the model, optimizer and data: saved in the checkpoint and
+    # compared on resume (with the sample weights', validation data's and rows' CRC-32, added below).
+    settings: dict[str, Any] = {
+        "loss": loss_fn.config(),
+        "shuffle": bool(shuffle),
+        "clip_norm": None if clip_norm is None else float(clip_norm),
+        "schedule": _schedule_settings(sched),
+        "early_stopping": bool(early_stopping),
+        "patience": int(patience) if early_stopping else None,
+        "min_delta": float(min_delta),
+        "validation_fraction": float(validation_fraction) if validation_data is None else 0.0,
+    }
+    X, Y, W, validation, val_idx, data, row_of = _training_data(
         model, loss_fn, opt, X, y, sample_weight, validation_data, validation_fraction,
         batch_size, rng, ckpt, resume_from, checkpoint is not None or ckpt is not None,
+        rows, settings, overrides,
     )  # fmt: skip
-    n = X.shape[0]
+    n = Y.shape[0]
     model.loss = loss_fn
     params = model.flat_params
     opt.prepare(params, model.n_decay)  # keeps the state of an optimizer reused on this model
     if ckpt is None:
-        model.adapt(X)  # non-trainable state from the training rows; a resumed run has the file's
+        # Non-trainable state from the training rows (a resumed run has the file's); they are
+        # gathered only for a layer that needs them.
+        if any(layer.needs_adapt() for layer in model.layers):
+            model.adapt(X if row_of is None else X[row_of])
         state = TrainState(base_lr=opt.learning_rate)
     else:
         _check_permutation(ckpt, resume_from, n, batch_size)
         rng, state = _restore(ckpt, resume_from, model, opt, sched, rng), ckpt.state
     # Rank 0's parameters, state and optimizer state everywhere; per-rank dropout streams.
-    drop_rng = comm.start(params, opt, rng, n, state=model.flat_state)
+    drop_rng = comm.start(
+        params, opt, rng, n, state=model.flat_state, position=_position(state, ckpt, resume_from)
+    )
     builtin: list[Callback] = [Progress(verbose)] if verbose else []
     builtin += [EarlyStopping(patience)] if early_stopping else []
     extra += [Checkpointing(checkpoint, checkpoint_every)] if checkpoint is not None else []
@@ -316,7 +378,7 @@ def _prepare(
         batch_size=batch_size, n=n, validation=validation, min_delta=min_delta, val_idx=val_idx,
         data=data, checkpoint=checkpoint, on_divergence=on_divergence,
         resumed_from=(state.epoch, state.batch) if ckpt is not None else None,
-        callbacks=builtin + extra,
+        callbacks=builtin + extra, rows=row_of, threads=threads,
     )  # fmt: skip
 
     return t, X, Y, W, drop_rng
@@ -394,6 +456,62 @@ def _positive_rate(learning_rate: Any) -> float:
     return check_number("learning_rate", learning_rate, 0, math.inf, low_open=True)
 
 
+def _check_threads(threads: Any) -> int | None:
+    """``threads=``: None or a positive int; a number needs threadpoolctl, checked now."""
+    if threads is None:
+        return None
+    threads = check_positive_int("threads", threads)
+    import_optional("threadpoolctl", "threads", "threads=")
+    return threads
+
+
+# Settings a resumed run may change when the caller names them in resume_overrides. The validation
+# split is not among them: the checkpoint's held-out rows and records belong to the saved one.
+OVERRIDABLE = (
+    "shuffle",
+    "clip_norm",
+    "schedule",
+    "early_stopping",
+    "patience",
+    "min_delta",
+    "sample_weight",
+    "loss",
+)
+
+
+def _check_overrides(resume_overrides: Any) -> frozenset[str]:
+    if isinstance(resume_overrides, str):
+        resume_overrides = (resume_overrides,)
+    try:
+        names = frozenset(resume_overrides)
+    except TypeError:
+        raise TypeError(
+            f"resume_overrides must be a list of setting names, got {resume_overrides!r}"
+        ) from None
+    unknown = sorted(str(name) for name in names - set(OVERRIDABLE))
+    if unknown:
+        raise ValueError(
+            f"resume_overrides names {', '.join(map(repr, unknown))}, which a resumed run cannot "
+            f"change; it may name {', '.join(OVERRIDABLE)}"
+        )
+    return names
+
+
+def _schedule_settings(sched: Schedule) -> dict[str, Any]:
+    """A schedule's name and settings (its public numbers, but the state it checkpoints)."""
+    state = sched.state_dict()
+    return {
+        "name": sched.name,
+        **{
+            key: value
+            for key, value in sorted(vars(sched).items())
+            if not key.startswith("_")
+            and key not in state
+            and isinstance(value, (bool, int, float, str, type(None)))
+        },
+    }
+
+
 def _check_checkpoint_options(checkpoint: Any, checkpoint_every: Any, resume: Any) -> Any:
     """Validate the checkpoint options; return the path to resume from (or None)."""
     if checkpoint_every != "epoch":
@@ -408,6 +526,7 @@ def _check_checkpoint_options(checkpoint: Any, checkpoint_every: Any, resume: An
             )
         if Path(checkpoint).is_dir():
             raise ValueError(f"checkpoint={str(checkpoint)!r} is a directory; give a file path")
+        _check_writable_folder(checkpoint, folder)
     if resume is True:
         if checkpoint is None:
             raise ValueError("resume=True needs checkpoint=PATH (or give resume=PATH)")
@@ -417,6 +536,23 @@ def _check_checkpoint_options(checkpoint: Any, checkpoint_every: Any, resume: An
     if not isinstance(resume, (str, os.PathLike)):
         raise TypeError(f"resume must be True, False or a checkpoint path, got {resume!r}")
     return resume
+
+
+def _check_writable_folder(checkpoint: Any, folder: Path) -> None:
+    """Create and delete a file in the checkpoint's folder now, so a read-only folder (or file
+    system) is refused before the first epoch rather than at the first write. A real file, because
+    ``os.access`` answers yes to root on a read-only mount's folders and for folders root may not
+    write (``/proc``)."""
+    name = Path(checkpoint).name
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise ValueError(
+            f"checkpoint={str(checkpoint)!r}: cannot write in folder {str(folder)!r} "
+            f"({exc.strerror or exc}); give a checkpoint path in a writable folder"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -436,12 +572,17 @@ def _training_data(
     ckpt: Checkpoint | None,
     source: Any,
     fingerprint: bool,
+    rows: Any,
+    settings: dict[str, Any],
+    overrides: frozenset[str],
 ) -> tuple[Any, ...]:
-    """Check the data (and a checkpoint against it) and split off the validation rows.
+    """Check the data (and a checkpoint against it) and split off the validation rows by index.
 
-    Returns ``(X, Y, W, validation, val_idx, data)``: the training rows, targets and sample weights,
-    ``(X_val, Y_val)`` or None, the rows a ``validation_fraction`` split held out (saved in
-    checkpoints) or None, and the data's fingerprint for checkpoints (or None).
+    Returns ``(X, Y, W, validation, val_idx, data, row_of)``: X as given (never copied), the training
+    rows' targets and sample weights, ``(X_val, Y_val)`` or None (``X_val`` a :class:`Rows` for a
+    ``validation_fraction`` split), the positions a split held out (saved in checkpoints) or None,
+    the data's fingerprint and settings for checkpoints (or None), and the row of X of each training
+    position (None: all rows, in order).
     """
     # The model's own view of raw input: columns by name, labels through its classes (learned
     # here from a DataFrame's columns and from non-numeric labels when it has none yet).
@@ -451,27 +592,49 @@ def _training_data(
     n = X.shape[0]
     Y = model.encode_targets(y, n, loss_fn)
     W = check_sample_weight(sample_weight, n, model.dtype)
-    data = {**data_fingerprint(X, Y), "batch_size": batch_size} if fingerprint else None
-    if ckpt is not None and data is not None:  # a checkpoint to resume always has a fingerprint
-        val_split = validation_data is None and validation_fraction > 0
-        _check_resumable(ckpt, source, model, opt, data, batch_size, val_split)
+    row_of = check_rows(rows, n)
+    validation: tuple[Any, Any] | None = None
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         X_val = model.input_matrix(validation_data[0])
-        Y_val = model.encode_targets(validation_data[1], X_val.shape[0], loss_fn)
-        return X, Y, W, (X_val, Y_val), None, data
-    if not validation_fraction > 0:
-        return X, Y, W, None, None, data
+        validation = (X_val, model.encode_targets(validation_data[1], X_val.shape[0], loss_fn))
+    data = None
+    if fingerprint:
+        data = {**data_fingerprint(X, Y), "batch_size": batch_size}
+        settings["sample_weight"] = None if W is None else _crc(W)
+        settings["validation_data"] = None if validation is None else _crc(*validation)
+        settings["rows"] = None if row_of is None else _crc(row_of)
+        data["settings"] = json.loads(json.dumps(settings))  # as the checkpoint will hold them
+    if ckpt is not None and data is not None:  # a checkpoint to resume always has a fingerprint
+        val_split = validation_data is None and validation_fraction > 0
+        _check_resumable(ckpt, source, model, opt, data, batch_size, val_split)
+        _check_settings(ckpt, source, data["settings"], overrides)
+    if validation is not None or not validation_fraction > 0:
+        if row_of is not None:
+            Y, W = Y[row_of], None if W is None else W[row_of]
+        return X, Y, W, validation, None, data, row_of
+    n_rows = n if row_of is None else row_of.shape[0]
+    Y_rows = Y if row_of is None else Y[row_of]
     if ckpt is not None and ckpt.val_idx is not None:
-        val_idx = _validation_rows(ckpt.val_idx, source, n)
-        train_idx = np.setdiff1d(np.arange(n), val_idx, assume_unique=True)
+        val_idx = _validation_rows(ckpt.val_idx, source, n_rows)
+        train_idx = np.setdiff1d(np.arange(n_rows), val_idx, assume_unique=True)
     else:
         stratify = loss_fn.task == "classification" and Y.ndim == 1
-        train_idx, val_idx = split_validation(n, validation_fraction, Y, rng, stratify)
-    validation = (X[val_idx], Y[val_idx])
-    W = None if W is None else W[train_idx]
-    return X[train_idx], Y[train_idx], W, validation, val_idx, data
+        train_idx, val_idx = split_validation(n_rows, validation_fraction, Y_rows, rng, stratify)
+    # Positions within the rows trained on, then rows of X: the split is a pair of index arrays.
+    train_rows = train_idx if row_of is None else row_of[train_idx]
+    val_rows = val_idx if row_of is None else row_of[val_idx]
+    validation = (Rows(X, val_rows), Y[val_rows])
+    W = None if W is None else W[train_rows]
+    return X, Y[train_rows], W, validation, val_idx, data, train_rows
+
+
+def _crc(*arrays: np.ndarray) -> str:
+    crc = 0
+    for array in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(array).data.cast("B"), crc)
+    return f"{crc:08x}"
 
 
 # --- checkpoints and resuming -----------------------------------------------------------------
@@ -526,6 +689,47 @@ def _check_resumable(
         raise ModelFileError(
             f"{source}: the checkpoint holds {ckpt.flat_state.size} values of non-trainable state; "
             f"this model has {model.flat_state.shape[0]}"
+        )
+
+
+def _position(state: TrainState, ckpt: Checkpoint | None, source: Any) -> tuple[Any, ...]:
+    """Where this rank starts, for the ranks to compare: the epoch, batch and step, and the
+    checkpoint's identity (a CRC-32 of its parameters; None for a fresh start)."""
+    identity = None
+    if ckpt is not None:
+        identity = f"crc32 {zlib.crc32(np.ascontiguousarray(ckpt.params).data.cast('B')):08x}"
+    return state.epoch, state.batch, state.step, identity
+
+
+def _check_settings(
+    ckpt: Checkpoint, source: Any, current: dict[str, Any], overrides: frozenset[str]
+) -> None:
+    """Refuse a resume whose settings differ from the checkpoint's, but those named in
+    ``resume_overrides``, which are announced (a warning) and take effect from here on."""
+    saved = ckpt.data.get("settings")
+    if not isinstance(saved, dict):
+        return  # written by matnet 0.2.0, which did not record them: nothing to compare
+    changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+    refused = {k: c for k, c in changed.items() if k not in overrides}
+    if refused:
+        listed = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in refused.items())
+        may = [k for k in refused if k in OVERRIDABLE]
+        hint = (
+            f", or pass resume_overrides={may!r} to continue with the new value"
+            + ("s" if len(may) > 1 else "")
+            if may
+            else ""
+        )
+        raise ValueError(
+            f"checkpoint {source} was written with other settings ({listed}); resume with the "
+            f"same settings{hint}"
+        )
+    if changed:
+        listed = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        warnings.warn(
+            f"resuming {source} with changed settings ({listed}), as resume_overrides asks",
+            UserWarning,
+            stacklevel=5,  # the caller of fit: fit -> _prepare -> _training_data -> here
         )
 
 
