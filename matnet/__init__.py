@@ -15,7 +15,7 @@ Quick start::
     matnet.save(model, "digits.safetensors")
 """
 
-from matnet import distributed, functional
+from matnet import distributed, functional, tabular
 from matnet.activations import ACTIVATION_NAMES, get_activation, register_activation
 from matnet.errors import MatnetError, ModelFileError, NotFittedError, TrainingDivergedError
 from matnet.explain import explain
@@ -83,6 +83,7 @@ __all__ = [
     "StepDecay",
     "TrainingDivergedError",
     "distributed",
+    "tabular",
     "explain",
     "fit",
     "functional",

@@ -1,8 +1,12 @@
 """Tables for the command line: CSV files (with precise errors) and the bundled datasets.
 
-A CSV file has a header row and one example per line; features are numbers (True/False read as 1/0), and
-a class label may be any string. Every defect is reported as a :class:`DataError` naming the file, the
-line and the column, before any work starts. The bundled datasets (``digits``, ``iris``, ``wine``,
+A CSV file has a header row and one example per line; its delimiter (comma, semicolon or tab) is
+sniffed with the standard :class:`csv.Sniffer`, it may be gzip-compressed (``.csv.gz``), UTF-8 or any
+encoding Python knows (``encoding="latin-1"``), or ``-`` for standard input; ``.parquet`` files are
+read with the optional ``pyarrow`` (``pip install 'matnet[parquet]'``). Features are numbers (True/False
+read as 1/0), or, with ``raw=True`` (for table models, see :mod:`matnet.tabular`), any cells: text and
+empty cells are kept as they are. A class label may be any string. Every defect is reported as a
+:class:`DataError` naming the file, the line and the column, before any work starts. The bundled datasets (``digits``, ``iris``, ``wine``,
 ``breast_cancer``, ``diabetes``) ship as small ``.npz`` files in ``matnet/data`` and load with NumPy
 alone; ``NAME:train`` and ``NAME:test`` select a fixed 75/25 split (stratified for classifiers, seed 0),
 so a model trained on ``digits:train`` can be evaluated on data it never saw.
@@ -11,8 +15,11 @@ so a model trained on ``digits:train`` can be evaluated on data it never saw.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +53,9 @@ class Table:
 
     Attributes
     ----------
-    X : ndarray of shape (n_samples, n_features), float64
+    X : ndarray of shape (n_samples, n_features)
+        float64, or (from ``read_csv(..., raw=True)`` when some cell is text or empty) an object
+        array of the stripped cells as strings, for a table model's TableInput to read.
     y : ndarray of shape (n_samples,) or None
         The target column: the cells as stripped strings for a CSV file (labels or numbers, see
         :func:`target_values` and :func:`encode_labels`); strings or float64 for a bundled dataset.
@@ -251,12 +260,18 @@ def read_csv(
     *,
     require_target: bool = True,
     features: list[str] | None = None,
+    raw: bool = False,
+    encoding: str = "utf-8-sig",
 ) -> Table:
-    """Read a CSV file with a header row.
+    """Read a CSV file with a header row (or a Parquet file).
 
     Parameters
     ----------
     path : str or path-like
+        A ``.csv`` file (comma, semicolon or tab separated: the delimiter is sniffed), a
+        ``.csv.gz`` file, ``"-"`` for standard input, or a ``.parquet`` file (needs pyarrow; its
+        cells are read as the text of their values, nulls as empty cells, and "line" in
+        messages counts data rows from 2 as a CSV file would).
     target : str, optional
         The target column's name. Its cells may be strings (class labels) or numbers.
     require_target : bool
@@ -264,21 +279,32 @@ def read_csv(
     features : list of str, optional
         Read only these feature columns, in this order (the others are ignored); by default every
         column but the target.
+    raw : bool
+        Keep feature cells that are not numbers (text, empty or ``NA`` cells) instead of refusing
+        them: ``X`` is then an object array of the stripped cells (for a table model).
+    encoding : str
+        The text encoding (default UTF-8, with or without a byte-order mark); ``"latin-1"``
+        reads any byte.
 
     Returns
     -------
     Table
-        ``X`` of shape (n_samples, n_features) holds every other column, as float64.
+        ``X`` of shape (n_samples, n_features) holds every other column, as float64 (or raw cells,
+        see ``raw``).
 
     Raises
     ------
     DataError
-        Naming the file, the line and the column: a missing or unreadable file, an empty file, a header
-        without rows, a ragged row, a duplicate column name, a missing target column, a cell that is not
-        a number, NaN or infinity, or an empty cell.
+        Naming the file, the line and the column: a missing or unreadable file, text that is not in
+        the encoding, an empty file, a header without rows, a ragged row, a duplicate column name, a
+        missing target column, a cell that is not a number, NaN or infinity, or an empty cell (the
+        last three only without ``raw``).
     """
     source = str(path)
-    header, rows, lines = _read_rows(path, source)
+    if str(path).lower().endswith(".parquet"):
+        header, rows, lines = _read_parquet(path, source)
+    else:
+        header, rows, lines = _read_rows(path, source, encoding)
     width = len(header)
     for i, name in enumerate(header):
         if not name:
@@ -315,54 +341,120 @@ def read_csv(
     except ValueError:
         X = None
     if X is None or not np.all(np.isfinite(X)):
-        X = _parse_cells(source, feature_cells, [header[j] for j in columns], lines)
+        names = [header[j] for j in columns]
+        try:
+            X = _parse_cells(source, feature_cells, names, lines)
+        except DataError:
+            if not raw:
+                raise
+            X = _raw_cells(source, feature_cells, names, lines)
     y = None if t is None else _target_cells(source, cells[:, t], header[t], lines)
     return Table(X, y, [header[j] for j in columns], target, source, lines=lines)
 
 
-def _read_rows(
-    path: str | os.PathLike, source: str
-) -> tuple[list[str], list[list[str]], list[int]]:
-    """The header, the non-blank rows (each as wide as the header) and the line of each row."""
+def _read_text(path: str | os.PathLike, source: str, encoding: str) -> str:
+    """The whole text of a file, a gzip file or standard input (``-``)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader, None)
-                while header is not None and not any(cell.strip() for cell in header):
-                    header = next(reader, None)  # blank lines before the header
-                if header is None:
-                    raise DataError(
-                        f"{source}: the file is empty; expected a header row of column names"
-                    )
-                header = [name.strip() for name in header]
-                rows: list[list[str]] = []
-                lines: list[int] = []
-                for row in reader:
-                    if not any(cell.strip() for cell in row):
-                        continue  # blank line
-                    if len(row) != len(header):
-                        raise DataError(
-                            f"{source}, line {reader.line_num}: {len(row)} fields, but the header "
-                            f"has {len(header)} columns"
-                        )
-                    rows.append(row)
-                    lines.append(reader.line_num)
-            except csv.Error as exc:
-                raise DataError(
-                    f"{source}, line {reader.line_num}: malformed CSV ({exc})"
-                ) from None
+        if str(path) == "-":
+            data = sys.stdin.buffer.read()
+        elif str(path).lower().endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
     except FileNotFoundError:
         raise DataError(
             f"{source}: no such file (nor a bundled dataset: {', '.join(DATASETS)})"
         ) from None
     except IsADirectoryError:
         raise DataError(f"{source}: is a directory, not a CSV file") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise DataError(f"{source}: not a complete gzip file ({exc})") from None
     except OSError as exc:
         raise DataError(f"{source}: cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise DataError(f"unknown text encoding {encoding!r} (try utf-8 or latin-1)") from None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        name = "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8-sig", "utf-8") else encoding
+        raise DataError(
+            f"{source}, line {line}: not {name} text ({exc.reason} at byte {exc.start}); give "
+            "its encoding, e.g. --encoding latin-1"
+        ) from None
+
+
+def _delimiter(text: str) -> str:
+    """Comma, semicolon or tab, as :class:`csv.Sniffer` finds it in the first lines (comma when it
+    cannot tell, e.g. for a single column)."""
+    sample = text[:65536]
+    if len(text) > len(sample) and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # whole lines only
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
+
+
+def _read_rows(
+    path: str | os.PathLike, source: str, encoding: str = "utf-8-sig"
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the non-blank rows (each as wide as the header) and the line of each row."""
+    text = _read_text(path, source, encoding)
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte-order mark read by an encoding that keeps it
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    try:
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)  # blank lines before the header
+        if header is None:
+            raise DataError(f"{source}: the file is empty; expected a header row of column names")
+        header = [name.strip() for name in header]
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            if len(row) != len(header):
+                raise DataError(
+                    f"{source}, line {reader.line_num}: {len(row)} fields, but the header "
+                    f"has {len(header)} columns"
+                )
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(f"{source}, line {reader.line_num}: malformed CSV ({exc})") from None
     return header, rows, lines
+
+
+def _read_parquet(
+    path: str | os.PathLike, source: str
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """A Parquet file as a CSV file would read: the header, each cell as text (nulls empty)."""
+    from matnet.backend import import_optional
+
+    parquet = import_optional("pyarrow.parquet", "parquet", "reading Parquet files")
+    if not os.path.exists(path):
+        raise DataError(f"{source}: no such file")
+    try:
+        table = parquet.read_table(path)
+    except Exception as exc:  # pyarrow's errors have no common base but ArrowException
+        raise DataError(f"{source}: not a readable Parquet file ({exc})") from None
+    header = [str(name) for name in table.column_names]
+    columns = [
+        ["" if v is None else _cell_text(v) for v in column.to_pylist()] for column in table.columns
+    ]
+    rows = [list(row) for row in zip(*columns, strict=True)]
+    return header, rows, list(range(2, len(rows) + 2))
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
 
 
 def _target_cells(source: str, cells: np.ndarray, target: str, lines: list[int]) -> np.ndarray:
@@ -414,12 +506,27 @@ def _parse_cells(source: str, cells: np.ndarray, names: list[str], lines: list[i
     return X
 
 
+def _raw_cells(source: str, cells: np.ndarray, names: list[str], lines: list[int]) -> np.ndarray:
+    """The stripped cells as an object array of strings, for a table model; an infinity (which no
+    table layer can scale) names its line and column."""
+    X = np.char.strip(cells).astype(object)
+    words = np.char.lower(np.char.lstrip(np.char.strip(cells), "+-"))
+    for i, j in np.argwhere(np.isin(words, ["inf", "infinity"]))[:1]:
+        raise DataError(
+            f"{source}, line {lines[i]}, column {names[j]!r}: the value is {X[i, j]!r}; matnet "
+            "needs finite numbers (leave the cell empty to mark it missing)"
+        )
+    return X
+
+
 def load_data(
     spec: str,
     target: str | None = None,
     *,
     require_target: bool = True,
     features: list[str] | None = None,
+    raw: bool = False,
+    encoding: str = "utf-8-sig",
 ) -> Table:
     """A bundled dataset by name, or else a CSV file by path (see :func:`read_csv`).
 
@@ -444,4 +551,6 @@ def load_data(
         return table
     if target is None and require_target:
         raise DataError(f"{spec}: give the target column with --target NAME")
-    return read_csv(spec, target, require_target=require_target, features=features)
+    return read_csv(
+        spec, target, require_target=require_target, features=features, raw=raw, encoding=encoding
+    )

@@ -8,7 +8,7 @@ import numpy as np
 
 from matnet.losses import Loss, get_loss
 from matnet.model import Sequential
-from matnet.validation import check_features, check_targets
+from matnet.validation import check_targets
 
 __all__ = ["gradcheck", "numerical_gradient"]
 
@@ -36,7 +36,7 @@ def numerical_gradient(
     parameter vector (same order as ``model.flat_params``), on a float64 copy of the model."""
     model64 = _as_float64(model)
     loss = get_loss(loss)
-    X = check_features(X, model64.n_features, np.float64)
+    X = model64.input_matrix(X)
     Y = check_targets(loss, y, X.shape[0], model64.n_outputs, np.float64)
     p = model64.flat_params
     numeric = np.empty_like(p)
@@ -90,10 +90,10 @@ def gradcheck(
     if loss is None:
         raise ValueError("gradcheck needs a loss: pass loss=... or give the model one")
     model64 = _as_float64(model)
-    X64 = check_features(X, model64.n_features, np.float64)
+    X64 = model64.input_matrix(X)
     Y64 = check_targets(loss, y, X64.shape[0], model64.n_outputs, np.float64)
     _, analytic = _loss_and_grad(model64, X64, Y64, loss, seed)
-    numeric = numerical_gradient(model64, X64, y, loss, eps=eps, seed=seed)
+    numeric = numerical_gradient(model64, X, y, loss, eps=eps, seed=seed)
     worst = 0.0
     for where in model64.slices.values():
         a, b = analytic[where], numeric[where]

@@ -73,7 +73,7 @@ class Sequential:
         if not layers or layers[0].n_in is None:
             raise ValueError(
                 "a Sequential model needs at least one layer, and its first layer must fix the "
-                "input width (Dense or Standardize)"
+                "input width (Dense, Standardize or TableInput)"
             )
         self.layers = layers
         self.dtype = resolve_dtype(dtype)
@@ -91,6 +91,11 @@ class Sequential:
         # to call from several threads.
         self._lock = threading.Lock()
         self.n_features = layers[0].n_in
+        #: True when the first layer reads raw tables (a TableInput): fit and predict take a
+        #: DataFrame or a 2-D object array and the columns are the TableInput's.
+        self.takes_table = bool(layers[0].takes_table)
+        if self.takes_table:
+            self.feature_names = list(layers[0].names)  # type: ignore[attr-defined]
         width = self.n_features
         for layer in layers:
             width = layer.output_width(width)
@@ -316,7 +321,7 @@ class Sequential:
     def logits(self, X: Array) -> Array:
         """The raw outputs (before the loss's link), as a new array of shape (n, n_outputs)."""
 
-        X = check_features(self.select_features(X), self.n_features, self.dtype, finite=False)
+        X = self.input_matrix(X, finite=False)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         with self._lock:
             for start in range(0, X.shape[0], PREDICT_CHUNK):
@@ -338,6 +343,9 @@ class Sequential:
         """
 
         first = self.layers[0]
+        if self.takes_table:  # NaN in the codes are missing cells, which the layers impute
+            Z, _ = self.forward(X)
+            return Z
         if not (self.backend.is_host and self._checks_first and first.n_out <= first.n_in):  # type: ignore[attr-defined]
             check_finite_rows(X, first_row)
             Z, _ = self.forward(X)
@@ -359,6 +367,25 @@ class Sequential:
         return self.loss
 
     # --- the model's own view of raw inputs and answers ---------------------------------------
+
+    def input_matrix(self, X: Any, *, finite: bool = True) -> np.ndarray:
+        """The float matrix the layers run on: a table model's codes of the raw table (see
+        :meth:`matnet.layers.TableInput.encode`), else the checked feature matrix.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n, n_features)
+            For a table model also a mapping of columns or a 2-D object array of raw cells.
+        finite : bool
+            Check a numeric model's features for NaN and infinity here.
+
+        Returns
+        -------
+        ndarray of shape (n, n_features), the model's dtype
+        """
+        if self.takes_table:
+            return self.layers[0].encode(X, dtype=self.dtype)  # type: ignore[attr-defined]
+        return check_features(self.select_features(X), self.n_features, self.dtype, finite=finite)
 
     def select_features(self, X: Any) -> Any:
         """``X`` with its columns in the model's order: a DataFrame (anything with ``columns``) is

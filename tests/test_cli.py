@@ -319,17 +319,33 @@ def _assert_user_error(code: int, out: str, err: str, *needles: str) -> None:
         assert needle in err, err
 
 
+# Malformed files: refused by every command. Text, NaN and empty feature cells are not malformed:
+# `matnet train` preprocesses such a table (tests/test_tabular.py); a numeric model refuses them
+# (test_numeric_model_refuses_cells_it_cannot_read).
 BAD_CSV = {
-    "nonnumeric.csv": (
-        "a,b,y\n1,2,x\n3,oops,y\n",
-        ["line 3", "column 'b'", "'oops' is not a number"],
-    ),
     "ragged.csv": ("a,b,y\n1,2,x\n3,4\n", ["line 3", "2 fields", "3 columns"]),
     "empty.csv": ("", ["empty.csv", "empty"]),
-    "nan.csv": ("a,b,y\n1,2,x\n3,NaN,y\n", ["line 3", "column 'b'", "'NaN'"]),
-    "blankcell.csv": ("a,b,y\n1,,x\n", ["line 2", "column 'b'", "empty cell"]),
     "headeronly.csv": ("a,b,y\n", ["no data rows"]),
+    "notarget.csv": ("a,b,y\n1,2,x\n3,4,\n", ["line 3", "column 'y'", "target cell is empty"]),
 }
+
+NOT_NUMBERS = {
+    "nonnumeric.csv": ("oops", ["line 3", "column 'sepal width (cm)'", "'oops' is not a number"]),
+    "nan.csv": ("NaN", ["line 3", "column 'sepal width (cm)'", "'NaN'"]),
+    "blankcell.csv": ("", ["line 3", "column 'sepal width (cm)'", "empty cell"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_NUMBERS))
+def test_numeric_model_refuses_cells_it_cannot_read(work, capsys, iris_model, name):
+    cell, needles = NOT_NUMBERS[name]
+    lines = (work / "iris.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[2].split(",")
+    row[header.index("sepal width (cm)")] = cell
+    (work / name).write_text("\n".join([lines[0], lines[1], ",".join(row)]) + "\n")
+    code, out, err = run(capsys, "predict", iris_model[0], name)
+    _assert_user_error(code, out, err, name, *needles)
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CSV))
@@ -384,9 +400,9 @@ def test_unwritable_predictions_output(iris_model, capsys, tmp_path):
 def test_failed_training_leaves_the_old_model_file_intact(work, capsys):
     assert run(capsys, "train", "iris", "--epochs", "1", "--quiet", "--out", "m.st")[0] == 0
     before = (work / "m.st").read_bytes()
-    (work / "bad.csv").write_text("a,y\n1,x\nzzz,y\n")
+    (work / "bad.csv").write_text("a,y\n1,x\n2,y\n3\n")  # a ragged row
     code, out, err = run(capsys, "train", "bad.csv", "--target", "y", "--out", "m.st")
-    _assert_user_error(code, out, err, "line 3")
+    _assert_user_error(code, out, err, "line 4")
     assert (work / "m.st").read_bytes() == before
     assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
 

@@ -68,7 +68,9 @@ def test_train_predict_evaluate_info_explain(tmp_path, how):
 
 def test_user_error_in_a_real_process_is_one_line_without_traceback(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b,y\n1,2,x\n3,oops,y\n")
-    result = run("module", "train", "bad.csv", "--target", "y", cwd=tmp_path, check=False)
+    result = run(
+        "module", "train", "bad.csv", "--target", "y", "--numeric", "b", cwd=tmp_path, check=False
+    )
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

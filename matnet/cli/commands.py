@@ -44,11 +44,13 @@ from matnet.cli.common import (
     say,
     size_text,
 )
-from matnet.errors import UsageError
+from matnet.errors import DataError, UsageError
 from matnet.io import atomic_write, model_bytes
-from matnet.layers import Standardize
+from matnet.layers import Layer, Standardize
+from matnet.layers.tabular import is_missing
 from matnet.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, get_loss, loss_names
 from matnet.model import MLP, Sequential
+from matnet.tabular import ColumnReport, infer_columns, output_width, preprocessor
 from matnet.training.recipe import (
     TabularRecipe,
     tabular_fit_options,
@@ -203,29 +205,82 @@ def _resolve_recipe(args: argparse.Namespace, n_train: int) -> dict[str, Any]:
     return options
 
 
+def _select_columns(args: argparse.Namespace, table: datasets.Table) -> None:
+    """Apply --features and --drop to the table's feature columns (in place)."""
+    names = list(table.feature_names)
+    for option, chosen in (("--features", args.features), ("--drop", args.drop)):
+        unknown = [c for c in chosen or [] if c not in names]
+        if unknown:
+            raise UsageError(
+                f"{option} {unknown[0]}: {table.source} has no feature column of that name; its "
+                f"feature columns are {', '.join(names)}"
+            )
+    keep = list(args.features) if args.features else names
+    keep = [c for c in keep if c not in set(args.drop or [])]
+    if not keep:
+        raise UsageError(f"{table.source}: --features/--drop leave no feature column")
+    if keep != names:
+        table.X = table.X[:, [names.index(c) for c in keep]]
+        table.feature_names = keep
+
+
+def _column_report(args: argparse.Namespace, table: datasets.Table) -> ColumnReport | None:
+    """The inferred column types when the table is preprocessed as a table (text or empty cells,
+    --categorical, --numeric or --tabular), else None (numbers only: a Standardize layer)."""
+    if not (table.X.dtype == object or args.categorical or args.numeric or args.tabular):
+        return None
+    columns = {name: table.X[:, j] for j, name in enumerate(table.feature_names)}
+    for name in args.numeric or []:
+        for i, cell in enumerate(columns.get(name, [])):
+            if not (is_missing(cell) or datasets.is_number(cell)):
+                raise DataError(
+                    f"{table.where(i)}, column {name!r}: {cell!r} is not a number (--numeric "
+                    f"{name}); fix the cell or leave it empty to mark it missing"
+                )
+    try:
+        return infer_columns(columns, categorical=args.categorical, numeric=args.numeric)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{table.source}: {exc}") from None
+
+
 def _build_model(
-    args: argparse.Namespace, table: datasets.Table, target: _Target, train_idx: np.ndarray
+    args: argparse.Namespace,
+    table: datasets.Table,
+    target: _Target,
+    train_idx: np.ndarray,
+    report: ColumnReport | None,
 ) -> Sequential:
-    """The network with everything that turns raw rows into answers: a Standardize layer fitted on
-    the training rows alone, the class labels, the column names and a regressor's target scaling.
-    The tabular recipe (``--recipe tabular``, the default) builds the network of
-    :func:`matnet.training.recipe.tabular_model`; ``--recipe mlp`` a plain MLP."""
+    """The network with everything that turns raw rows into answers: a Standardize layer (or the
+    table preprocessing layers) fitted on the training rows alone, the class labels, the column
+    names and a regressor's target scaling. The tabular recipe (``--recipe tabular``, the
+    default) puts the network of :func:`matnet.training.recipe.tabular_model` behind that
+    preprocessing; ``--recipe mlp`` a plain MLP."""
     args.fit_options = _resolve_recipe(args, train_idx.size)
-    d = table.X.shape[1]
+    front: list[Layer] = (
+        [Standardize(table.X.shape[1])] if report is None else preprocessor(None, report=report)
+    )
+    d = args.network_inputs = output_width(front)
     if args.recipe == "tabular":
         loss = tabular_loss(target.task, args.recipe_obj, target.loss)
         model = tabular_model(
-            d, target.n_outputs, loss, recipe=args.recipe_obj, dtype=args.dtype, seed=args.seed
+            d,
+            target.n_outputs,
+            loss,
+            front=front,
+            recipe=args.recipe_obj,
+            dtype=args.dtype,
+            seed=args.seed,
         )
     else:
         sizes = [d, *args.hidden, target.n_outputs]
         network = MLP(
             sizes, args.activation, dropout=args.dropout, dtype=args.dtype, seed=args.seed
         )
-        # MLP's layers (with its choice of initializer per activation) behind the scaler: Standardize
-        # draws nothing, so the same seed gives the same weights as the network alone.
+        # MLP's layers (with its choice of initializer per activation) behind the preprocessing,
+        # which draws nothing for Standardize, so the same seed gives the same weights as the
+        # network alone.
         model = Sequential(
-            [Standardize(d), *network.layers], dtype=args.dtype, seed=args.seed, loss=target.loss
+            [*front, *network.layers], dtype=args.dtype, seed=args.seed, loss=target.loss
         )
     model.feature_names = list(table.feature_names)
     if target.labels is not None:
@@ -238,7 +293,10 @@ def _build_model(
         model.target_scaling = (np.array([float(train_y.mean())]), np.array([scale]))
     # Explicit, so the statistics come from the training rows only whatever fit does (fit adapts
     # only layers not yet fitted, which then leaves this state alone).
-    model.adapt(table.X[train_idx])
+    try:
+        model.adapt(model.input_matrix(table.X[train_idx]))
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{table.source}: {exc}") from None
     return model
 
 
@@ -266,7 +324,10 @@ def _announce(
         f"{table.source}: {n} rows, {d} features, target {table.target_name!r} "
         f"({target.task}, {kind})"
     )
-    sizes = [d, *args.hidden, target.n_outputs]
+    width = getattr(args, "network_inputs", d)
+    if model.takes_table:
+        say(f"preprocessing: {d} raw columns → {width} network inputs")
+    sizes = [width, *args.hidden, target.n_outputs]
     shape = f"({args.activation})" if args.hidden else "(linear: no hidden layer)"
     if args.recipe == "tabular":
         shape = f"(tabular recipe: {args.recipe_obj.k} members, relu)"
@@ -373,14 +434,19 @@ def _report_and_write(
 
 def cmd_train(args: argparse.Namespace) -> int:
     # 1. Everything that can be checked without training: options, data, output paths, extras.
-    table = datasets.load_data(args.data, args.target)
+    table = datasets.load_data(args.data, args.target, raw=True, encoding=args.encoding)
+    _select_columns(args, table)
     task, loss = _task_and_loss(args, table)
     comm = _check_outputs(args)
     target = _read_target(table, task, loss)
+    report = _column_report(args, table)
     rows = _split(args, target, len(table))
+    if report is not None:
+        say(f"column types of {table.source} (override with --categorical/--numeric):")
+        say(report.text())
 
     # 2. The model with its preprocessing, and the targets checked against it.
-    model = _build_model(args, table, target, rows[0])
+    model = _build_model(args, table, target, rows[0], report)
     y = _checked_targets(model, table, target)
     _announce(args, table, target, model, rows)
 
@@ -444,7 +510,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_writable(args.out, "predictions file")
     if args.proba and not is_classifier(model):
         raise UsageError("--proba gives class probabilities; this model is a regressor")
-    table = read_for_model(model, args.data, None, need_target=False)
+    table = read_for_model(model, args.data, None, need_target=False, encoding=args.encoding)
     note_unscaled(model, args.model)
     if is_classifier(model):
         header, columns = _class_columns(model, table.X, output_name(model), args.proba)
@@ -465,7 +531,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.plot is not None and not classify:
         raise UsageError("--plot draws a confusion matrix, which needs a classifier")
     plot_requested(args.plot)
-    table = read_for_model(model, args.data, args.target, need_target=True)
+    table = read_for_model(model, args.data, args.target, need_target=True, encoding=args.encoding)
     note_unscaled(model, args.model)
     lines = [f"{args.model} on {table.source}: {len(table)} rows"]
     png = None
@@ -519,6 +585,8 @@ def _info_task_and_inputs(model: Sequential) -> list[str]:
         else f"{model.n_features} features (no names stored: columns are taken in order)"
     )
     scaling = "; standardized with the stored training mean and scale"
+    if model.takes_table:
+        scaling = "; raw table cells, preprocessed by the model's table layers"
     lines.append(f"inputs: {columns}" + (scaling if has_input_scaling(model) else ""))
     return lines
 

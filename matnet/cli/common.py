@@ -89,7 +89,7 @@ def is_classifier(model: Sequential) -> bool:
 
 
 def has_input_scaling(model: Sequential) -> bool:
-    return any(isinstance(layer, Standardize) for layer in model.layers)
+    return model.takes_table or any(isinstance(layer, Standardize) for layer in model.layers)
 
 
 def note_unscaled(model: Sequential, path: str) -> None:
@@ -110,9 +110,14 @@ def class_labels(model: Sequential) -> list[Any]:
 
 
 def read_for_model(
-    model: Sequential, spec: str, target: str | None, need_target: bool
+    model: Sequential,
+    spec: str,
+    target: str | None,
+    need_target: bool,
+    encoding: str = "utf-8-sig",
 ) -> datasets.Table:
-    """The model's feature columns (by name when the model knows them) and, if present, the target."""
+    """The model's feature columns (by name when the model knows them) and, if present, the target;
+    raw cells (text, gaps) for a table model."""
     features = model.feature_names
     target = target or _target_name(model)
     if not datasets.is_dataset_name(spec) and need_target and target is None:
@@ -120,7 +125,14 @@ def read_for_model(
     if datasets.is_dataset_name(spec):
         table = datasets.load_data(spec, features=features)
     else:
-        table = datasets.read_csv(spec, target, require_target=need_target, features=features)
+        table = datasets.read_csv(
+            spec,
+            target,
+            require_target=need_target,
+            features=features,
+            raw=model.takes_table,
+            encoding=encoding,
+        )
     if table.X.shape[1] != model.n_features:
         hint = (
             ""

@@ -103,6 +103,22 @@ def _hidden(text: str) -> list[int]:
     return _sizes(text)
 
 
+def _columns(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+def _add_encoding(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encoding",
+        default="utf-8-sig",
+        metavar="NAME",
+        help="the CSV file's text encoding (default UTF-8; e.g. latin-1)",
+    )
+
+
 # --- the tables ------------------------------------------------------------------------------
 
 
@@ -124,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"matnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data_help = (
-        "a CSV file with a header row, or a bundled dataset: "
+        "a CSV file with a header row (comma, semicolon or tab separated; .csv.gz; - for stdin), "
+        "a .parquet file (needs matnet[parquet]), or a bundled dataset: "
         + ", ".join(datasets.DATASETS)
         + " (add :train or :test for a fixed 75/25 split)"
     )
@@ -231,6 +248,20 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         help="continue from --checkpoint if it exists (same data and options)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_encoding(p)
+    for option, what in (
+        ("--categorical", "columns to treat as categories (default: inferred)"),
+        ("--numeric", "columns to treat as numbers (default: inferred)"),
+        ("--drop", "columns to leave out"),
+        ("--features", "only these columns, in this order (default: all but the target)"),
+    ):
+        p.add_argument(option, type=_columns, action="extend", metavar="COL1,COL2,...", help=what)
+    p.add_argument(
+        "--tabular",
+        action="store_true",
+        help="preprocess as a table (robust scaling, imputation, categories) even when every "
+        "cell is a number (automatic when some cell is text or empty)",
+    )
     p.add_argument(
         "--distributed",
         action="store_true",
@@ -245,6 +276,7 @@ def _add_model_commands(sub: argparse._SubParsersAction, data_help: str) -> None
     p.add_argument("data", metavar="DATA", help=data_help)
     p.add_argument("--out", metavar="CSV", help="write predictions here (default: stdout)")
     p.add_argument("--proba", action="store_true", help="add class probabilities")
+    _add_encoding(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score a trained model on labeled data")
@@ -256,6 +288,7 @@ def _add_model_commands(sub: argparse._SubParsersAction, data_help: str) -> None
     p.add_argument(
         "--plot", metavar="PNG", help="write a confusion-matrix image (needs matnet[plot])"
     )
+    _add_encoding(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("info", help="architecture, shapes, parameters and training of a model file")

@@ -117,6 +117,9 @@ class Layer:
     random = False
     #: The input width when the layer fixes it (a model's first layer must), else None.
     n_in: int | None = None
+    #: True for a first layer that reads a raw table (:class:`~matnet.layers.TableInput`): the
+    #: model then hands its ``encode`` the table given to fit and predict.
+    takes_table = False
 
     def __init__(self) -> None:
         self._buffers: dict[str, Array] = {}

@@ -41,7 +41,6 @@ from matnet.training.callbacks import (
 )
 from matnet.training.comm import LocalComm
 from matnet.validation import (
-    check_features,
     check_number,
     check_positive_int,
     check_sample_weight,
@@ -448,7 +447,7 @@ def _training_data(
     # here from a DataFrame's columns and from non-numeric labels when it has none yet).
     if model.feature_names is None and hasattr(X, "columns"):
         model.feature_names = [str(c) for c in X.columns]
-    X = check_features(model.select_features(X), model.n_features, model.dtype)
+    X = model.input_matrix(X)
     n = X.shape[0]
     Y = model.encode_targets(y, n, loss_fn)
     W = check_sample_weight(sample_weight, n, model.dtype)
@@ -459,9 +458,7 @@ def _training_data(
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
-        X_val = check_features(
-            model.select_features(validation_data[0]), model.n_features, model.dtype
-        )
+        X_val = model.input_matrix(validation_data[0])
         Y_val = model.encode_targets(validation_data[1], X_val.shape[0], loss_fn)
         return X, Y, W, (X_val, Y_val), None, data
     if not validation_fraction > 0:

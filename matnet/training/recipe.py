@@ -93,10 +93,14 @@ def tabular_loss(task: str, recipe: TabularRecipe | None = None, loss: Any = Non
     return get_loss("mse")
 
 
-def tabular_layers(n_features: int, n_outputs: int, recipe: TabularRecipe) -> list[Layer]:
-    """The recipe's layers for ``n_features`` raw numeric columns and ``n_outputs`` outputs:
-    Standardize, Scale, Periodic (narrow tables), then k-member BatchEnsemble blocks and their mean."""
-    layers: list[Layer] = [Standardize(n_features), Scale(n_features)]
+def tabular_layers(
+    n_features: int, n_outputs: int, recipe: TabularRecipe, front: list[Layer] | None = None
+) -> list[Layer]:
+    """The recipe's layers for ``n_outputs`` outputs behind ``front`` (preprocessing whose output
+    has ``n_features`` columns; default ``[Standardize(n_features)]`` for numeric columns):
+    Scale, Periodic (narrow tables), then k-member BatchEnsemble blocks and their mean."""
+    front = [Standardize(n_features)] if front is None else list(front)
+    layers: list[Layer] = [*front, Scale(n_features)]
     width = n_features
     if recipe.n_frequencies and n_features <= recipe.embed_max_columns:
         embedding = Periodic(n_features, recipe.n_frequencies, recipe.sigma)
@@ -121,6 +125,7 @@ def tabular_model(
     n_outputs: int,
     loss: Loss,
     *,
+    front: list[Layer] | None = None,
     recipe: TabularRecipe | None = None,
     dtype: Any = np.float32,
     seed: int | np.random.Generator | None = 0,
@@ -130,20 +135,23 @@ def tabular_model(
     Parameters
     ----------
     n_features : int
-        Input columns (numeric).
+        Columns that the network after ``front`` receives (numeric).
     n_outputs : int
         Classes for softmax cross-entropy, targets for regression.
     loss : Loss
         Carried by the model (see :func:`tabular_loss`).
+    front : list of Layer, optional
+        The preprocessing (``matnet.tabular.preprocessor`` for a raw table); default
+        ``[Standardize(n_features)]``.
 
     Returns
     -------
     Sequential
-        Input (n, n_features), output (n, n_outputs); its Standardize layer is fitted by the first
+        Output (n, n_outputs); its preprocessing is fitted by the first
         :meth:`~matnet.model.Sequential.adapt` or fit.
     """
     recipe = recipe or TabularRecipe()
-    layers = tabular_layers(n_features, n_outputs, recipe)
+    layers = tabular_layers(n_features, n_outputs, recipe, front)
     return Sequential(layers, dtype=dtype, seed=seed, loss=loss)
 
 
