@@ -170,7 +170,7 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         choices=("tabular", "mlp"),
         default="tabular",
         help="tabular (default): matnet's tabular recipe (learnable input scale, periodic "
-        "embeddings, an ensemble of 8 MLPs, label smoothing, Adam(beta2=0.95) under a cos-log "
+        "embeddings, an ensemble of 4 MLPs, label smoothing, Adam(beta2=0.95) under a cos-log "
         "schedule, the best epoch on validation rows); mlp: a plain MLP under Adam",
     )
     p.add_argument(
@@ -178,7 +178,7 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         type=_hidden,
         default=None,
         metavar="W1,W2,...",
-        help="hidden layer widths (default: 256,256 per member for tabular, 128,64 for mlp; "
+        help="hidden layer widths (default: 128,128 per member for tabular, 128,64 for mlp; "
         "'none' for a linear model)",
     )
     p.add_argument("--activation", default="relu", choices=activation_names())

@@ -65,15 +65,15 @@ class TabularRecipe:
         Rows held out to pick the best epoch.
     """
 
-    hidden: tuple[int, ...] = (256, 256)
-    k: int = 8
-    n_frequencies: int = 8
+    hidden: tuple[int, ...] = (128, 128)
+    k: int = 4
+    n_frequencies: int = 4
     sigma: float = 0.1
     embed_max_columns: int = 100
     dropout: float = 0.1
     epochs: int = 64
     batch_size: int = 256
-    learning_rate: float = 2e-3
+    learning_rate: float = 4e-3
     beta_2: float = 0.95
     label_smoothing: float = 0.1
     validation_fraction: float = 0.2
