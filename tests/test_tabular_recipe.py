@@ -206,3 +206,25 @@ def test_mlp_estimators_keep_scikit_learns_defaults():
 
     ours, theirs = MLPClassifier().get_params(), SkMLP().get_params()
     assert {k: ours[k] for k in theirs} == theirs
+
+
+def test_tabular_estimators_take_a_raw_table():
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    from pathlib import Path
+
+    from matnet.sklearn import TabularClassifier, TabularRegressor
+
+    frame = pd.read_csv(Path(__file__).parent / "data" / "penguins.csv")
+    y = frame.pop("species").to_numpy()
+    small = dict(hidden_layer_sizes=(16,), n_ensemble=2, max_iter=20, random_state=0)
+    clf = TabularClassifier(**small).fit(frame, y)  # text categories and gaps, as they come
+    assert clf.score(frame, y) > 0.9
+    assert clf.model_.takes_table
+    np.testing.assert_array_equal(clf.model_.predict(frame), clf.predict(frame))
+    mass = frame.pop("body_mass_g")
+    keep = mass.notna().to_numpy()
+    reg = TabularRegressor(**small).fit(frame[keep], mass[keep].to_numpy())
+    assert reg.score(frame[keep], mass[keep].to_numpy()) > 0.5
+    with pytest.raises(ValueError, match="columns"):
+        reg.predict(frame.iloc[:, :3])

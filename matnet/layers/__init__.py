@@ -28,9 +28,21 @@ from matnet.layers.ensemble import BatchEnsemble, EnsembleMean
 from matnet.layers.preprocessing import Standardize
 from matnet.layers.tabular import Embedding, OneHot, RobustScale, TableInput
 
-for _cls in (Dense, Activation, Dropout, Standardize, TableInput, RobustScale, OneHot, Embedding):
-    register_layer(_cls)
-for _cls in (Scale, Periodic, BatchEnsemble, EnsembleMean):
+_LAYERS: tuple[type[Layer], ...] = (
+    Dense,
+    Activation,
+    Dropout,
+    Standardize,
+    TableInput,
+    RobustScale,
+    OneHot,
+    Embedding,
+    Scale,
+    Periodic,
+    BatchEnsemble,
+    EnsembleMean,
+)
+for _cls in _LAYERS:
     register_layer(_cls)
 
 __all__ = [

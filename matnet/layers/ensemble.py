@@ -70,8 +70,14 @@ class BatchEnsemble(Layer):
             raise ValueError(f"unknown init {init!r}; choose he_normal or glorot_normal")
         self.shared_input, self.init = bool(shared_input), init
         self.n_in: int = self.n_units if self.shared_input else self.k * self.n_units
-        self.W = self.R = self.S = self.b = None
-        self.dW = self.dR = self.dS = self.db = None
+        self.W: Array = None
+        self.R: Array = None
+        self.S: Array = None
+        self.b: Array = None
+        self.dW: Array = None
+        self.dR: Array = None
+        self.dS: Array = None
+        self.db: Array = None
 
     def param_specs(self):
         i, o, k = self.n_units, self.n_out, self.k

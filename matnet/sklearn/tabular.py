@@ -20,6 +20,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("matnet.sklearn needs scikit-learn: pip install 'matnet[sklearn]'") from exc
 
+from matnet.tabular import output_width, preprocessor
 from matnet.training.recipe import (
     TabularRecipe,
     tabular_fit_options,
@@ -86,13 +87,43 @@ class _TabularBase(BaseEstimator):
             validation_fraction=float(fraction),
         )
 
-    def _fit_model(self, X: np.ndarray, y: np.ndarray, n_outputs: int, stratify: Any) -> None:
+    def _features(self, X: Any, y: Any = None) -> tuple[Any, Any]:
+        """Numeric X checked as scikit-learn does; a raw table (a DataFrame with text columns or
+        gaps, or an object array) kept as it is for the model's table preprocessing."""
+        fitting = y is not None
+        if fitting:
+            self._raw = _is_raw_table(X)
+        if not fitting:
+            check_is_fitted(self)
+        if not self._raw:
+            if fitting:
+                kwargs = (
+                    {"multi_output": True, "y_numeric": True} if self._task == "regression" else {}
+                )
+                return validate_data(self, X, y, dtype=[np.float64, np.float32], **kwargs)
+            return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]), None
+        if fitting:
+            self.n_features_in_ = int(np.shape(X)[1])
+            if hasattr(X, "columns"):
+                self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+            if len(X) != len(y):
+                raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+            return X, np.asarray(y)
+        if np.shape(X)[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {np.shape(X)[1]} columns; the estimator was fitted on {self.n_features_in_}"
+            )
+        return X, None
+
+    def _fit_model(self, X: Any, y: np.ndarray, n_outputs: int, stratify: Any) -> None:
         recipe = self._recipe()  # every parameter checked before any work
         seed = 0 if self.random_state is None else self.random_state
         rng = np.random.default_rng(seed)
         loss = tabular_loss(self._task, recipe)
+        front = preprocessor(X) if self._raw else None
+        width = output_width(front) if front else X.shape[1]
         model = tabular_model(
-            X.shape[1], n_outputs, loss, recipe=recipe, dtype=self.dtype, seed=rng
+            width, n_outputs, loss, front=front, recipe=recipe, dtype=self.dtype, seed=rng
         )
         validation = None
         X_train, y_train = X, y
@@ -110,7 +141,8 @@ class _TabularBase(BaseEstimator):
             # and predict (the estimator's and the model file's) decodes through this scaling.
             mean, std = y_train.mean(axis=0), y_train.std(axis=0)
             model.target_scaling = (mean, np.where(std > 0, std, 1.0))
-        model.adapt(X_train)  # the scaler's statistics from the training rows only
+        # The preprocessing's statistics from the training rows only.
+        model.adapt(model.input_matrix(X_train, finite=False) if self._raw else X_train)
         options = tabular_fit_options(recipe, n_rows=len(X_train))
         if validation is None:
             options.update(early_stopping=False)
@@ -122,6 +154,8 @@ class _TabularBase(BaseEstimator):
             validation_data=validation,
             verbose=self.verbose,
         )
+        if hasattr(self, "feature_names_in_"):
+            model.feature_names = [str(c) for c in self.feature_names_in_]
         self.model_ = model
         self.n_iter_ = len(self.history_)
         self.best_epoch_ = self.history_.best_epoch
@@ -166,8 +200,10 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
     _task = "classification"
 
     def fit(self, X: Any, y: Any) -> TabularClassifier:
-        """Fit on X (n, n_features) and labels y (n,)."""
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        """Fit on X (n, n_features) and labels y (n,). X is numeric, or a raw table (a DataFrame
+        with text columns or gaps, an object array) that the model's own preprocessing layers
+        (:func:`matnet.tabular.preprocessor`) encode, so ``model_`` takes raw rows too."""
+        X, y = self._features(X, y)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -177,12 +213,13 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         counts = np.bincount(codes)
         stratify = codes if counts.min() >= 2 else None
         self._fit_model(X, codes, len(self.classes_), stratify)
+        # After fit, which trained on the class indices: the model file answers with the labels.
+        self.model_.classes = [c.item() if hasattr(c, "item") else c for c in self.classes_]
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, (n, n_classes)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X, _ = self._features(X)
         return np.asarray(self.model_.predict_proba(X), dtype=np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -207,10 +244,9 @@ class TabularRegressor(RegressorMixin, _TabularBase):
     _task = "regression"
 
     def fit(self, X: Any, y: Any) -> TabularRegressor:
-        """Fit on X (n, n_features) and y (n,) or (n, n_targets)."""
-        X, y = validate_data(
-            self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True
-        )
+        """Fit on X (n, n_features) and y (n,) or (n, n_targets); X numeric or a raw table, as
+        for :meth:`TabularClassifier.fit`."""
+        X, y = self._features(X, y)
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
@@ -219,7 +255,18 @@ class TabularRegressor(RegressorMixin, _TabularBase):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions in y's units: (n,) for a 1-D y, else (n, n_targets)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X, _ = self._features(X)
         out = np.asarray(self.model_.predict(X), dtype=np.float64).reshape(len(X), -1)
         return out[:, 0] if self._y_1d else out
+
+
+def _is_raw_table(X: Any) -> bool:
+    """True for a table that needs matnet's table preprocessing: a DataFrame with a non-numeric
+    column or a gap, or an array of objects (text cells)."""
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):
+        numeric = all(getattr(dtype, "kind", "O") in "biuf" for dtype in X.dtypes)
+        if not numeric:
+            return True
+        values = np.asarray(X, dtype=np.float64)
+        return bool(np.isnan(values).any())
+    return isinstance(X, np.ndarray) and X.dtype == object
