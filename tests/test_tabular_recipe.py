@@ -228,3 +228,23 @@ def test_tabular_estimators_take_a_raw_table():
     assert reg.score(frame[keep], mass[keep].to_numpy()) > 0.5
     with pytest.raises(ValueError, match="columns"):
         reg.predict(frame.iloc[:, :3])
+
+
+def test_matnet_train_defaults_to_the_tabular_recipe(tmp_path, monkeypatch, capsys):
+    from matnet.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "iris", "--epochs", "8", "--quiet", "--out", "m.st"]) == 0
+    out = capsys.readouterr().out
+    assert "tabular recipe: 4 members" in out
+    model = matnet.load(tmp_path / "m.st")
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[:3] == ["Standardize", "Scale", "Periodic"] and kinds[-1] == "EnsembleMean"
+    assert model.loss.label_smoothing == 0.1
+    training = model.metadata["training"]
+    assert training["optimizer"] == {"name": "adam", "beta_2": 0.95}
+    assert training["epochs_run"] == 8 and 1 <= training["best_epoch"] <= 8
+    assert (
+        main(["train", "iris", "--recipe", "mlp", "--epochs", "2", "--quiet", "--out", "p.st"]) == 0
+    )
+    assert [type(layer).__name__ for layer in matnet.load(tmp_path / "p.st").layers][1] == "Dense"

@@ -93,7 +93,6 @@ class Scale(Layer):
                 )
             ],
             backward=backward,
-            kept=[(f"{A} {nd} (the input, referenced)", 0)],
             other_ops=3 * n * d,
             parameters=[(f"s{ell}", "s", f"s{ell} {d:,}")],
         )
