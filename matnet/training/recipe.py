@@ -61,6 +61,10 @@ class TabularRecipe:
         Adam(β2) under the cos-log schedule for ``epochs`` epochs.
     label_smoothing : float
         For classification.
+    scale : bool
+        The learnable per-column ``Scale`` layer.
+    schedule : {"coslog", "constant"}
+        The learning-rate schedule.
     validation_fraction : float
         Rows held out to pick the best epoch.
     """
@@ -77,6 +81,8 @@ class TabularRecipe:
     beta_2: float = 0.95
     label_smoothing: float = 0.1
     validation_fraction: float = 0.2
+    scale: bool = True
+    schedule: str = "coslog"
 
 
 def tabular_loss(task: str, recipe: TabularRecipe | None = None, loss: Any = None) -> Loss:
@@ -100,7 +106,7 @@ def tabular_layers(
     has ``n_features`` columns; default ``[Standardize(n_features)]`` for numeric columns):
     Scale, Periodic (narrow tables), then k-member BatchEnsemble blocks and their mean."""
     front = [Standardize(n_features)] if front is None else list(front)
-    layers: list[Layer] = [*front, Scale(n_features)]
+    layers: list[Layer] = [*front, Scale(n_features)] if recipe.scale else list(front)
     width = n_features
     if recipe.n_frequencies and n_features <= recipe.embed_max_columns:
         embedding = Periodic(n_features, recipe.n_frequencies, recipe.sigma)
@@ -168,7 +174,7 @@ def tabular_fit_options(recipe: TabularRecipe | None = None, n_rows: int | None 
         "learning_rate": recipe.learning_rate,
         "epochs": recipe.epochs,
         "batch_size": batch,
-        "schedule": CosLog(recipe.epochs),
+        "schedule": CosLog(recipe.epochs) if recipe.schedule == "coslog" else None,
         "early_stopping": True,
         "patience": recipe.epochs,
     }
