@@ -248,3 +248,21 @@ def test_matnet_train_defaults_to_the_tabular_recipe(tmp_path, monkeypatch, caps
         main(["train", "iris", "--recipe", "mlp", "--epochs", "2", "--quiet", "--out", "p.st"]) == 0
     )
     assert [type(layer).__name__ for layer in matnet.load(tmp_path / "p.st").layers][1] == "Dense"
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"dtype": "float16"}, "dtype='float16'"),
+        ({"validation_fraction": 1.0}, "validation_fraction=1.0"),
+    ],
+)
+def test_tabular_estimator_parameters_are_checked_before_any_work(params, match):
+    pytest.importorskip("sklearn")
+    from matnet.sklearn import TabularClassifier
+
+    X, y = RNG.normal(size=(20, 3)), np.arange(20) % 2
+    est = TabularClassifier(**params)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
+    assert not hasattr(est, "model_")
