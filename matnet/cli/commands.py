@@ -396,7 +396,10 @@ def _training_record(args: argparse.Namespace, loss: str, history: Any) -> dict[
         "dropout": args.dropout,
         "loss": loss,
         "optimizer": args.optimizer,
-        "learning_rate": history.records[0]["learning_rate"] if len(history) else args.lr,
+        # The peak rate under a schedule (the tabular recipe sets --lr), else the first epoch's.
+        "learning_rate": args.lr
+        if args.lr is not None or not len(history)
+        else history.records[0]["learning_rate"],
         "l2": args.l2,
         "epochs": args.epochs,
         "epochs_run": len(history),
