@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-fast lint typecheck format bench browser clean
+.PHONY: demo test test-fast lint typecheck format bench bench-tabular browser clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ $(VENV)/.bench-installed: $(BUILD_INPUTS) | $(VENV)/bin/python
 # OpenBLAS builds) are unset for this command only, so NumPy's OpenBLAS picks its native kernel.
 bench: $(VENV)/.bench-installed
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_train.py --out benchmarks/RESULTS.md
+
+# matnet's tabular recipe (CLI and TabularClassifier/Regressor) beside scikit-learn's MLP,
+# HistGradientBoosting and RealMLP-TD (pytabkit) on datasets that ship inside packages, 3 seeds;
+# writes benchmarks/RESULTS-tabular.md. Long (RealMLP-TD takes a minute or more per fit on 2 cores).
+bench-tabular: $(VENV)/.bench-installed
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_tabular.py --out benchmarks/RESULTS-tabular.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache out matnet/*.so

@@ -166,13 +166,38 @@ def _check_finite_targets(y: Array, name: str) -> None:
 
 
 class SoftmaxCrossEntropy(Loss):
-    """Softmax cross-entropy from logits: ``l = logsumexp(Z_i) - Z_i[y_i]``."""
+    """Softmax cross-entropy from logits: ``l = logsumexp(Z_i) - Z_i[y_i]``.
+
+    Parameters
+    ----------
+    label_smoothing : float in [0, 1)
+        ``ε``: the target becomes ``Y' = (1 − ε) Y + ε / k`` (k classes), so the loss is
+        ``l = logsumexp(Z_i) − (1 − ε) Z_i[y_i] − ε mean_j Z_ij`` and its gradient
+        ``dZ = (softmax(Z) − Y') / n``. It keeps the logits from growing without bound on classes
+        the network already separates (RealMLP uses ε = 0.1). 0, the default, is plain cross-entropy.
+    """
 
     name = "softmax_cross_entropy"
     metric_name = "accuracy"
     task = "classification"
     link_name = "softmax"
     exclusive = True
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        eps = label_smoothing
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 1:
+            raise ValueError(f"label_smoothing={eps!r} must be a number in [0, 1)")
+        self.label_smoothing = float(eps)
+
+    def config(self) -> dict[str, Any]:
+        if not self.label_smoothing:
+            return {"name": self.name}
+        return {"name": self.name, "label_smoothing": self.label_smoothing}
+
+    def __repr__(self) -> str:
+        eps = self.label_smoothing
+        return f"SoftmaxCrossEntropy(label_smoothing={eps})" if eps else "SoftmaxCrossEntropy()"
 
     def describe(self, Z, n, k):
         nk = shape_text(n, k)
@@ -184,7 +209,12 @@ class SoftmaxCrossEntropy(Loss):
             Equation(
                 f"d{Z} = (P − Y) / n",
                 f"{nk} − {nk} → {nk}",
-                "Y one-hot; softmax with cross-entropy only",
+                "Y one-hot; softmax with cross-entropy only"
+                + (
+                    f"; Y smoothed: (1 − {self.label_smoothing:g})·onehot + {self.label_smoothing:g}/{k}"
+                    if self.label_smoothing
+                    else ""
+                ),
                 f"d{Z}",
             ),
         )
@@ -209,6 +239,9 @@ class SoftmaxCrossEntropy(Loss):
             picked = G_flat.take(flat)  # Z[y], shifted
         else:
             picked = np.sum(G * Y, axis=1)
+        eps = self.label_smoothing
+        if eps:  # the smoothed target's pick: (1 - eps) Z[y] + eps mean_j Z_j (shifted alike)
+            picked = (1 - eps) * picked + eps * np.matmul(G, ones)[:, 0] / k
         np.exp(G, out=G)
         S = np.matmul(G, ones)  # (n, 1) sums of exp: logsumexp(Z) = log(S), shifted
         w = _weights(sample_weight, n)
@@ -220,9 +253,11 @@ class SoftmaxCrossEntropy(Loss):
         S *= n
         G /= S
         if Y.ndim == 1:
-            G_flat[flat] -= 1 / n
+            G_flat[flat] -= (1 - eps) / n
         else:
-            G -= Y / n
+            G -= Y * ((1 - eps) / n)
+        if eps:
+            G -= eps / (k * n)
         if w is not None:
             G *= w
         return value, G
@@ -549,10 +584,17 @@ def get_loss(spec: str | dict | Loss) -> Loss:
     """Build a loss from its name (or config dict), or return a :class:`Loss` unchanged."""
     if isinstance(spec, Loss):
         return spec
+    options: dict[str, Any] = {}
     if isinstance(spec, dict):
+        options = {key: value for key, value in spec.items() if key != "name"}
         spec = spec.get("name", "")
     if not isinstance(spec, str):
         raise TypeError(f"loss must be a name such as 'cross_entropy', got {type(spec).__name__}")
     if spec not in _REGISTRY:
         raise ValueError(f"unknown loss {spec!r}; choose one of {', '.join(loss_names())}")
-    return _REGISTRY[spec]()
+    if not options:
+        return _REGISTRY[spec]()
+    try:  # a loss's options, as its config() wrote them (label_smoothing)
+        return _REGISTRY[spec](**options)
+    except TypeError as exc:
+        raise ValueError(f"loss {spec!r} takes no options {sorted(options)}: {exc}") from exc

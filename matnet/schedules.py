@@ -17,6 +17,7 @@ __all__ = [
     "StepDecay",
     "ExponentialDecay",
     "CosineDecay",
+    "CosLog",
     "ReduceLROnPlateau",
     "get_schedule",
 ]
@@ -103,6 +104,37 @@ class CosineDecay(Schedule):
         return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1 + math.cos(math.pi * progress))
 
 
+class CosLog(Schedule):
+    """RealMLP's cos-log schedule ("coslog4"): with ``t = (epoch + 1/2) / total_epochs``,
+    ``lr = base_lr · (1/2 − 1/2 · cos(2π · log2(1 + (2^cycles − 1) · t)))``: ``cycles`` warm
+    restarts, each longer than the one before (equal on a log scale), from 0 up to ``base_lr`` and
+    back, ending at 0.
+
+    Applied per epoch, at each epoch's middle: with the tabular recipe's epoch counts (≥ 64) the
+    shortest cycle, the first, still spans several epochs, so a per-step rate would change the
+    curve little (RealMLP steps it per batch over far more steps).
+
+    Parameters
+    ----------
+    total_epochs : int
+    cycles : int
+        The number of restarts (RealMLP: 4).
+    """
+
+    name = "coslog"
+
+    def __init__(self, total_epochs: int, cycles: int = 4) -> None:
+        for label, value in (("total_epochs", total_epochs), ("cycles", cycles)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label}={value!r} must be a positive integer")
+        self.total_epochs, self.cycles = total_epochs, cycles
+
+    def learning_rate(self, epoch, base_lr):
+        t = min(epoch + 0.5, self.total_epochs) / self.total_epochs
+        phase = math.log2(1 + (2**self.cycles - 1) * t)
+        return base_lr * (0.5 - 0.5 * math.cos(2 * math.pi * phase))
+
+
 class ReduceLROnPlateau(Schedule):
     """Multiply the rate by ``factor`` after ``patience`` epochs without an improvement of the
     monitored loss by more than ``min_delta``; never go below ``min_lr``."""
@@ -148,13 +180,14 @@ _REGISTRY = {
     "step": StepDecay,
     "exponential": ExponentialDecay,
     "cosine": CosineDecay,
+    "coslog": CosLog,
     "plateau": ReduceLROnPlateau,
 }
 
 
 def get_schedule(spec: str | Schedule | None, **kwargs: Any) -> Schedule:
     """A schedule from its name (``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``,
-    ``"plateau"``) and keyword arguments, an instance, or None for constant."""
+    ``"coslog"``, ``"plateau"``) and keyword arguments, an instance, or None for constant."""
     if spec is None:
         return Constant()
     if isinstance(spec, Schedule):

@@ -49,7 +49,7 @@ def test_train_predict_evaluate_info_explain(tmp_path, how):
         w.writerow(["sl", "sw", "pl", "pw", "species"])
         for x, y in zip(table.X, table.y, strict=True):
             w.writerow([*x.tolist(), y])
-    out = run(how, "train", "flowers.csv", "--target", "species", "--hidden", "16", "--epochs",
+    out = run(how, "train", "flowers.csv", "--recipe", "mlp", "--target", "species", "--hidden", "16", "--epochs",
               "40", "--lr", "0.01", "--out", "f.safetensors", cwd=tmp_path).stdout  # fmt: skip
     assert "wrote f.safetensors" in out
     out = run(how, "predict", "f.safetensors", "flowers.csv", "--out", "p.csv", cwd=tmp_path)
@@ -113,6 +113,8 @@ def test_ctrl_c_during_training_keeps_the_best_weights_and_writes_them(tmp_path)
             "matnet",
             "train",
             "digits",
+            "--recipe",
+            "mlp",  # epochs of a second or less, so the Ctrl-C lands after the first
             "--epochs",
             "100000",
             "--quiet",

@@ -59,6 +59,12 @@ from matnet.layers.tabular import is_missing
 from matnet.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, get_loss, loss_names
 from matnet.model import MLP, Sequential
 from matnet.tabular import ColumnReport, infer_columns, output_width, preprocessor
+from matnet.training.recipe import (
+    TabularRecipe,
+    tabular_fit_options,
+    tabular_loss,
+    tabular_model,
+)
 
 __all__ = [
     "cmd_train",
@@ -207,6 +213,43 @@ def _split(args: argparse.Namespace, target: _Target, n: int) -> tuple[np.ndarra
     return train_idx, val_idx
 
 
+def _resolve_recipe(args: argparse.Namespace, n_train: int) -> dict[str, Any]:
+    """Fill the options left to the recipe (``--hidden``, ``--dropout``, ``--epochs``,
+    ``--batch-size``) and return the extra keyword arguments of fit that the recipe sets."""
+    if args.recipe == "mlp":
+        for name, value in (("hidden", [128, 64]), ("dropout", 0.0), ("epochs", 50)):
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+        if args.batch_size is None:
+            args.batch_size = 32
+        if args.patience is None:
+            args.patience = 10
+        return {}
+    base = TabularRecipe()
+    recipe = TabularRecipe(
+        hidden=base.hidden if args.hidden is None else tuple(args.hidden),
+        dropout=base.dropout if args.dropout is None else args.dropout,
+        epochs=base.epochs if args.epochs is None else args.epochs,
+        batch_size=base.batch_size if args.batch_size is None else args.batch_size,
+        learning_rate=base.learning_rate if args.lr is None else args.lr,
+    )
+    options = tabular_fit_options(recipe, n_rows=n_train)
+    args.hidden, args.dropout, args.epochs = list(recipe.hidden), recipe.dropout, recipe.epochs
+    args.batch_size, args.lr = options.pop("batch_size"), options.pop("learning_rate")
+    options.pop("epochs")
+    if args.optimizer == "adam":  # the recipe's Adam(beta_2=0.95); another --optimizer as given
+        args.optimizer = options["optimizer"]
+    options.pop("optimizer")
+    # Best-epoch selection: the weights of the best validation epoch, after a full run (a
+    # --patience the user gives still stops early).
+    args.early_stopping = True
+    options.pop("early_stopping")
+    patience = options.pop("patience")
+    args.patience = patience if args.patience is None else args.patience
+    args.recipe_obj = recipe
+    return options
+
+
 def _select_columns(args: argparse.Namespace, table: datasets.Table) -> None:
     """Apply --features and --drop to the table's feature columns (in place)."""
     names = list(table.feature_names)
@@ -254,18 +297,36 @@ def _build_model(
 ) -> Sequential:
     """The network with everything that turns raw rows into answers: a Standardize layer (or the
     table preprocessing layers) fitted on the training rows alone, the class labels, the column
-    names and a regressor's target scaling."""
+    names and a regressor's target scaling. The tabular recipe (``--recipe tabular``, the
+    default) puts the network of :func:`matnet.training.recipe.tabular_model` behind that
+    preprocessing; ``--recipe mlp`` a plain MLP."""
+    args.fit_options = _resolve_recipe(args, train_idx.size)
     front: list[Layer] = (
         [Standardize(table.X.shape[1])] if report is None else preprocessor(None, report=report)
     )
-    d = output_width(front)
-    sizes = [d, *args.hidden, target.n_outputs]
-    network = MLP(sizes, args.activation, dropout=args.dropout, dtype=args.dtype, seed=args.seed)
-    # MLP's layers (with its choice of initializer per activation) behind the preprocessing, which
-    # draws nothing for Standardize, so the same seed gives the same weights as the network alone.
-    model = Sequential(
-        [*front, *network.layers], dtype=args.dtype, seed=args.seed, loss=target.loss
-    )
+    d = args.network_inputs = output_width(front)
+    if args.recipe == "tabular":
+        loss = tabular_loss(target.task, args.recipe_obj, target.loss)
+        model = tabular_model(
+            d,
+            target.n_outputs,
+            loss,
+            front=front,
+            recipe=args.recipe_obj,
+            dtype=args.dtype,
+            seed=args.seed,
+        )
+    else:
+        sizes = [d, *args.hidden, target.n_outputs]
+        network = MLP(
+            sizes, args.activation, dropout=args.dropout, dtype=args.dtype, seed=args.seed
+        )
+        # MLP's layers (with its choice of initializer per activation) behind the preprocessing,
+        # which draws nothing for Standardize, so the same seed gives the same weights as the
+        # network alone.
+        model = Sequential(
+            [*front, *network.layers], dtype=args.dtype, seed=args.seed, loss=target.loss
+        )
     model.feature_names = list(table.feature_names)
     if target.labels is not None:
         model.classes = list(target.labels)
@@ -308,11 +369,13 @@ def _announce(
         f"{table.source}: {n} rows, {d} features, target {table.target_name!r} "
         f"({target.task}, {kind})"
     )
-    width = model.dense_layers[0].n_in if model.dense_layers else d
+    width = getattr(args, "network_inputs", d)
     if model.takes_table:
         say(f"preprocessing: {d} raw columns → {width} network inputs")
     sizes = [width, *args.hidden, target.n_outputs]
     shape = f"({args.activation})" if args.hidden else "(linear: no hidden layer)"
+    if args.recipe == "tabular":
+        shape = f"(tabular recipe: {args.recipe_obj.k} members, relu)"
     train_idx, val_idx = rows
     say(
         f"model {' → '.join(map(str, sizes))} {shape}, {model.n_params:,} parameters, "
@@ -344,7 +407,7 @@ def _fit(
         seed=args.seed,
         validation_data=(X[val_idx], y[val_idx]) if val_idx.size else None,
         early_stopping=args.early_stopping,
-        patience=args.patience,
+        **{"patience": args.patience, **getattr(args, "fit_options", {})},
         verbose=0 if args.quiet or (comm is not None and not comm.is_root) else 1,
         comm=comm,
         checkpoint=args.checkpoint,
@@ -379,7 +442,10 @@ def _training_record(args: argparse.Namespace, loss: str, history: Any) -> dict[
         "dropout": args.dropout,
         "loss": loss,
         "optimizer": args.optimizer,
-        "learning_rate": history.records[0]["learning_rate"] if len(history) else args.lr,
+        # The peak rate under a schedule (the tabular recipe sets --lr), else the first epoch's.
+        "learning_rate": args.lr
+        if args.lr is not None or not len(history)
+        else history.records[0]["learning_rate"],
         "l2": args.l2,
         "epochs": args.epochs,
         "epochs_run": len(history),

@@ -1,4 +1,6 @@
-"""scikit-learn estimators on matnet's engine: ``MLPClassifier`` and ``MLPRegressor``.
+"""scikit-learn estimators on matnet's engine: ``MLPClassifier`` and ``MLPRegressor`` (scikit-learn's
+defaults, exactly), and ``TabularClassifier`` and ``TabularRegressor`` (matnet's tabular recipe,
+:mod:`matnet.training.recipe`, as their defaults).
 
 Change one import line::
 
@@ -40,5 +42,6 @@ this package.
 """
 
 from matnet.sklearn.estimators import MLPClassifier, MLPRegressor, load
+from matnet.sklearn.tabular import TabularClassifier, TabularRegressor
 
-__all__ = ["MLPClassifier", "MLPRegressor", "load"]
+__all__ = ["MLPClassifier", "MLPRegressor", "TabularClassifier", "TabularRegressor", "load"]

@@ -1,0 +1,272 @@
+"""``TabularClassifier`` and ``TabularRegressor``: matnet's tabular recipe behind scikit-learn's API.
+
+Unlike :class:`~matnet.sklearn.MLPClassifier` (scikit-learn's defaults, exactly), these estimators
+default to the recipe of :mod:`matnet.training.recipe`: standardized inputs with a learnable scale,
+periodic numerical embeddings, a BatchEnsemble of k MLPs, Adam(β2 = 0.95) under the cos-log schedule,
+label smoothing, best-epoch selection on held-out rows, and (regression) standardized targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("matnet.sklearn needs scikit-learn: pip install 'matnet[sklearn]'") from exc
+
+from matnet.tabular import output_width, preprocessor
+from matnet.training.recipe import (
+    TabularRecipe,
+    tabular_fit_options,
+    tabular_loss,
+    tabular_model,
+)
+
+__all__ = ["TabularClassifier", "TabularRegressor"]
+
+_DEFAULT = TabularRecipe()
+
+
+class _TabularBase(BaseEstimator):
+    """The parameters and the fit shared by both estimators."""
+
+    _task = ""
+
+    def __init__(
+        self,
+        *,
+        hidden_layer_sizes: tuple[int, ...] = _DEFAULT.hidden,
+        n_ensemble: int = _DEFAULT.k,
+        n_frequencies: int = _DEFAULT.n_frequencies,
+        dropout: float = _DEFAULT.dropout,
+        max_iter: int = _DEFAULT.epochs,
+        batch_size: int = _DEFAULT.batch_size,
+        learning_rate_init: float = _DEFAULT.learning_rate,
+        label_smoothing: float = _DEFAULT.label_smoothing,
+        validation_fraction: float = _DEFAULT.validation_fraction,
+        dtype: str = "float32",
+        random_state: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.n_ensemble = n_ensemble
+        self.n_frequencies = n_frequencies
+        self.dropout = dropout
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.label_smoothing = label_smoothing
+        self.validation_fraction = validation_fraction
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _recipe(self) -> TabularRecipe:
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype={self.dtype!r} must be 'float32' or 'float64'")
+        fraction = self.validation_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise ValueError(f"validation_fraction={fraction!r} must be a number in [0, 1)")
+        if not 0 <= fraction < 1:
+            raise ValueError(f"validation_fraction={fraction!r} must be a number in [0, 1)")
+        return TabularRecipe(
+            hidden=tuple(int(h) for h in self.hidden_layer_sizes),
+            k=self.n_ensemble,
+            n_frequencies=self.n_frequencies,
+            dropout=self.dropout,
+            epochs=self.max_iter,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate_init,
+            label_smoothing=self.label_smoothing,
+            validation_fraction=float(fraction),
+        )
+
+    def _features(self, X: Any, y: Any = None) -> tuple[Any, Any]:
+        """Numeric X checked as scikit-learn does; a raw table (a DataFrame with text columns or
+        gaps, or an object array) kept as it is for the model's table preprocessing."""
+        fitting = y is not None
+        if fitting:
+            self._raw = _is_raw_table(X)
+        if not fitting:
+            check_is_fitted(self)
+        if not self._raw:
+            if fitting:
+                kwargs = (
+                    {"multi_output": True, "y_numeric": True} if self._task == "regression" else {}
+                )
+                return validate_data(self, X, y, dtype=[np.float64, np.float32], **kwargs)
+            return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]), None
+        if fitting:
+            self.n_features_in_ = int(np.shape(X)[1])
+            if hasattr(X, "columns"):
+                self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+            if len(X) != len(y):
+                raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+            return X, np.asarray(y)
+        if np.shape(X)[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {np.shape(X)[1]} columns; the estimator was fitted on {self.n_features_in_}"
+            )
+        return X, None
+
+    def _fit_model(self, X: Any, y: np.ndarray, n_outputs: int, stratify: Any) -> None:
+        recipe = self._recipe()  # every parameter checked before any work
+        seed = 0 if self.random_state is None else self.random_state
+        rng = np.random.default_rng(seed)
+        loss = tabular_loss(self._task, recipe)
+        front = preprocessor(X) if self._raw else None
+        width = output_width(front) if front else X.shape[1]
+        model = tabular_model(
+            width, n_outputs, loss, front=front, recipe=recipe, dtype=self.dtype, seed=rng
+        )
+        validation = None
+        X_train, y_train = X, y
+        if recipe.validation_fraction and len(X) >= 10:
+            X_train, X_val, y_train, y_val = train_test_split(
+                X,
+                y,
+                test_size=recipe.validation_fraction,
+                random_state=int(rng.integers(2**31)),
+                stratify=stratify,
+            )
+            validation = (X_val, y_val)
+        if self._task == "regression":
+            # The network learns (y - mean) / std, which suits its initial weights; fit encodes y
+            # and predict (the estimator's and the model file's) decodes through this scaling.
+            mean, std = y_train.mean(axis=0), y_train.std(axis=0)
+            model.target_scaling = (mean, np.where(std > 0, std, 1.0))
+        # The preprocessing's statistics from the training rows only.
+        model.adapt(model.input_matrix(X_train, finite=False) if self._raw else X_train)
+        options = tabular_fit_options(recipe, n_rows=len(X_train))
+        if validation is None:
+            options.update(early_stopping=False)
+        self.history_ = model.fit(
+            X_train,
+            y_train,
+            **options,
+            seed=rng,
+            validation_data=validation,
+            verbose=self.verbose,
+        )
+        if hasattr(self, "feature_names_in_"):
+            model.feature_names = [str(c) for c in self.feature_names_in_]
+        self.model_ = model
+        self.n_iter_ = len(self.history_)
+        self.best_epoch_ = self.history_.best_epoch
+
+
+class TabularClassifier(ClassifierMixin, _TabularBase):
+    """matnet's tabular recipe as a scikit-learn classifier.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int
+        Hidden widths of each ensemble member.
+    n_ensemble : int
+        BatchEnsemble members (k).
+    n_frequencies : int
+        Periodic embedding frequencies per column (0: none; tables over 100 columns get none).
+    dropout : float
+    max_iter : int
+        Epochs.
+    batch_size : int
+        At most an eighth of the training rows.
+    learning_rate_init : float
+        The peak of the cos-log schedule.
+    label_smoothing : float
+    validation_fraction : float
+        Stratified held-out rows that pick the best epoch (0: keep the last epoch).
+    dtype : {"float32", "float64"}
+    random_state : int or None
+        Weights, shuffling, dropout and the validation split.
+    verbose : int
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    model_ : matnet.Sequential
+        Input (n, n_features_in_), output (n, n_classes) logits; carries the class labels.
+    history_ : matnet.History
+    best_epoch_ : int
+        The epoch whose weights were kept.
+    """
+
+    _task = "classification"
+
+    def fit(self, X: Any, y: Any) -> TabularClassifier:
+        """Fit on X (n, n_features) and labels y (n,). X is numeric, or a raw table (a DataFrame
+        with text columns or gaps, an object array) that the model's own preprocessing layers
+        (:func:`matnet.tabular.preprocessor`) encode, so ``model_`` takes raw rows too."""
+        X, y = self._features(X, y)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"TabularClassifier needs at least 2 classes in y, got {len(self.classes_)}"
+            )
+        counts = np.bincount(codes)
+        stratify = codes if counts.min() >= 2 else None
+        self._fit_model(X, codes, len(self.classes_), stratify)
+        # After fit, which trained on the class indices: the model file answers with the labels.
+        self.model_.classes = [c.item() if hasattr(c, "item") else c for c in self.classes_]
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, (n, n_classes)."""
+        X, _ = self._features(X)
+        return np.asarray(self.model_.predict_proba(X), dtype=np.float64)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels, (n,)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class TabularRegressor(RegressorMixin, _TabularBase):
+    """matnet's tabular recipe as a scikit-learn regressor; targets are standardized for training
+    (the network learns ``(y − mean) / std``) and predictions returned in y's units.
+
+    Parameters are those of :class:`TabularClassifier` (``label_smoothing`` is unused).
+
+    Attributes
+    ----------
+    model_ : matnet.Sequential
+        Input (n, n_features_in_), output (n, n_targets) in y's units (its target scaling).
+    history_ : matnet.History
+    best_epoch_ : int
+    """
+
+    _task = "regression"
+
+    def fit(self, X: Any, y: Any) -> TabularRegressor:
+        """Fit on X (n, n_features) and y (n,) or (n, n_targets); X numeric or a raw table, as
+        for :meth:`TabularClassifier.fit`."""
+        X, y = self._features(X, y)
+        y = np.asarray(y, dtype=np.float64)
+        self._y_1d = y.ndim == 1
+        Y = y.reshape(len(y), -1)
+        self._fit_model(X, Y, Y.shape[1], None)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions in y's units: (n,) for a 1-D y, else (n, n_targets)."""
+        X, _ = self._features(X)
+        out = np.asarray(self.model_.predict(X), dtype=np.float64).reshape(len(X), -1)
+        return out[:, 0] if self._y_1d else out
+
+
+def _is_raw_table(X: Any) -> bool:
+    """True for a table that needs matnet's table preprocessing: a DataFrame with a non-numeric
+    column or a gap, or an array of objects (text cells)."""
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):
+        numeric = all(getattr(dtype, "kind", "O") in "biuf" for dtype in X.dtypes)
+        if not numeric:
+            return True
+        values = np.asarray(X, dtype=np.float64)
+        return bool(np.isnan(values).any())
+    return isinstance(X, np.ndarray) and X.dtype == object

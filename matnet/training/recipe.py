@@ -1,0 +1,180 @@
+"""The tabular recipe: the network and the training options that ``matnet train`` and
+:class:`matnet.sklearn.TabularClassifier` / :class:`~matnet.sklearn.TabularRegressor` use by default.
+
+Each ingredient is a layer, loss option or schedule of the library, so a user can compose the same
+model by hand (see :func:`tabular_model`):
+
+- ``Standardize`` then ``Scale`` (a learnable scale per column, RealMLP),
+- ``Periodic`` numerical embeddings (RealMLP's PBLD, Gorishniy et al. 2022) while the table is narrow,
+- ``BatchEnsemble`` hidden layers: k MLPs with shared weights and rank-1 adapters (TabM), their
+  outputs averaged by ``EnsembleMean``,
+- Adam with β2 = 0.95, the cos-log learning-rate schedule (``CosLog``), label smoothing 0.1 for
+  classification, and the weights of the epoch with the best validation loss (``early_stopping``
+  with a patience as long as the run: best-epoch selection).
+
+The sizes were chosen by measurement (benchmarks/bench_tabular.py, benchmarks/RESULTS-tabular.md),
+under a budget: matnet fits on a CPU in seconds, so the ensemble and the embeddings shrink as the
+table grows wide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from matnet.layers import (
+    Activation,
+    BatchEnsemble,
+    Dropout,
+    EnsembleMean,
+    Layer,
+    Periodic,
+    Scale,
+    Standardize,
+)
+from matnet.losses import Loss, SoftmaxCrossEntropy, get_loss
+from matnet.model import Sequential
+from matnet.schedules import CosLog
+
+__all__ = ["TabularRecipe", "tabular_model", "tabular_fit_options"]
+
+
+@dataclass(frozen=True)
+class TabularRecipe:
+    """The recipe's settings; the defaults are matnet's tabular defaults.
+
+    Attributes
+    ----------
+    hidden : tuple of int
+        Hidden widths of one ensemble member.
+    k : int
+        Ensemble members (1: a plain MLP in BatchEnsemble form).
+    n_frequencies, sigma : int, float
+        Periodic embeddings: frequencies per column and their initial spread; no embedding when
+        the table has more than ``embed_max_columns`` columns (its width would be
+        ``columns · (2·n_frequencies + 1)``).
+    dropout : float
+        After every hidden activation.
+    epochs, batch_size, learning_rate, beta_2 : int, int, float, float
+        Adam(β2) under the cos-log schedule for ``epochs`` epochs.
+    label_smoothing : float
+        For classification.
+    scale : bool
+        The learnable per-column ``Scale`` layer.
+    schedule : {"coslog", "constant"}
+        The learning-rate schedule.
+    validation_fraction : float
+        Rows held out to pick the best epoch.
+    """
+
+    hidden: tuple[int, ...] = (128, 128)
+    k: int = 4
+    n_frequencies: int = 4
+    sigma: float = 0.1
+    embed_max_columns: int = 100
+    dropout: float = 0.1
+    epochs: int = 64
+    batch_size: int = 256
+    learning_rate: float = 4e-3
+    beta_2: float = 0.95
+    label_smoothing: float = 0.1
+    validation_fraction: float = 0.2
+    scale: bool = True
+    schedule: str = "coslog"
+
+
+def tabular_loss(task: str, recipe: TabularRecipe | None = None, loss: Any = None) -> Loss:
+    """The recipe's loss: softmax cross-entropy with label smoothing for classification, mean
+    squared error for regression; ``loss`` (a name or Loss) overrides it."""
+    recipe = recipe or TabularRecipe()
+    if loss is not None:
+        chosen = get_loss(loss)
+        if isinstance(chosen, SoftmaxCrossEntropy) and not chosen.label_smoothing:
+            return SoftmaxCrossEntropy(label_smoothing=recipe.label_smoothing)
+        return chosen
+    if task == "classification":
+        return SoftmaxCrossEntropy(label_smoothing=recipe.label_smoothing)
+    return get_loss("mse")
+
+
+def tabular_layers(
+    n_features: int, n_outputs: int, recipe: TabularRecipe, front: list[Layer] | None = None
+) -> list[Layer]:
+    """The recipe's layers for ``n_outputs`` outputs behind ``front`` (preprocessing whose output
+    has ``n_features`` columns; default ``[Standardize(n_features)]`` for numeric columns):
+    Scale, Periodic (narrow tables), then k-member BatchEnsemble blocks and their mean."""
+    front = [Standardize(n_features)] if front is None else list(front)
+    layers: list[Layer] = [*front, Scale(n_features)] if recipe.scale else list(front)
+    width = n_features
+    if recipe.n_frequencies and n_features <= recipe.embed_max_columns:
+        embedding = Periodic(n_features, recipe.n_frequencies, recipe.sigma)
+        layers.append(embedding)
+        width = embedding.output_width(n_features)
+    shared = True
+    for h in recipe.hidden:
+        layers.append(BatchEnsemble(width, h, recipe.k, shared_input=shared))
+        layers.append(Activation("relu"))
+        if recipe.dropout:
+            layers.append(Dropout(recipe.dropout))
+        width, shared = h, False
+    layers.append(
+        BatchEnsemble(width, n_outputs, recipe.k, shared_input=shared, init="glorot_normal")
+    )
+    layers.append(EnsembleMean(recipe.k))
+    return layers
+
+
+def tabular_model(
+    n_features: int,
+    n_outputs: int,
+    loss: Loss,
+    *,
+    front: list[Layer] | None = None,
+    recipe: TabularRecipe | None = None,
+    dtype: Any = np.float32,
+    seed: int | np.random.Generator | None = 0,
+) -> Sequential:
+    """The recipe's network (see :func:`tabular_layers`), initialized from ``seed``.
+
+    Parameters
+    ----------
+    n_features : int
+        Columns that the network after ``front`` receives (numeric).
+    n_outputs : int
+        Classes for softmax cross-entropy, targets for regression.
+    loss : Loss
+        Carried by the model (see :func:`tabular_loss`).
+    front : list of Layer, optional
+        The preprocessing (``matnet.tabular.preprocessor`` for a raw table); default
+        ``[Standardize(n_features)]``.
+
+    Returns
+    -------
+    Sequential
+        Output (n, n_outputs); its preprocessing is fitted by the first
+        :meth:`~matnet.model.Sequential.adapt` or fit.
+    """
+    recipe = recipe or TabularRecipe()
+    layers = tabular_layers(n_features, n_outputs, recipe, front)
+    return Sequential(layers, dtype=dtype, seed=seed, loss=loss)
+
+
+def tabular_fit_options(recipe: TabularRecipe | None = None, n_rows: int | None = None) -> dict:
+    """The keyword arguments of :func:`matnet.fit` for the recipe: Adam(β2), the cos-log schedule,
+    the batch size (at most an eighth of the rows, so a small table still takes several steps per
+    epoch) and best-epoch selection (early stopping whose patience outlasts the run)."""
+    recipe = recipe or TabularRecipe()
+    batch = recipe.batch_size
+    if n_rows is not None:
+        batch = max(16, min(batch, n_rows // 8))
+    return {
+        "optimizer": {"name": "adam", "beta_2": recipe.beta_2},
+        "learning_rate": recipe.learning_rate,
+        "epochs": recipe.epochs,
+        "batch_size": batch,
+        "schedule": CosLog(recipe.epochs) if recipe.schedule == "coslog" else None,
+        "early_stopping": True,
+        "patience": recipe.epochs,
+    }
