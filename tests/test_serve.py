@@ -105,7 +105,7 @@ def files(tmp_path_factory):
     iris, diabetes = load_dataset("iris:test"), load_dataset("diabetes:test")
     _write_csv(tmp / "iris.csv", iris.feature_names, iris.X, iris.y, "species")
     _write_csv(tmp / "diabetes.csv", diabetes.feature_names, diabetes.X)
-    common = ["--epochs", "15", "--quiet", "--hidden", "32,16"]
+    common = ["--recipe", "mlp", "--epochs", "15", "--quiet", "--hidden", "32,16"]
     _matnet("train", "iris:train", *common, "--out", "iris.safetensors", cwd=tmp)
     _matnet("train", "diabetes:train", *common, "--out", "diabetes.safetensors", cwd=tmp)
     expected = {
