@@ -29,6 +29,7 @@ one would emit).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -512,7 +513,7 @@ class RobustScale(Layer):
 # --- categorical columns ----------------------------------------------------------------------
 
 
-class _CategoryColumns(Layer):
+class _CategoryColumns(Layer, ABC):
     """Shared by :class:`OneHot` and :class:`Embedding`: owned code columns, each with a number of
     slots; the other columns pass through first, then one block per owned column."""
 
@@ -529,8 +530,9 @@ class _CategoryColumns(Layer):
             )
         self.passthrough = [j for j in range(self.n_in) if j not in set(self.owned)]
 
+    @abstractmethod
     def _block_widths(self) -> list[int]:
-        raise NotImplementedError  # each subclass says how wide a column's block is
+        """How wide each owned column's block of the output is (one-hot slots, embedding width)."""
 
     def output_width(self, n_in):
         if n_in != self.n_in:
