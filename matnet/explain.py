@@ -94,8 +94,10 @@ def _run(
 ) -> tuple[dict[str, np.ndarray], float | None]:
     """One training step's forward and backward through the model's own layers, every array copied
     as it is produced (layers reuse and overwrite their buffers), under the names the descriptions
-    give. The model's gradients are restored."""
-    X = check_features(X, model.n_features, model.dtype)
+    give. The model's gradients are restored. ``X`` is the matrix the layers run on (a table
+    model's codes: see :meth:`~matnet.model.Sequential.input_matrix`)."""
+    # A table model's codes hold NaN for missing cells, which its first layers impute.
+    X = check_features(X, model.n_features, model.dtype, finite=not model.takes_table)
     rng = np.random.default_rng(seed)
     saved = model.flat_grads.copy()
     values: dict[str, np.ndarray] = {"A0": X.copy()}
@@ -213,7 +215,7 @@ def explain(
             source = f"the given batch, with random targets (seed {seed})"
         else:
             source = "the given batch and targets"
-        numbers, loss_value = _run(model, descriptions, batch, y, seed)
+        numbers, loss_value = _run(model, descriptions, model.input_matrix(batch), y, seed)
 
     forward, backward, out, kept = _plan(model, descriptions, n)
     lines = []
@@ -742,7 +744,7 @@ def to_html(
         raise TypeError(f"to_html() needs a matnet Sequential model, got {type(model).__name__}")
     if model.loss is None:
         raise ValueError("to_html() trains the model, which needs a loss: give the model one")
-    X = check_features(X, model.n_features, model.dtype)
+    X = model.input_matrix(X)  # raw rows (a table model's cells too) to the layers' matrix
     y = np.asarray(y)
     if y.shape[:1] != X.shape[:1]:
         raise ValueError(

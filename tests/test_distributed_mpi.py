@@ -139,9 +139,7 @@ def cli_has_distributed_flag() -> bool:
 @pytest.mark.slow
 def test_mpiexec_cli_train_distributed_matches_single_process(mpiexec, tmp_path):
     if not cli_has_distributed_flag():
-        pytest.skip(
-            "this branch has no `matnet train --distributed` (matnet/cli lacks the flag)"
-        )
+        pytest.skip("this branch has no `matnet train --distributed` (matnet/cli lacks the flag)")
     common = [
         "-m",
         "matnet",

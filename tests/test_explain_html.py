@@ -232,3 +232,24 @@ def test_the_page_offline_in_chromium(tmp_path):
         browser.close()
     assert (tmp_path / "explain-page.png").stat().st_size > 10_000
     assert requests == [url] and blocked == [] and errors == []
+
+
+def test_a_table_model_explains_and_records_from_raw_rows(tmp_path, capsys):
+    """A model trained on a raw table (text, gaps) is explained with real values and its page is
+    recorded from the raw rows: the codes are made by the model's own first layer."""
+    from matnet.cli import main
+
+    data = Path(__file__).parent / "data" / "penguins.csv"
+    model = tmp_path / "p.safetensors"
+    argv = ["train", str(data), "--target", "species", "--recipe", "mlp", "--epochs", "2"]
+    assert main([*argv, "--quiet", "--out", str(model)]) == 0
+    common = ["explain", str(model), "--data", str(data)]
+    assert main([*common, "--batch", "3", "--values"]) == 0
+    assert "This step's loss" in capsys.readouterr().out
+    page = tmp_path / "p.html"
+    assert main([*common, "--html", str(page), "--steps", "3", "--batch", "8"]) == 0
+    assert page.stat().st_size > 0
+    capsys.readouterr()
+    # A TypeError at the boundary is one line too, never a traceback.
+    assert main(["explain", str(model), "--data", str(tmp_path / "missing.csv")]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except (MatnetError, ValueError, ImportError, OSError) as exc:
+    except (MatnetError, ValueError, TypeError, ImportError, OSError) as exc:
         if os.environ.get("MATNET_DEBUG"):
             raise
         print(f"matnet {args.command}: error: {_one_line(exc)}", file=sys.stderr)
