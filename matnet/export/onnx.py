@@ -48,7 +48,20 @@ from matnet import losses
 from matnet.backend import import_optional, resolve_dtype, to_host
 from matnet.errors import ConversionError, NotFittedError
 from matnet.io import atomic_write
-from matnet.layers import Activation, Dense, Dropout, Standardize
+from matnet.layers import (
+    Activation,
+    BatchEnsemble,
+    Dense,
+    Dropout,
+    Embedding,
+    EnsembleMean,
+    OneHot,
+    Periodic,
+    RobustScale,
+    Scale,
+    Standardize,
+)
+from matnet.layers.embeddings import TWO_PI
 from matnet.model import Sequential
 from matnet.validation import check_int_range
 
@@ -144,11 +157,126 @@ def _gelu(g: _Graph, fn: Any, x: str) -> str:
     return g.op("Mul", [half_x, g.op("Add", [g.const("one", 1.0), t])], "gelu")
 
 
+def _ints(g: _Graph, stem: str, values: list[int]) -> str:
+    """An int64 initializer (shapes, axes, indices)."""
+    return g.const(stem, values, np.int64)
+
+
+def _scale(g: _Graph, layer: Any, x: str, index: int) -> str:
+    return g.op("Mul", [x, g.const(f"s{index}", to_host(layer.s))], f"scaled{index}")
+
+
+def _periodic(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # matnet: V = (2π X)[:, :, None] ⊙ F[None] (n, d, m); [x, cos V, sin V] along the last axis,
+    # then reshaped row-major to (n, d·block), so column j's block stays contiguous.
+    two_pi_x = g.op("Mul", [g.const("two_pi", TWO_PI), x])
+    x3 = g.op("Unsqueeze", [two_pi_x, _ints(g, "axis2", [2])])
+    V = g.op("Mul", [x3, g.const(f"F{index}", to_host(layer.F))], f"V{index}")
+    parts = [g.op("Cos", [V]), g.op("Sin", [V])]
+    if layer.include_input:
+        parts.insert(0, g.op("Unsqueeze", [x, _ints(g, "axis2", [2])]))
+    joined = g.op("Concat", parts, axis=2)
+    width = [-1, layer.n_in * layer.block]
+    return g.op("Reshape", [joined, _ints(g, "shape", width)], f"E{index}")
+
+
+def _batch_ensemble(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # matnet: A3 (n, 1 or k, i) ⊙ R (k, i) → (n, k, i); · W → (n, k, o); ⊙ S + b; members side
+    # by side (n, k·o). A batched MatMul is the same product row for row as matnet's stacked one.
+    k, i, o = layer.k, layer.n_units, layer.n_out
+    if layer.shared_input:
+        a3 = g.op("Unsqueeze", [x, _ints(g, "axis1", [1])])
+    else:
+        a3 = g.op("Reshape", [x, _ints(g, "members", [-1, k, i])])
+    ar = g.op("Mul", [a3, g.const(f"r{index}", to_host(layer.R))], f"AR{index}")
+    p = g.op("MatMul", [ar, g.const(f"W{index}", to_host(layer.W))], f"P{index}")
+    ps = g.op("Mul", [p, g.const(f"s{index}", to_host(layer.S))])
+    z = g.op("Add", [ps, g.const(f"b{index}", to_host(layer.b))])
+    return g.op("Reshape", [z, _ints(g, "side_by_side", [-1, k * o])], f"Z{index}")
+
+
+def _ensemble_mean(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # numpy's mean is the sum divided by the count; ReduceSum takes its axes as an input from
+    # opset 13 on (ReduceMean only from 18), so one form serves every opset the exporter writes.
+    # Reshape's 0 keeps the batch size and −1 infers the width c of one member.
+    members = g.op("Reshape", [x, _ints(g, "members", [0, layer.k, -1])])
+    total = g.op("ReduceSum", [members, _ints(g, "axis1", [1])], keepdims=0)
+    return g.op("Div", [total, g.const("k", float(layer.k))], f"Y{index}")
+
+
+def _columns(g: _Graph, x: str, columns: list[int]) -> str:
+    """The columns ``x[:, columns]`` (n, len(columns))."""
+    return g.op("Gather", [x, _ints(g, "columns", columns)], "cols", axis=1)
+
+
+def _check_adapted(layer: Any, index: int) -> None:
+    if layer.needs_adapt():
+        raise NotFittedError(
+            f"layer {index}, {layer!r}, has no statistics yet: train the model (or call its "
+            "adapt(X)) before exporting it"
+        )
+
+
+def _robust_scale(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # matnet: [x[:, rest], smooth_clip(s ⊙ (where(isnan, m, x) − m)), isnan(x[:, indicators])]
+    _check_adapted(layer, index)
+    own = layer.owned
+    parts = [_columns(g, x, layer.passthrough)] if layer.passthrough else []
+    values = _columns(g, x, own)
+    m = g.const(f"median{index}", to_host(layer.median)[:, own])
+    s = g.const(f"inv_scale{index}", to_host(layer.inv_scale)[:, own])
+    filled = g.op("Where", [g.op("IsNaN", [values]), m, values])
+    u = g.op("Mul", [g.op("Sub", [filled, m]), s], f"U{index}")
+    third = g.op("Div", [u, g.const("three", 3.0)])
+    root = g.op("Sqrt", [g.op("Add", [g.const("one", 1.0), g.op("Mul", [third, third])])])
+    parts.append(g.op("Div", [u, root], "clipped"))
+    if layer.indicators:
+        gaps = g.op("IsNaN", [_columns(g, x, layer.indicators)])
+        parts.append(g.op("Cast", [gaps], "indicators", to=_float_type(g)))
+    return g.op("Concat", parts, f"R{index}", axis=1) if len(parts) > 1 else parts[0]
+
+
+def _slots(g: _Graph, x: str, j: int) -> str:
+    """Column ``j``'s slot numbers as an int64 column (n, 1): Cast truncates as matnet's astype
+    does."""
+    return g.op("Cast", [_columns(g, x, [j])], "slot", to=int(g.onnx.TensorProto.INT64))
+
+
+def _one_hot(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # slot c → row e_c: the (n, 1) slots compared with the constant row 0..size−1
+    parts = [_columns(g, x, layer.passthrough)] if layer.passthrough else []
+    for j, size in zip(layer.owned, layer.sizes, strict=True):
+        hot = g.op("Equal", [_slots(g, x, j), g.const("slots", np.arange(size), np.int64)])
+        parts.append(g.op("Cast", [hot], "onehot", to=_float_type(g)))
+    return g.op("Concat", parts, f"H{index}", axis=1) if len(parts) > 1 else parts[0]
+
+
+def _embedding(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # onehot(c) · E as matnet computes it: the row lookup E[c]
+    parts = [_columns(g, x, layer.passthrough)] if layer.passthrough else []
+    for k, j in enumerate(layer.owned):
+        table = g.const(f"E{index}_{k}", to_host(layer.E[k]))
+        slot = g.op("Squeeze", [_slots(g, x, j), _ints(g, "axis1", [1])])  # (n,): rows (n, dim)
+        parts.append(g.op("Gather", [table, slot], "embedded", axis=0))
+    return g.op("Concat", parts, f"M{index}", axis=1) if len(parts) > 1 else parts[0]
+
+
+def _float_type(g: _Graph) -> int:
+    return int(g.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(g.dtype)))
+
+
 _LAYER_RULES: dict[type, Callable[[_Graph, Any, str, int], str]] = {
     Dense: _dense,
     Standardize: _standardize,
     Dropout: _dropout,
     Activation: _activation,
+    Scale: _scale,
+    Periodic: _periodic,
+    BatchEnsemble: _batch_ensemble,
+    EnsembleMean: _ensemble_mean,
+    RobustScale: _robust_scale,
+    OneHot: _one_hot,
+    Embedding: _embedding,
 }
 
 _ACTIVATION_RULES: dict[type[acts.Activation], Callable[[_Graph, Any, str], str]] = {
