@@ -29,6 +29,7 @@ from matnet.layers import (
     Standardize,
 )
 from matnet.losses import MeanSquaredError, SoftmaxCrossEntropy
+from matnet.tabular import output_width, preprocessor
 from matnet.training.recipe import TabularRecipe, tabular_loss, tabular_model
 
 onnx = pytest.importorskip("onnx", reason="the ONNX export tests need matnet[onnx] (onnx)")
@@ -382,6 +383,101 @@ def test_category_layers_with_no_passthrough(dtype, nan_codes):
     )
     X = codes(seed=17)[:, [1, 3]].astype(dtype)
     check_parity(model, X, dtype)
+
+
+# --- raw tables: TableInput --------------------------------------------------------------------
+
+
+def table(n, seed):
+    """A raw table: numeric columns (one with gaps), a small categorical column (one-hot) with a
+    rare category and missing cells, a larger one (embedded)."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(10.0, 4.0, n)
+    size[rng.random(n) < 0.15] = np.nan
+    color = rng.choice(["red", "green", "blue", "", "NA"], n).astype(object)
+    color[0] = "teal"  # seen once: below min_count=2, so read as unknown
+    city = rng.choice(["Oslo", "Lima", "Pune", "Kyiv", "Rome", "Baku", "null"], n)
+    return {"size": size, "color": color, "weight": rng.exponential(2.0, n), "city": city}
+
+
+def feeds(frame, dtype):
+    """ONNX Runtime's inputs: one (N, 1) column each, floats in the graph's dtype or strings."""
+    return {
+        name: np.asarray(cells, dtype=object if name in ("color", "city") else dtype)[:, None]
+        for name, cells in frame.items()
+    }
+
+
+def table_model(dtype, task="classification"):
+    front = preprocessor(table(200, seed=20), one_hot_max=4, min_count=2)
+    kinds = [type(layer).__name__ for layer in front]
+    assert kinds == ["TableInput", "RobustScale", "OneHot", "Embedding"]
+    recipe = TabularRecipe(hidden=(16,), k=2, n_frequencies=3)
+    n_out = 3 if task == "classification" else 1
+    loss = tabular_loss(task, recipe)
+    model = tabular_model(output_width(front), n_out, loss, front=front, recipe=recipe, dtype=dtype)
+    model.adapt(model.input_matrix(table(200, seed=20)))
+    return randomize(model, seed=21)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_raw_table_model_matches_with_a_graph_input_per_column(task, dtype):
+    """Numeric gaps, missing texts, unknown and rare categories, exactly as predict reads them."""
+    model = table_model(dtype, task)
+    model.classes = ["x", "y", "z"] if task == "classification" else None
+    if task == "regression":  # as fit sets it: values away from 0, where relative error is defined
+        model.target_scaling = (np.array([50.0]), np.array([4.0]))
+    proto = matnet.to_onnx(model)
+    onnx.checker.check_model(proto, full_check=True)
+    inputs = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
+    string, number = onnx.TensorProto.STRING, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    assert inputs == {"size": number, "color": string, "weight": number, "city": string}
+    frame = table(100, seed=22)
+    frame["color"][1:4] = ["purple", "teal", "N/A"]  # unknown, rare, a missing text
+    s = session(proto)
+    names = [o.name for o in s.get_outputs()]
+    for n in (1, 100):
+        rows = {name: cells[:n] for name, cells in frame.items()}
+        out = dict(zip(names, s.run(None, feeds(rows, dtype)), strict=True))
+        if task == "regression":
+            assert_close(out["variable"][:, 0], model.predict(rows), dtype)
+        else:
+            assert_close(out["probabilities"], model.predict_proba(rows), dtype)
+            assert out["label"].tolist() == model.predict(rows).tolist()
+
+
+def test_matnet_train_on_a_csv_with_text_and_gaps_exports(tmp_path, monkeypatch, capsys):
+    """``matnet train`` preprocesses a table with text and empty cells; its model exports whole."""
+    monkeypatch.chdir(tmp_path)
+    frame = table(150, seed=23)
+    kind = np.where(np.nan_to_num(frame["size"]) > 10, "big", "small")
+    cells = {k: ["" if isinstance(v, float) and np.isnan(v) else str(v) for v in c]
+             for k, c in frame.items()}  # fmt: skip
+    lines = ["size,color,weight,city,kind"]
+    lines += [",".join([*(cells[k][i] for k in frame), kind[i]]) for i in range(150)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    argv = ["train", "t.csv", "--target", "kind", "--epochs", "3", "--quiet", "--out", "m.st"]
+    assert main(argv) == 0
+    assert main(["export", "m.st", "m.onnx", "--dtype", "float64"]) == 0
+    assert "inputs 4 raw columns" in capsys.readouterr().err
+    model = matnet.load(tmp_path / "m.st")
+    assert type(model.layers[0]).__name__ == "TableInput"
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    s = session(proto)
+    test = table(100, seed=24)
+    label, proba = s.run(None, feeds(test, "float64"))
+    assert label.tolist() == model.predict(test).tolist()
+    assert_close(proba, model.astype("float64").predict_proba(test), "float64")
+
+
+def test_table_column_named_like_an_output_is_refused(tmp_path):
+    front = preprocessor({"label": ["a", "b", "a"], "v": [1.0, 2.0, 3.0]})
+    model = matnet.Sequential([*front, Dense(output_width(front), 2)], loss="cross_entropy")
+    model.adapt(model.input_matrix({"label": ["a", "b", "a"], "v": [1.0, 2.0, 3.0]}))
+    with pytest.raises(ConversionError, match="column 'label' would be an input of the ONNX"):
+        matnet.to_onnx(model, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- what cannot be exported -----------------------------------------------------------------

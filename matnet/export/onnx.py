@@ -60,8 +60,10 @@ from matnet.layers import (
     RobustScale,
     Scale,
     Standardize,
+    TableInput,
 )
 from matnet.layers.embeddings import TWO_PI
+from matnet.layers.tabular import FIRST_CATEGORY, MISSING_SLOT, MISSING_TEXT, UNKNOWN_SLOT
 from matnet.model import Sequential
 from matnet.validation import check_int_range
 
@@ -80,11 +82,22 @@ class _Graph:
         self.onnx, self.dtype = onnx, dtype
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+        #: The graph's inputs: ``X`` unless a TableInput declares one per raw column.
+        self.inputs: list[Any] = []
+        #: Names that values of the graph may not take (a table's column names are its inputs').
+        self.reserved: set[str] = set()
         self._count = 0
 
     def name(self, stem: str) -> str:
         self._count += 1
+        while f"{stem}_{self._count}" in self.reserved:  # a column could be named "cols_2"
+            self._count += 1
         return f"{stem}_{self._count}"
+
+    @property
+    def float_type(self) -> int:
+        """The TensorProto element type of the graph's float dtype."""
+        return int(self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(self.dtype)))
 
     def const(self, stem: str, value: Any, dtype: Any = None) -> str:
         """An initializer holding ``value`` (in the graph's float dtype unless ``dtype`` is given)."""
@@ -232,7 +245,7 @@ def _robust_scale(g: _Graph, layer: Any, x: str, index: int) -> str:
     parts.append(g.op("Div", [u, root], "clipped"))
     if layer.indicators:
         gaps = g.op("IsNaN", [_columns(g, x, layer.indicators)])
-        parts.append(g.op("Cast", [gaps], "indicators", to=_float_type(g)))
+        parts.append(g.op("Cast", [gaps], "indicators", to=g.float_type))
     return g.op("Concat", parts, f"R{index}", axis=1) if len(parts) > 1 else parts[0]
 
 
@@ -247,7 +260,7 @@ def _one_hot(g: _Graph, layer: Any, x: str, index: int) -> str:
     parts = [_columns(g, x, layer.passthrough)] if layer.passthrough else []
     for j, size in zip(layer.owned, layer.sizes, strict=True):
         hot = g.op("Equal", [_slots(g, x, j), g.const("slots", np.arange(size), np.int64)])
-        parts.append(g.op("Cast", [hot], "onehot", to=_float_type(g)))
+        parts.append(g.op("Cast", [hot], "onehot", to=g.float_type))
     return g.op("Concat", parts, f"H{index}", axis=1) if len(parts) > 1 else parts[0]
 
 
@@ -261,8 +274,50 @@ def _embedding(g: _Graph, layer: Any, x: str, index: int) -> str:
     return g.op("Concat", parts, f"M{index}", axis=1) if len(parts) > 1 else parts[0]
 
 
-def _float_type(g: _Graph) -> int:
-    return int(g.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(g.dtype)))
+#: The output names, which no input column may take.
+_OUTPUT_NAMES = ("label", "probabilities", "variable")
+
+
+def _table_input(g: _Graph, layer: Any, x: str, index: int) -> str:
+    """One graph input per raw column (N, 1), as skl2onnx gives a ColumnTransformer: a numeric
+    column in the graph's float type (NaN where missing), a categorical one as strings, mapped to
+    its slot by an ``ai.onnx.ml`` LabelEncoder. The slots are those of TableInput's encode then
+    forward, in one step: a missing cell (any text of MISSING_TEXT) → 0, a category the training
+    rows never showed (or showed fewer than ``min_count`` times) or a text outside the vocabulary
+    → 1, the k-th known category → 2 + k. The columns concatenated are the code matrix that the
+    layers after it read."""
+    _check_adapted(layer, index)
+    helper, string = g.onnx.helper, g.onnx.TensorProto.STRING
+    g.reserved.update(layer.names)
+    known = to_host(layer.known)
+    columns, offset = [], 0
+    sizes = dict(zip(layer.categorical, layer.sizes, strict=True))
+    for j, column in enumerate(layer.columns):
+        name = column["name"]
+        if column["kind"] == "numeric":
+            g.inputs.append(helper.make_tensor_value_info(name, g.float_type, ["N", 1]))
+            columns.append(name)
+            continue
+        g.inputs.append(helper.make_tensor_value_info(name, string, ["N", 1]))
+        # encode reads a missing cell before it looks the text up, so missing texts map to the
+        # missing slot even where the vocabulary holds them.
+        slots = dict.fromkeys(sorted(MISSING_TEXT), MISSING_SLOT)
+        for k, category in enumerate(column["categories"]):
+            slot = FIRST_CATEGORY + k
+            seen = known[offset + slot] > 0
+            slots.setdefault(str(category), slot if seen else UNKNOWN_SLOT)
+        offset += sizes[j]
+        encoded = g.op(
+            "LabelEncoder",
+            [name],
+            "slot",
+            domain="ai.onnx.ml",
+            keys_strings=list(slots),
+            values_int64s=list(slots.values()),
+            default_int64=UNKNOWN_SLOT,
+        )
+        columns.append(g.op("Cast", [encoded], "code", to=g.float_type))
+    return g.op("Concat", columns, f"C{index}", axis=1) if len(columns) > 1 else columns[0]
 
 
 _LAYER_RULES: dict[type, Callable[[_Graph, Any, str, int], str]] = {
@@ -277,6 +332,7 @@ _LAYER_RULES: dict[type, Callable[[_Graph, Any, str, int], str]] = {
     RobustScale: _robust_scale,
     OneHot: _one_hot,
     Embedding: _embedding,
+    TableInput: _table_input,
 }
 
 _ACTIVATION_RULES: dict[type[acts.Activation], Callable[[_Graph, Any, str], str]] = {
@@ -362,6 +418,8 @@ def _check_convertible(model: Sequential) -> Callable[[_Graph, Sequential, str],
     """Raise before any work for the first part of the model that has no rule; return the
     loss's rule."""
     for index, layer in enumerate(model.layers):
+        if isinstance(layer, TableInput):
+            _check_table_input(layer, index)
         if type(layer) not in _LAYER_RULES:
             raise ConversionError(
                 f"layer {index}, {layer!r} ({type(layer).__name__}), has no ONNX export rule; "
@@ -384,6 +442,23 @@ def _check_convertible(model: Sequential) -> Callable[[_Graph, Sequential, str],
             + ", ".join(cls.name for cls in _LOSS_RULES)
         )
     return _LOSS_RULES[type(model.loss)]
+
+
+def _check_table_input(layer: TableInput, index: int) -> None:
+    """A TableInput is exported as the graph's inputs, so it must come first and its column
+    names must not be the outputs'."""
+    if index:
+        raise ConversionError(
+            f"layer {index}, {layer!r}, reads raw cells, which only the model's first layer can "
+            "take; put the TableInput first (as matnet.tabular.preprocessor does)"
+        )
+    taken = [name for name in layer.names if name in _OUTPUT_NAMES]
+    if taken:
+        raise ConversionError(
+            f"the table's column {taken[0]!r} would be an input of the ONNX graph with the name "
+            f"of one of its outputs ({', '.join(_OUTPUT_NAMES)}); rename the column in the "
+            "training table and train the model again"
+        )
 
 
 def to_onnx(
@@ -436,6 +511,10 @@ def to_onnx(
     x = "X"
     for index, layer in enumerate(model.layers):
         x = _LAYER_RULES[type(layer)](g, layer, x, index)
+    if not g.inputs:  # no TableInput: the feature matrix
+        g.inputs.append(
+            onnx.helper.make_tensor_value_info("X", g.float_type, ["N", model.n_features])
+        )
     outputs = outputs_rule(g, model, x)
     proto = _model_proto(onnx, g, model, outputs, int(opset))
     if path is not None:
@@ -450,7 +529,6 @@ def _model_proto(
     from matnet import __version__
 
     helper = onnx.helper
-    float_type = helper.np_dtype_to_tensor_dtype(np.dtype(g.dtype))
     labels = _class_labels(model)
     label_type = onnx.TensorProto.INT64 if labels is None else _tensor_type(onnx, labels.dtype)
     values = [
@@ -464,11 +542,14 @@ def _model_proto(
     graph = helper.make_graph(
         g.nodes,
         "matnet",
-        [helper.make_tensor_value_info("X", float_type, ["N", model.n_features])],
+        g.inputs,
         values,
         g.initializers,
     )
     opsets = [helper.make_opsetid("", opset)]
+    if any(node.domain == "ai.onnx.ml" for node in g.nodes):
+        # LabelEncoder's string keys and int64 values, as ONNX Runtime has read them since 2019
+        opsets.append(helper.make_opsetid("ai.onnx.ml", 2))
     proto = helper.make_model(
         graph,
         opset_imports=opsets,
