@@ -480,6 +480,13 @@ def test_table_column_named_like_an_output_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_table_input_after_another_layer_is_refused():
+    front = preprocessor({"v": [1.0, 2.0, 3.0], "w": [0.5, 0.1, 0.2]})
+    model = matnet.Sequential([Dense(2, 2), *front, Dense(2, 2)], loss="cross_entropy")
+    with pytest.raises(ConversionError, match=r"layer 1, TableInput\(2 columns, 0 categorical"):
+        matnet.to_onnx(model)
+
+
 # --- what cannot be exported -----------------------------------------------------------------
 
 

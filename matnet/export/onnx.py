@@ -12,11 +12,22 @@ so code that serves a converted scikit-learn model serves a matnet one unchanged
   scaling undone; ``exp`` of the logits for Poisson).
 
 The input is ``X`` of shape (N, n_features) with a dynamic batch dimension ``N``, in the graph's
-dtype (float32 or float64).
+dtype (float32 or float64). A table model (first layer :class:`~matnet.layers.TableInput`) takes
+instead one input per raw column, named as the column, of shape (N, 1), as skl2onnx gives a
+``ColumnTransformer``: a numeric column in the graph's dtype with NaN for a missing cell, a
+categorical column as strings, each cell as :func:`~matnet.layers.tabular.category_key` writes it
+(stripped text; ``2`` for the number 2; ``True``/``False``). Any text of
+:data:`~matnet.layers.tabular.MISSING_TEXT` is a missing cell and any other text outside the
+vocabulary an unknown one, as ``predict`` reads them; ONNX has no operator that strips text before
+opset 20, so a cell with surrounding spaces, which ``predict`` strips, is an unknown category in the
+graph: strip the cells before feeding them.
 
 **Opset.** :data:`DEFAULT_OPSET` is 17: every operator used here (MatMul, Add, Sub, Div, Mul,
-Relu, Where, Greater, Sigmoid, Tanh, Exp, Softmax, ArgMax, Gather, Concat, Reshape, Cast) has had its
-present meaning since opset 13; 17 came with onnx 1.12 and ONNX Runtime 1.12 (2022), so current
+Relu, Where, Greater, Sigmoid, Tanh, Exp, Softmax, ArgMax, Gather, Concat, Reshape, Cast, Cos, Sin,
+Sqrt, IsNaN, Equal, Unsqueeze, Squeeze, ReduceSum) has had its present meaning since opset 13 (the
+axes of Unsqueeze, Squeeze and ReduceSum are inputs from 13 on; ReduceMean's only from 18, so the
+ensemble's mean is ReduceSum then Div, which is also numpy's order); 17 came with onnx 1.12 and
+ONNX Runtime 1.12 (2022), so current
 runtimes all read it without the file asking for anything newer than it uses. Any opset from 13
 (Softmax's per-axis meaning) to the installed onnx package's newest can be asked for; the runtime
 must know it (the tests run 13 and 17).
@@ -31,7 +42,9 @@ Each rule writes matnet's own formula, operation for operation, so the graph agr
 :meth:`matnet.Sequential.predict` to rounding: leaky ReLU as ``Z ⊙ where(Z > 0, 1, α)`` with ``α``
 in the graph's dtype (ONNX's ``LeakyRelu`` takes α as a float32 attribute, which would change a
 float64 model's answers), GELU in the tanh form matnet uses, ``½ Z (1 + tanh(c (Z + 0.044715 Z³)))``
-(not the erf form of ONNX's ``Gelu``).
+(not the erf form of ONNX's ``Gelu``). A table model's categories are mapped to their slots by
+``ai.onnx.ml``'s LabelEncoder (domain opset 2, string keys to int64 values), the only operator
+outside the default domain, imported only when the model has a categorical column.
 """
 
 from __future__ import annotations
@@ -485,17 +498,19 @@ def to_onnx(
     Returns
     -------
     onnx.ModelProto
-        Input ``X`` (N, n_features); outputs ``label`` (N,) and ``probabilities`` (N, n_classes) for
+        Input ``X`` (N, n_features), or for a table model one (N, 1) input per raw column (see
+        the module's notes); outputs ``label`` (N,) and ``probabilities`` (N, n_classes) for
         a classifier, ``variable`` (N, n_outputs) for a regressor. ``metadata_props`` holds the
         model's ``feature_names`` and ``classes`` as JSON.
 
     Raises
     ------
     ConversionError
-        For a layer, activation or loss without an export rule (naming it), or class labels no ONNX
-        tensor can hold; raised before anything is built or written.
+        For a layer, activation or loss without an export rule (naming it), class labels no ONNX
+        tensor can hold, a TableInput that is not the first layer or a raw column named as an
+        output; raised before anything is built or written.
     NotFittedError
-        When a preprocessing layer has no statistics yet.
+        When a preprocessing layer (Standardize, TableInput, RobustScale) has no statistics yet.
     OptionalDependencyError
         When the ``onnx`` package is missing (``pip install 'matnet[onnx]'``).
     """
