@@ -471,11 +471,16 @@ def test_matnet_train_on_a_csv_with_text_and_gaps_exports(tmp_path, monkeypatch,
     assert_close(proba, model.astype("float64").predict_proba(test), "float64")
 
 
-def test_table_column_named_like_an_output_is_refused(tmp_path):
-    front = preprocessor({"label": ["a", "b", "a"], "v": [1.0, 2.0, 3.0]})
+@pytest.mark.parametrize(
+    "name, words",
+    [("label", "column 'label' would be an input of the ONNX"), ("", "column 0 has an empty name")],
+)
+def test_table_column_named_like_an_output_is_refused(name, words, tmp_path):
+    frame = {name: ["a", "b", "a"], "v": [1.0, 2.0, 3.0]}
+    front = preprocessor(frame)
     model = matnet.Sequential([*front, Dense(output_width(front), 2)], loss="cross_entropy")
-    model.adapt(model.input_matrix({"label": ["a", "b", "a"], "v": [1.0, 2.0, 3.0]}))
-    with pytest.raises(ConversionError, match="column 'label' would be an input of the ONNX"):
+    model.adapt(model.input_matrix(frame))
+    with pytest.raises(ConversionError, match=words):
         matnet.to_onnx(model, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
 

@@ -465,6 +465,11 @@ def _check_table_input(layer: TableInput, index: int) -> None:
             f"layer {index}, {layer!r}, reads raw cells, which only the model's first layer can "
             "take; put the TableInput first (as matnet.tabular.preprocessor does)"
         )
+    if "" in layer.names:  # ONNX reads an empty input name as "no input"
+        raise ConversionError(
+            f"the table's column {layer.names.index('')} has an empty name, which an ONNX graph "
+            "input cannot have; name the column in the training table and train the model again"
+        )
     taken = [name for name in layer.names if name in _OUTPUT_NAMES]
     if taken:
         raise ConversionError(
