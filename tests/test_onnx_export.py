@@ -14,8 +14,23 @@ import matnet
 from matnet.activations import Activation as ActivationFunction
 from matnet.cli import main
 from matnet.errors import ConversionError, NotFittedError, OptionalDependencyError
-from matnet.layers import Activation, Dense, Dropout, Layer, Standardize
-from matnet.losses import MeanSquaredError
+from matnet.layers import (
+    Activation,
+    BatchEnsemble,
+    Dense,
+    Dropout,
+    Embedding,
+    EnsembleMean,
+    Layer,
+    OneHot,
+    Periodic,
+    RobustScale,
+    Scale,
+    Standardize,
+)
+from matnet.losses import MeanSquaredError, SoftmaxCrossEntropy
+from matnet.tabular import output_width, preprocessor
+from matnet.training.recipe import TabularRecipe, tabular_loss, tabular_model
 
 onnx = pytest.importorskip("onnx", reason="the ONNX export tests need matnet[onnx] (onnx)")
 ort = pytest.importorskip("onnxruntime", reason="the parity tests run the graph in ONNX Runtime")
@@ -200,6 +215,281 @@ def test_metadata_names_features_and_classes():
     props = {p.key: p.value for p in matnet.to_onnx(model).metadata_props}
     assert json.loads(props["classes"]) == ["a", "b", "c"]
     assert json.loads(props["feature_names"]) == ["w", "x", "y", "z"]
+
+
+# --- the tabular recipe's layers --------------------------------------------------------------
+
+
+def randomize(model, seed=0):
+    """Move every parameter and adapter off its initial value (scales of 1, biases of 0), so each
+    term of every layer's formula shows in the output."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for name in ("s", "R", "S", "b"):
+            value = getattr(layer, name, None)
+            if value is not None and not isinstance(layer, Dense):
+                value[...] = rng.normal(1.0 if name != "b" else 0.0, 0.3, size=value.shape)
+    return model
+
+
+def check_parity(model, X, dtype, opset=matnet.export.DEFAULT_OPSET):
+    """Export, check, run with one row and with them all, and compare with predict/predict_proba."""
+    proto = matnet.to_onnx(model, opset=opset)
+    onnx.checker.check_model(proto, full_check=True)
+    for rows in (X[:1], X):
+        out = run(proto, rows)
+        if "variable" in out:
+            expected = model.predict(rows).reshape(len(rows), -1)
+            assert_close(out["variable"], expected, dtype)
+        else:
+            assert_close(out["probabilities"], model.predict_proba(rows), dtype)
+            assert out["label"].tolist() == model.predict(rows).tolist()
+    return proto
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("include_input", [True, False], ids=["with-input", "embedding-only"])
+def test_recipe_layers_match_matnet(include_input, dtype):
+    """Scale, Periodic, BatchEnsemble (shared and per-member input) and EnsembleMean."""
+    k, d = 3, 4
+    periodic = Periodic(d, n_frequencies=5, sigma=0.5, include_input=include_input)
+    width = periodic.output_width(d)
+    model = matnet.Sequential(
+        [
+            Standardize(d),
+            Scale(d),
+            periodic,
+            BatchEnsemble(width, 6, k, shared_input=True),
+            Activation("gelu"),
+            Dropout(0.2),
+            BatchEnsemble(6, 5, k),
+            Activation("relu"),
+            BatchEnsemble(5, 3, k, init="glorot_normal"),
+            EnsembleMean(k),
+        ],
+        loss="cross_entropy",
+        dtype=dtype,
+        seed=2,
+    )
+    model.adapt(data(d=d))
+    randomize(model, seed=3)
+    model.classes = ["a", "b", "c"]
+    X = data(100, d=d, seed=4).astype(dtype)
+    assert len(set(model.predict(X))) > 1  # the test sees more than one class
+    check_parity(model, X, dtype)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_recipe_layers_at_every_opset(opset):
+    model = tabular_model(4, 3, SoftmaxCrossEntropy(), dtype="float64", seed=5)
+    model.adapt(data())
+    check_parity(randomize(model, seed=6), data(100, seed=7), "float64", opset=opset)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_tabular_model_on_numeric_data_matches(task, dtype):
+    n_out = 3 if task == "classification" else 2
+    recipe = TabularRecipe(hidden=(16, 8), k=4)
+    model = tabular_model(5, n_out, tabular_loss(task, recipe), recipe=recipe, dtype=dtype)
+    model.adapt(data(d=5))
+    randomize(model, seed=8)
+    if task == "regression":
+        model.target_scaling = (np.array([10.0, -2.0]), np.array([3.0, 0.25]))
+    check_parity(model, data(100, d=5, seed=9).astype(dtype), dtype)
+
+
+def test_matnet_train_on_a_numeric_csv_exports(tmp_path, monkeypatch, capsys):
+    """``matnet train``'s default model (the tabular recipe) leaves by ``matnet export``."""
+    monkeypatch.chdir(tmp_path)
+    X = data(120, d=3, seed=10)
+    kind = np.where(X[:, 0] > 2, "big", "small")
+    rows = [
+        "u,v,w,kind",
+        *(f"{a:.6f},{b:.6f},{c:.6f},{t}" for (a, b, c), t in zip(X, kind, strict=True)),
+    ]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    argv = ["train", "t.csv", "--target", "kind", "--epochs", "3", "--quiet", "--out", "m.st"]
+    assert main(argv) == 0
+    model = matnet.load(tmp_path / "m.st")
+    assert type(model.layers[-1]).__name__ == "EnsembleMean"
+    assert main(["export", "m.st", "m.onnx", "--dtype", "float64"]) == 0
+    capsys.readouterr()
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    result = run(proto, X)
+    assert result["label"].tolist() == model.predict(X).tolist()
+    assert_close(result["probabilities"], model.astype("float64").predict_proba(X), "float64")
+
+
+def codes(n=100, seed=11):
+    """A code matrix as TableInput makes it: numeric columns 0 and 2 (with gaps), categorical
+    columns 1 (4 slots) and 3 (7 slots), each slot (missing, unknown, categories) present."""
+    rng = np.random.default_rng(seed)
+    C = np.column_stack(
+        [
+            rng.normal(5.0, 2.0, n),
+            np.arange(n) % 4,
+            rng.exponential(3.0, n),
+            (np.arange(n) * 3) % 7,
+        ]
+    ).astype(np.float64)
+    C[rng.random(n) < 0.2, 0] = np.nan
+    C[rng.random(n) < 0.1, 2] = np.nan
+    C[::17, 2] = 1e3  # outliers: the smooth clip matters
+    return C
+
+
+@pytest.fixture
+def nan_codes(monkeypatch):
+    """Let predict take NaN codes: a table model's TableInput makes them (missing cells), and its
+    predict passes them to RobustScale, which imputes them; a model that starts at RobustScale has
+    no TableInput, so predict's check for non-finite inputs is lifted to feed the same codes."""
+    monkeypatch.setattr("matnet.model.check_finite_rows", lambda X, first_row=0: None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_robust_scale_one_hot_and_embedding_on_codes(dtype, nan_codes):
+    """Imputation with indicators, the smooth clip, one-hot and embedding lookups of slots."""
+    robust = RobustScale(4, [0, 2], indicators=[0, 2])  # codes 1, 3 pass through first
+    onehot = OneHot(6, [0], [4])  # → [code 3, numeric u0, u2, gaps 0, 2, one-hot of column 1]
+    embed = Embedding(9, [0], [7], [3])
+    model = matnet.Sequential(
+        [robust, onehot, embed, Dense(11, 8), Activation("tanh"), Dense(8, 3)],
+        loss="cross_entropy",
+        dtype=dtype,
+        seed=12,
+    )
+    model.adapt(codes().astype(dtype))
+    model.classes = [3, 1, 2]
+    X = codes(seed=13).astype(dtype)
+    assert np.isnan(X).any()
+    check_parity(model, X, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_category_layers_with_no_passthrough(dtype, nan_codes):
+    """Layers that own every column (no passthrough block) and a regression head."""
+    model = matnet.Sequential(
+        [RobustScale(2, [0, 1]), Dense(2, 2)], loss="mse", dtype=dtype, seed=14
+    )
+    model.adapt(codes()[:, [0, 2]].astype(dtype))
+    check_parity(model, codes(seed=15)[:, [0, 2]].astype(dtype), dtype)
+    model = matnet.Sequential(
+        [OneHot(2, [0, 1], [4, 7]), Embedding(11, [3], [2], [2]), Dense(12, 2)],
+        loss="cross_entropy",
+        dtype=dtype,
+        seed=16,
+    )
+    X = codes(seed=17)[:, [1, 3]].astype(dtype)
+    check_parity(model, X, dtype)
+
+
+# --- raw tables: TableInput --------------------------------------------------------------------
+
+
+def table(n, seed):
+    """A raw table: numeric columns (one with gaps), a small categorical column (one-hot) with a
+    rare category and missing cells, a larger one (embedded)."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(10.0, 4.0, n)
+    size[rng.random(n) < 0.15] = np.nan
+    color = rng.choice(["red", "green", "blue", "", "NA"], n).astype(object)
+    color[0] = "teal"  # seen once: below min_count=2, so read as unknown
+    city = rng.choice(["Oslo", "Lima", "Pune", "Kyiv", "Rome", "Baku", "null"], n)
+    return {"size": size, "color": color, "weight": rng.exponential(2.0, n), "city": city}
+
+
+def feeds(frame, dtype):
+    """ONNX Runtime's inputs: one (N, 1) column each, floats in the graph's dtype or strings."""
+    return {
+        name: np.asarray(cells, dtype=object if name in ("color", "city") else dtype)[:, None]
+        for name, cells in frame.items()
+    }
+
+
+def table_model(dtype, task="classification"):
+    front = preprocessor(table(200, seed=20), one_hot_max=4, min_count=2)
+    kinds = [type(layer).__name__ for layer in front]
+    assert kinds == ["TableInput", "RobustScale", "OneHot", "Embedding"]
+    recipe = TabularRecipe(hidden=(16,), k=2, n_frequencies=3)
+    n_out = 3 if task == "classification" else 1
+    loss = tabular_loss(task, recipe)
+    model = tabular_model(output_width(front), n_out, loss, front=front, recipe=recipe, dtype=dtype)
+    model.adapt(model.input_matrix(table(200, seed=20)))
+    return randomize(model, seed=21)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_raw_table_model_matches_with_a_graph_input_per_column(task, dtype):
+    """Numeric gaps, missing texts, unknown and rare categories, exactly as predict reads them."""
+    model = table_model(dtype, task)
+    model.classes = ["x", "y", "z"] if task == "classification" else None
+    if task == "regression":  # as fit sets it: values away from 0, where relative error is defined
+        model.target_scaling = (np.array([50.0]), np.array([4.0]))
+    proto = matnet.to_onnx(model)
+    onnx.checker.check_model(proto, full_check=True)
+    inputs = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
+    string, number = onnx.TensorProto.STRING, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    assert inputs == {"size": number, "color": string, "weight": number, "city": string}
+    frame = table(100, seed=22)
+    frame["color"][1:4] = ["purple", "teal", "N/A"]  # unknown, rare, a missing text
+    s = session(proto)
+    names = [o.name for o in s.get_outputs()]
+    for n in (1, 100):
+        rows = {name: cells[:n] for name, cells in frame.items()}
+        out = dict(zip(names, s.run(None, feeds(rows, dtype)), strict=True))
+        if task == "regression":
+            assert_close(out["variable"][:, 0], model.predict(rows), dtype)
+        else:
+            assert_close(out["probabilities"], model.predict_proba(rows), dtype)
+            assert out["label"].tolist() == model.predict(rows).tolist()
+
+
+def test_matnet_train_on_a_csv_with_text_and_gaps_exports(tmp_path, monkeypatch, capsys):
+    """``matnet train`` preprocesses a table with text and empty cells; its model exports whole."""
+    monkeypatch.chdir(tmp_path)
+    frame = table(150, seed=23)
+    kind = np.where(np.nan_to_num(frame["size"]) > 10, "big", "small")
+    cells = {k: ["" if isinstance(v, float) and np.isnan(v) else str(v) for v in c]
+             for k, c in frame.items()}  # fmt: skip
+    lines = ["size,color,weight,city,kind"]
+    lines += [",".join([*(cells[k][i] for k in frame), kind[i]]) for i in range(150)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    argv = ["train", "t.csv", "--target", "kind", "--epochs", "3", "--quiet", "--out", "m.st"]
+    assert main(argv) == 0
+    assert main(["export", "m.st", "m.onnx", "--dtype", "float64"]) == 0
+    assert "inputs 4 raw columns" in capsys.readouterr().err
+    model = matnet.load(tmp_path / "m.st")
+    assert type(model.layers[0]).__name__ == "TableInput"
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    s = session(proto)
+    test = table(100, seed=24)
+    label, proba = s.run(None, feeds(test, "float64"))
+    assert label.tolist() == model.predict(test).tolist()
+    assert_close(proba, model.astype("float64").predict_proba(test), "float64")
+
+
+@pytest.mark.parametrize(
+    "name, words",
+    [("label", "column 'label' would be an input of the ONNX"), ("", "column 0 has an empty name")],
+)
+def test_table_column_named_like_an_output_is_refused(name, words, tmp_path):
+    frame = {name: ["a", "b", "a"], "v": [1.0, 2.0, 3.0]}
+    front = preprocessor(frame)
+    model = matnet.Sequential([*front, Dense(output_width(front), 2)], loss="cross_entropy")
+    model.adapt(model.input_matrix(frame))
+    with pytest.raises(ConversionError, match=words):
+        matnet.to_onnx(model, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_table_input_after_another_layer_is_refused():
+    front = preprocessor({"v": [1.0, 2.0, 3.0], "w": [0.5, 0.1, 0.2]})
+    model = matnet.Sequential([Dense(2, 2), *front, Dense(2, 2)], loss="cross_entropy")
+    with pytest.raises(ConversionError, match=r"layer 1, TableInput\(2 columns, 0 categorical"):
+        matnet.to_onnx(model)
 
 
 # --- what cannot be exported -----------------------------------------------------------------

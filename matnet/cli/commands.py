@@ -752,8 +752,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     proto = to_onnx(model, args.out, dtype=args.dtype, opset=args.opset)
     outputs = ", ".join(output.name for output in proto.graph.output)
     dtype = args.dtype or np.dtype(model.dtype).name
+    inputs = (
+        f"inputs {len(proto.graph.input)} raw columns (N, 1) each"  # a table model's TableInput
+        if model.takes_table
+        else f"input X (N, {model.n_features})"
+    )
     print(
-        f"wrote {args.out}: opset {args.opset}, {dtype}, input X (N, {model.n_features}), "
+        f"wrote {args.out}: opset {args.opset}, {dtype}, {inputs}, "
         f"outputs {outputs} ({size_text(os.path.getsize(args.out))})",
         file=sys.stderr,
     )

@@ -12,11 +12,22 @@ so code that serves a converted scikit-learn model serves a matnet one unchanged
   scaling undone; ``exp`` of the logits for Poisson).
 
 The input is ``X`` of shape (N, n_features) with a dynamic batch dimension ``N``, in the graph's
-dtype (float32 or float64).
+dtype (float32 or float64). A table model (first layer :class:`~matnet.layers.TableInput`) takes
+instead one input per raw column, named as the column, of shape (N, 1), as skl2onnx gives a
+``ColumnTransformer``: a numeric column in the graph's dtype with NaN for a missing cell, a
+categorical column as strings, each cell as :func:`~matnet.layers.tabular.category_key` writes it
+(stripped text; ``2`` for the number 2; ``True``/``False``). Any text of
+:data:`~matnet.layers.tabular.MISSING_TEXT` is a missing cell and any other text outside the
+vocabulary an unknown one, as ``predict`` reads them; ONNX has no operator that strips text before
+opset 20, so a cell with surrounding spaces, which ``predict`` strips, is an unknown category in the
+graph: strip the cells before feeding them.
 
 **Opset.** :data:`DEFAULT_OPSET` is 17: every operator used here (MatMul, Add, Sub, Div, Mul,
-Relu, Where, Greater, Sigmoid, Tanh, Exp, Softmax, ArgMax, Gather, Concat, Reshape, Cast) has had its
-present meaning since opset 13; 17 came with onnx 1.12 and ONNX Runtime 1.12 (2022), so current
+Relu, Where, Greater, Sigmoid, Tanh, Exp, Softmax, ArgMax, Gather, Concat, Reshape, Cast, Cos, Sin,
+Sqrt, IsNaN, Equal, Unsqueeze, Squeeze, ReduceSum) has had its present meaning since opset 13 (the
+axes of Unsqueeze, Squeeze and ReduceSum are inputs from 13 on; ReduceMean's only from 18, so the
+ensemble's mean is ReduceSum then Div, which is also numpy's order); 17 came with onnx 1.12 and
+ONNX Runtime 1.12 (2022), so current
 runtimes all read it without the file asking for anything newer than it uses. Any opset from 13
 (Softmax's per-axis meaning) to the installed onnx package's newest can be asked for; the runtime
 must know it (the tests run 13 and 17).
@@ -31,7 +42,9 @@ Each rule writes matnet's own formula, operation for operation, so the graph agr
 :meth:`matnet.Sequential.predict` to rounding: leaky ReLU as ``Z ⊙ where(Z > 0, 1, α)`` with ``α``
 in the graph's dtype (ONNX's ``LeakyRelu`` takes α as a float32 attribute, which would change a
 float64 model's answers), GELU in the tanh form matnet uses, ``½ Z (1 + tanh(c (Z + 0.044715 Z³)))``
-(not the erf form of ONNX's ``Gelu``).
+(not the erf form of ONNX's ``Gelu``). A table model's categories are mapped to their slots by
+``ai.onnx.ml``'s LabelEncoder (domain opset 2, string keys to int64 values), the only operator
+outside the default domain, imported only when the model has a categorical column.
 """
 
 from __future__ import annotations
@@ -48,7 +61,22 @@ from matnet import losses
 from matnet.backend import import_optional, resolve_dtype, to_host
 from matnet.errors import ConversionError, NotFittedError
 from matnet.io import atomic_write
-from matnet.layers import Activation, Dense, Dropout, Standardize
+from matnet.layers import (
+    Activation,
+    BatchEnsemble,
+    Dense,
+    Dropout,
+    Embedding,
+    EnsembleMean,
+    OneHot,
+    Periodic,
+    RobustScale,
+    Scale,
+    Standardize,
+    TableInput,
+)
+from matnet.layers.embeddings import TWO_PI
+from matnet.layers.tabular import FIRST_CATEGORY, MISSING_SLOT, MISSING_TEXT, UNKNOWN_SLOT
 from matnet.model import Sequential
 from matnet.validation import check_int_range
 
@@ -67,11 +95,22 @@ class _Graph:
         self.onnx, self.dtype = onnx, dtype
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+        #: The graph's inputs: ``X`` unless a TableInput declares one per raw column.
+        self.inputs: list[Any] = []
+        #: Names that values of the graph may not take (a table's column names are its inputs').
+        self.reserved: set[str] = set()
         self._count = 0
 
     def name(self, stem: str) -> str:
         self._count += 1
+        while f"{stem}_{self._count}" in self.reserved:  # a column could be named "cols_2"
+            self._count += 1
         return f"{stem}_{self._count}"
+
+    @property
+    def float_type(self) -> int:
+        """The TensorProto element type of the graph's float dtype."""
+        return int(self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(self.dtype)))
 
     def const(self, stem: str, value: Any, dtype: Any = None) -> str:
         """An initializer holding ``value`` (in the graph's float dtype unless ``dtype`` is given)."""
@@ -144,11 +183,169 @@ def _gelu(g: _Graph, fn: Any, x: str) -> str:
     return g.op("Mul", [half_x, g.op("Add", [g.const("one", 1.0), t])], "gelu")
 
 
+def _ints(g: _Graph, stem: str, values: list[int]) -> str:
+    """An int64 initializer (shapes, axes, indices)."""
+    return g.const(stem, values, np.int64)
+
+
+def _scale(g: _Graph, layer: Any, x: str, index: int) -> str:
+    return g.op("Mul", [x, g.const(f"s{index}", to_host(layer.s))], f"scaled{index}")
+
+
+def _periodic(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # matnet: V = (2π X)[:, :, None] ⊙ F[None] (n, d, m); [x, cos V, sin V] along the last axis,
+    # then reshaped row-major to (n, d·block), so column j's block stays contiguous.
+    two_pi_x = g.op("Mul", [g.const("two_pi", TWO_PI), x])
+    x3 = g.op("Unsqueeze", [two_pi_x, _ints(g, "axis2", [2])])
+    V = g.op("Mul", [x3, g.const(f"F{index}", to_host(layer.F))], f"V{index}")
+    parts = [g.op("Cos", [V]), g.op("Sin", [V])]
+    if layer.include_input:
+        parts.insert(0, g.op("Unsqueeze", [x, _ints(g, "axis2", [2])]))
+    joined = g.op("Concat", parts, axis=2)
+    width = [-1, layer.n_in * layer.block]
+    return g.op("Reshape", [joined, _ints(g, "shape", width)], f"E{index}")
+
+
+def _batch_ensemble(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # matnet: A3 (n, 1 or k, i) ⊙ R (k, i) → (n, k, i); · W → (n, k, o); ⊙ S + b; members side
+    # by side (n, k·o). A batched MatMul is the same product row for row as matnet's stacked one.
+    k, i, o = layer.k, layer.n_units, layer.n_out
+    if layer.shared_input:
+        a3 = g.op("Unsqueeze", [x, _ints(g, "axis1", [1])])
+    else:
+        a3 = g.op("Reshape", [x, _ints(g, "members", [-1, k, i])])
+    ar = g.op("Mul", [a3, g.const(f"r{index}", to_host(layer.R))], f"AR{index}")
+    p = g.op("MatMul", [ar, g.const(f"W{index}", to_host(layer.W))], f"P{index}")
+    ps = g.op("Mul", [p, g.const(f"s{index}", to_host(layer.S))])
+    z = g.op("Add", [ps, g.const(f"b{index}", to_host(layer.b))])
+    return g.op("Reshape", [z, _ints(g, "side_by_side", [-1, k * o])], f"Z{index}")
+
+
+def _ensemble_mean(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # numpy's mean is the sum divided by the count; ReduceSum takes its axes as an input from
+    # opset 13 on (ReduceMean only from 18), so one form serves every opset the exporter writes.
+    # Reshape's 0 keeps the batch size and −1 infers the width c of one member.
+    members = g.op("Reshape", [x, _ints(g, "members", [0, layer.k, -1])])
+    total = g.op("ReduceSum", [members, _ints(g, "axis1", [1])], keepdims=0)
+    return g.op("Div", [total, g.const("k", float(layer.k))], f"Y{index}")
+
+
+def _columns(g: _Graph, x: str, columns: list[int]) -> str:
+    """The columns ``x[:, columns]`` (n, len(columns))."""
+    return g.op("Gather", [x, _ints(g, "columns", columns)], "cols", axis=1)
+
+
+def _check_adapted(layer: Any, index: int) -> None:
+    if layer.needs_adapt():
+        raise NotFittedError(
+            f"layer {index}, {layer!r}, has no statistics yet: train the model (or call its "
+            "adapt(X)) before exporting it"
+        )
+
+
+def _robust_scale(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # matnet: [x[:, rest], smooth_clip(s ⊙ (where(isnan, m, x) − m)), isnan(x[:, indicators])]
+    _check_adapted(layer, index)
+    own = layer.owned
+    parts = [_columns(g, x, layer.passthrough)] if layer.passthrough else []
+    values = _columns(g, x, own)
+    m = g.const(f"median{index}", to_host(layer.median)[:, own])
+    s = g.const(f"inv_scale{index}", to_host(layer.inv_scale)[:, own])
+    filled = g.op("Where", [g.op("IsNaN", [values]), m, values])
+    u = g.op("Mul", [g.op("Sub", [filled, m]), s], f"U{index}")
+    third = g.op("Div", [u, g.const("three", 3.0)])
+    root = g.op("Sqrt", [g.op("Add", [g.const("one", 1.0), g.op("Mul", [third, third])])])
+    parts.append(g.op("Div", [u, root], "clipped"))
+    if layer.indicators:
+        gaps = g.op("IsNaN", [_columns(g, x, layer.indicators)])
+        parts.append(g.op("Cast", [gaps], "indicators", to=g.float_type))
+    return g.op("Concat", parts, f"R{index}", axis=1) if len(parts) > 1 else parts[0]
+
+
+def _slots(g: _Graph, x: str, j: int) -> str:
+    """Column ``j``'s slot numbers as an int64 column (n, 1): Cast truncates as matnet's astype
+    does."""
+    return g.op("Cast", [_columns(g, x, [j])], "slot", to=int(g.onnx.TensorProto.INT64))
+
+
+def _one_hot(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # slot c → row e_c: the (n, 1) slots compared with the constant row 0..size−1
+    parts = [_columns(g, x, layer.passthrough)] if layer.passthrough else []
+    for j, size in zip(layer.owned, layer.sizes, strict=True):
+        hot = g.op("Equal", [_slots(g, x, j), g.const("slots", np.arange(size), np.int64)])
+        parts.append(g.op("Cast", [hot], "onehot", to=g.float_type))
+    return g.op("Concat", parts, f"H{index}", axis=1) if len(parts) > 1 else parts[0]
+
+
+def _embedding(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # onehot(c) · E as matnet computes it: the row lookup E[c]
+    parts = [_columns(g, x, layer.passthrough)] if layer.passthrough else []
+    for k, j in enumerate(layer.owned):
+        table = g.const(f"E{index}_{k}", to_host(layer.E[k]))
+        slot = g.op("Squeeze", [_slots(g, x, j), _ints(g, "axis1", [1])])  # (n,): rows (n, dim)
+        parts.append(g.op("Gather", [table, slot], "embedded", axis=0))
+    return g.op("Concat", parts, f"M{index}", axis=1) if len(parts) > 1 else parts[0]
+
+
+#: The output names, which no input column may take.
+_OUTPUT_NAMES = ("label", "probabilities", "variable")
+
+
+def _table_input(g: _Graph, layer: Any, x: str, index: int) -> str:
+    """One graph input per raw column (N, 1), as skl2onnx gives a ColumnTransformer: a numeric
+    column in the graph's float type (NaN where missing), a categorical one as strings, mapped to
+    its slot by an ``ai.onnx.ml`` LabelEncoder. The slots are those of TableInput's encode then
+    forward, in one step: a missing cell (any text of MISSING_TEXT) → 0, a category the training
+    rows never showed (or showed fewer than ``min_count`` times) or a text outside the vocabulary
+    → 1, the k-th known category → 2 + k. The columns concatenated are the code matrix that the
+    layers after it read."""
+    _check_adapted(layer, index)
+    helper, string = g.onnx.helper, g.onnx.TensorProto.STRING
+    g.reserved.update(layer.names)
+    known = to_host(layer.known)
+    columns, offset = [], 0
+    sizes = dict(zip(layer.categorical, layer.sizes, strict=True))
+    for j, column in enumerate(layer.columns):
+        name = column["name"]
+        if column["kind"] == "numeric":
+            g.inputs.append(helper.make_tensor_value_info(name, g.float_type, ["N", 1]))
+            columns.append(name)
+            continue
+        g.inputs.append(helper.make_tensor_value_info(name, string, ["N", 1]))
+        # encode reads a missing cell before it looks the text up, so missing texts map to the
+        # missing slot even where the vocabulary holds them.
+        slots = dict.fromkeys(sorted(MISSING_TEXT), MISSING_SLOT)
+        for k, category in enumerate(column["categories"]):
+            slot = FIRST_CATEGORY + k
+            seen = known[offset + slot] > 0
+            slots.setdefault(str(category), slot if seen else UNKNOWN_SLOT)
+        offset += sizes[j]
+        encoded = g.op(
+            "LabelEncoder",
+            [name],
+            "slot",
+            domain="ai.onnx.ml",
+            keys_strings=list(slots),
+            values_int64s=list(slots.values()),
+            default_int64=UNKNOWN_SLOT,
+        )
+        columns.append(g.op("Cast", [encoded], "code", to=g.float_type))
+    return g.op("Concat", columns, f"C{index}", axis=1) if len(columns) > 1 else columns[0]
+
+
 _LAYER_RULES: dict[type, Callable[[_Graph, Any, str, int], str]] = {
     Dense: _dense,
     Standardize: _standardize,
     Dropout: _dropout,
     Activation: _activation,
+    Scale: _scale,
+    Periodic: _periodic,
+    BatchEnsemble: _batch_ensemble,
+    EnsembleMean: _ensemble_mean,
+    RobustScale: _robust_scale,
+    OneHot: _one_hot,
+    Embedding: _embedding,
+    TableInput: _table_input,
 }
 
 _ACTIVATION_RULES: dict[type[acts.Activation], Callable[[_Graph, Any, str], str]] = {
@@ -234,6 +431,8 @@ def _check_convertible(model: Sequential) -> Callable[[_Graph, Sequential, str],
     """Raise before any work for the first part of the model that has no rule; return the
     loss's rule."""
     for index, layer in enumerate(model.layers):
+        if isinstance(layer, TableInput):
+            _check_table_input(layer, index)
         if type(layer) not in _LAYER_RULES:
             raise ConversionError(
                 f"layer {index}, {layer!r} ({type(layer).__name__}), has no ONNX export rule; "
@@ -256,6 +455,28 @@ def _check_convertible(model: Sequential) -> Callable[[_Graph, Sequential, str],
             + ", ".join(cls.name for cls in _LOSS_RULES)
         )
     return _LOSS_RULES[type(model.loss)]
+
+
+def _check_table_input(layer: TableInput, index: int) -> None:
+    """A TableInput is exported as the graph's inputs, so it must come first and its column
+    names must not be the outputs'."""
+    if index:
+        raise ConversionError(
+            f"layer {index}, {layer!r}, reads raw cells, which only the model's first layer can "
+            "take; put the TableInput first (as matnet.tabular.preprocessor does)"
+        )
+    if "" in layer.names:  # ONNX reads an empty input name as "no input"
+        raise ConversionError(
+            f"the table's column {layer.names.index('')} has an empty name, which an ONNX graph "
+            "input cannot have; name the column in the training table and train the model again"
+        )
+    taken = [name for name in layer.names if name in _OUTPUT_NAMES]
+    if taken:
+        raise ConversionError(
+            f"the table's column {taken[0]!r} would be an input of the ONNX graph with the name "
+            f"of one of its outputs ({', '.join(_OUTPUT_NAMES)}); rename the column in the "
+            "training table and train the model again"
+        )
 
 
 def to_onnx(
@@ -282,17 +503,19 @@ def to_onnx(
     Returns
     -------
     onnx.ModelProto
-        Input ``X`` (N, n_features); outputs ``label`` (N,) and ``probabilities`` (N, n_classes) for
+        Input ``X`` (N, n_features), or for a table model one (N, 1) input per raw column (see
+        the module's notes); outputs ``label`` (N,) and ``probabilities`` (N, n_classes) for
         a classifier, ``variable`` (N, n_outputs) for a regressor. ``metadata_props`` holds the
         model's ``feature_names`` and ``classes`` as JSON.
 
     Raises
     ------
     ConversionError
-        For a layer, activation or loss without an export rule (naming it), or class labels no ONNX
-        tensor can hold; raised before anything is built or written.
+        For a layer, activation or loss without an export rule (naming it), class labels no ONNX
+        tensor can hold, a TableInput that is not the first layer or a raw column named as an
+        output; raised before anything is built or written.
     NotFittedError
-        When a preprocessing layer has no statistics yet.
+        When a preprocessing layer (Standardize, TableInput, RobustScale) has no statistics yet.
     OptionalDependencyError
         When the ``onnx`` package is missing (``pip install 'matnet[onnx]'``).
     """
@@ -308,6 +531,10 @@ def to_onnx(
     x = "X"
     for index, layer in enumerate(model.layers):
         x = _LAYER_RULES[type(layer)](g, layer, x, index)
+    if not g.inputs:  # no TableInput: the feature matrix
+        g.inputs.append(
+            onnx.helper.make_tensor_value_info("X", g.float_type, ["N", model.n_features])
+        )
     outputs = outputs_rule(g, model, x)
     proto = _model_proto(onnx, g, model, outputs, int(opset))
     if path is not None:
@@ -322,7 +549,6 @@ def _model_proto(
     from matnet import __version__
 
     helper = onnx.helper
-    float_type = helper.np_dtype_to_tensor_dtype(np.dtype(g.dtype))
     labels = _class_labels(model)
     label_type = onnx.TensorProto.INT64 if labels is None else _tensor_type(onnx, labels.dtype)
     values = [
@@ -336,11 +562,14 @@ def _model_proto(
     graph = helper.make_graph(
         g.nodes,
         "matnet",
-        [helper.make_tensor_value_info("X", float_type, ["N", model.n_features])],
+        g.inputs,
         values,
         g.initializers,
     )
     opsets = [helper.make_opsetid("", opset)]
+    if any(node.domain == "ai.onnx.ml" for node in g.nodes):
+        # LabelEncoder's string keys and int64 values, as ONNX Runtime has read them since 2019
+        opsets.append(helper.make_opsetid("ai.onnx.ml", 2))
     proto = helper.make_model(
         graph,
         opset_imports=opsets,

@@ -22,8 +22,7 @@ which of its categories count as known is state, fitted from the training rows b
 
 Every forward pass here uses only element-wise arithmetic, ``where``, ``sqrt``, a row gather
 (``take``) and column concatenation: the simple form an ONNX graph expresses with ``Where``, ``Sub``,
-``Mul``, ``Div``, ``Sqrt``, ``Gather`` and ``Concat`` (matnet has no ONNX exporter; this is the form
-one would emit).
+``Mul``, ``Div``, ``Sqrt``, ``Gather`` and ``Concat``, the form :func:`matnet.to_onnx` emits.
 """
 
 from __future__ import annotations
