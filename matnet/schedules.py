@@ -8,6 +8,7 @@ rate alone, so a callback may change the rate between epochs and have it hold.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -18,8 +19,10 @@ __all__ = [
     "ExponentialDecay",
     "CosineDecay",
     "CosLog",
+    "FlatCos",
     "ReduceLROnPlateau",
     "get_schedule",
+    "epoch_schedule",
 ]
 
 
@@ -135,6 +138,42 @@ class CosLog(Schedule):
         return base_lr * (0.5 - 0.5 * math.cos(2 * math.pi * phase))
 
 
+class FlatCos(Schedule):
+    """RealMLP's ``flat_cos`` schedule: the base value for the first ``flat_fraction`` of training,
+    then a half cosine down to 0 at the end.
+
+    With ``t = (epoch + 1/2) / total_epochs`` (the epoch's middle, as :class:`CosLog`) and
+    ``f = flat_fraction``, the factor is 1 for ``t <= f`` and ``1/2 · (1 + cos(π · (t − f) / (1 − f)))``
+    after, so it lies in [0, 1] and is near 0 in the last epoch. RealMLP-TD applies it to its
+    dropout rate and weight decay (:class:`~matnet.training.DropoutSchedule`,
+    :class:`~matnet.training.WeightDecaySchedule`); as ``fit(schedule=...)`` it scales the
+    learning rate.
+
+    Parameters
+    ----------
+    total_epochs : int
+    flat_fraction : float in [0, 1)
+        The share of training at the base value (RealMLP: 0.5).
+    """
+
+    name = "flatcos"
+
+    def __init__(self, total_epochs: int, flat_fraction: float = 0.5) -> None:
+        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
+            raise ValueError(f"total_epochs={total_epochs!r} must be a positive integer")
+        ok = isinstance(flat_fraction, (int, float)) and not isinstance(flat_fraction, bool)
+        if not (ok and 0 <= flat_fraction < 1):
+            raise ValueError(f"flat_fraction={flat_fraction!r} must be a number in [0, 1)")
+        self.total_epochs, self.flat_fraction = total_epochs, float(flat_fraction)
+
+    def learning_rate(self, epoch, base_lr):
+        t = min(epoch + 0.5, self.total_epochs) / self.total_epochs
+        if t <= self.flat_fraction:
+            return base_lr
+        u = (t - self.flat_fraction) / (1 - self.flat_fraction)
+        return base_lr * 0.5 * (1 + math.cos(math.pi * u))
+
+
 class ReduceLROnPlateau(Schedule):
     """Multiply the rate by ``factor`` after ``patience`` epochs without an improvement of the
     monitored loss by more than ``min_delta``; never go below ``min_lr``."""
@@ -181,13 +220,14 @@ _REGISTRY = {
     "exponential": ExponentialDecay,
     "cosine": CosineDecay,
     "coslog": CosLog,
+    "flatcos": FlatCos,
     "plateau": ReduceLROnPlateau,
 }
 
 
 def get_schedule(spec: str | Schedule | None, **kwargs: Any) -> Schedule:
     """A schedule from its name (``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``,
-    ``"coslog"``, ``"plateau"``) and keyword arguments, an instance, or None for constant."""
+    ``"coslog"``, ``"flatcos"``, ``"plateau"``) and keyword arguments, an instance, or None for constant."""
     if spec is None:
         return Constant()
     if isinstance(spec, Schedule):
@@ -198,3 +238,46 @@ def get_schedule(spec: str | Schedule | None, **kwargs: Any) -> Schedule:
         return _REGISTRY[spec](**kwargs)
     except TypeError as exc:  # a missing or unknown argument, e.g. "cosine" without total_epochs
         raise ValueError(f"schedule {spec!r}: {exc}") from exc
+
+
+def epoch_schedule(spec: str | Schedule, total_epochs: int) -> Schedule:
+    """A schedule whose value depends on the epoch alone, for scaling another hyperparameter.
+
+    Parameters
+    ----------
+    spec : str or Schedule
+        A name of :func:`get_schedule` or an instance. A name whose schedule takes
+        ``total_epochs`` (``"cosine"``, ``"coslog"``, ``"flatcos"``) is given ``total_epochs``.
+    total_epochs : int
+        The run's epochs.
+
+    Returns
+    -------
+    Schedule
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or a schedule that watches the loss (``"plateau"``): its value
+        depends on the run's history, which a callback does not feed it nor checkpoint.
+    TypeError
+        When ``spec`` is neither a name nor a :class:`Schedule`.
+    """
+    cls: type[Schedule]
+    if isinstance(spec, str):
+        if spec not in _REGISTRY:
+            raise ValueError(f"unknown schedule {spec!r}; choose one of {', '.join(_REGISTRY)}")
+        cls = _REGISTRY[spec]
+    elif isinstance(spec, Schedule):
+        cls = type(spec)
+    else:
+        raise TypeError(f"schedule must be a name such as 'flatcos' or a Schedule, got {spec!r}")
+    if cls.observe is not Schedule.observe:
+        raise ValueError(
+            f"schedule {cls.__name__} follows the monitored loss; a hyperparameter schedule needs "
+            "one that depends on the epoch only, e.g. 'flatcos', 'cosine' or StepDecay(...)"
+        )
+    if isinstance(spec, Schedule):
+        return spec
+    takes_total = "total_epochs" in inspect.signature(cls).parameters
+    return get_schedule(spec, **({"total_epochs": total_epochs} if takes_total else {}))
