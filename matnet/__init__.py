@@ -45,12 +45,13 @@ from matnet.schedules import (
     Constant,
     CosineDecay,
     ExponentialDecay,
+    FlatCos,
     ReduceLROnPlateau,
     Schedule,
     StepDecay,
     get_schedule,
 )
-from matnet.training import Callback, History, fit
+from matnet.training import Callback, DropoutSchedule, History, WeightDecaySchedule, fit
 
 __version__ = "0.2.0"
 
@@ -74,7 +75,9 @@ __all__ = [
     "CosineDecay",
     "Dense",
     "Dropout",
+    "DropoutSchedule",
     "ExponentialDecay",
+    "FlatCos",
     "History",
     "Layer",
     "Loss",
@@ -90,6 +93,7 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "StepDecay",
     "TrainingDivergedError",
+    "WeightDecaySchedule",
     "distributed",
     "tabular",
     "explain",

@@ -4,7 +4,9 @@ and the communicators that make single-process and data-parallel training one co
 - :mod:`matnet.training.loop`: :func:`fit`.
 - :mod:`matnet.training.callbacks`: :class:`Callback`, :class:`Trainer` (the run's state), and the
   built-ins :class:`History`, :class:`EarlyStopping`, :class:`Checkpointing`,
-  :class:`DivergenceGuard`, :class:`Interrupt`, :class:`Progress`. Its docstring is the protocol.
+  :class:`DivergenceGuard`, :class:`Interrupt`, :class:`Progress`, and the hyperparameter
+  schedules :class:`DropoutSchedule` and :class:`WeightDecaySchedule`. Its docstring is the
+  protocol.
 - :mod:`matnet.training.comm`: :class:`LocalComm` (one process) and the MPI and thread communicators.
 """
 
@@ -12,11 +14,13 @@ from matnet.training.callbacks import (
     Callback,
     Checkpointing,
     DivergenceGuard,
+    DropoutSchedule,
     EarlyStopping,
     History,
     Interrupt,
     Progress,
     Trainer,
+    WeightDecaySchedule,
     as_callbacks,
 )
 from matnet.training.comm import LocalComm
@@ -32,6 +36,8 @@ __all__ = [
     "DivergenceGuard",
     "Interrupt",
     "Progress",
+    "DropoutSchedule",
+    "WeightDecaySchedule",
     "LocalComm",
     "as_callbacks",
 ]

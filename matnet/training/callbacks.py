@@ -63,8 +63,8 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,8 @@ from matnet.checkpoint import (
 )
 from matnet.errors import TrainingDivergedError
 from matnet.io import atomic_write
+from matnet.layers import Dropout
+from matnet.schedules import Schedule, epoch_schedule
 from matnet.training.rows import Rows
 
 __all__ = [
@@ -89,6 +91,8 @@ __all__ = [
     "DivergenceGuard",
     "Interrupt",
     "Progress",
+    "DropoutSchedule",
+    "WeightDecaySchedule",
     "as_callbacks",
 ]
 
@@ -245,6 +249,7 @@ class Trainer:
         self._every = [self.guard, self.interrupt, *self.callbacks, *self.closing]
         for cb in self._every:
             cb.trainer = self
+        self._stack = ExitStack()
 
     def request_stop(self, reason: str) -> None:
         """Stop after the current step (from ``on_batch_end``) or epoch (from ``on_epoch_end``)."""
@@ -274,6 +279,25 @@ class Trainer:
 
     def __exit__(self, *exc: Any) -> None:
         self._stack.close()
+
+    def on_exit(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` when the run's context closes, however the run ends (the last epoch, an
+        error, Ctrl-C, divergence): after the final checkpoint, before ``on_train_end``."""
+        self._stack.callback(fn)
+
+    @contextmanager
+    def base_hyperparameters(self) -> Iterator[None]:
+        """Put the hyperparameters that :class:`DropoutSchedule` and :class:`WeightDecaySchedule`
+        scale back at their base values for the duration, then the epoch's values again.
+
+        A checkpoint is written inside it: it holds the run's settings (compared on resume with
+        those of a fresh model and optimizer), not the epoch's scaled ones.
+        """
+        with ExitStack() as stack:
+            for cb in self._every:
+                if isinstance(cb, _ScheduledValues):
+                    stack.enter_context(cb.at_base())
+            yield
 
     def begin(self) -> None:
         logs = {"epochs": self.epochs, "batch_size": self.batch_size, "n_samples": self.n_samples}
@@ -623,16 +647,17 @@ class Checkpointing(Callback):
         trainer = self.trainer
         if not np.all(np.isfinite(trainer.model.flat_params)):
             return  # a step made them non-finite: the guard reports it; the file keeps the last good
-        write_checkpoint(
-            self.path,
-            trainer.model,
-            trainer.optimizer,
-            trainer.schedule,
-            trainer.rng,
-            trainer.state,
-            val_idx=trainer.val_idx,
-            data=trainer.data,
-        )
+        with trainer.base_hyperparameters():
+            write_checkpoint(
+                self.path,
+                trainer.model,
+                trainer.optimizer,
+                trainer.schedule,
+                trainer.rng,
+                trainer.state,
+                val_idx=trainer.val_idx,
+                data=trainer.data,
+            )
         self._saved = self._position()
 
     def on_train_begin(self, logs):
@@ -762,3 +787,149 @@ class Progress(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+# --- hyperparameter schedules ------------------------------------------------------------------
+
+
+class _ScheduledValues(Callback):
+    """Scale some hyperparameters (attributes of the model's layers or of the optimizer) by a
+    schedule of the epoch: at every epoch's begin ``value = schedule.learning_rate(epoch - 1,
+    base)``, ``base`` being the value at train begin.
+
+    The value depends on the epoch alone, so a resumed run sets what the uninterrupted one had
+    (bit-identical results); checkpoints hold the base values (:meth:`Trainer.base_hyperparameters`)
+    and the base values are put back when the run ends, however it ends.
+    """
+
+    #: What the values are, for messages.
+    what = "value"
+    #: The values must stay below this (a dropout rate below 1).
+    upper = math.inf
+
+    def __init__(self, schedule: str | Schedule) -> None:
+        self.spec = schedule
+        # Built now to refuse an unknown name or a loss-driven schedule before any work; built
+        # again at train begin for the run's epochs.
+        self.schedule: Schedule = epoch_schedule(schedule, 1)
+        self.base: list[tuple[Any, str, float]] = []
+
+    def targets(self) -> list[tuple[Any, str]]:
+        """The ``(object, attribute)`` pairs to scale; raise ValueError when there are none."""
+        raise NotImplementedError
+
+    def on_train_begin(self, logs):
+        trainer = self.trainer
+        self.schedule = epoch_schedule(self.spec, trainer.epochs)
+        self.base = [(obj, name, getattr(obj, name)) for obj, name in self.targets()]
+        trainer.on_exit(self.restore)
+        # A run resumed in the middle of an epoch gets no on_epoch_begin for it: set it here.
+        self.apply(trainer.state.epoch)
+
+    def on_epoch_begin(self, epoch, logs):
+        self.apply(epoch)
+
+    def apply(self, epoch: int) -> None:
+        """Set every value for ``epoch`` (1-based)."""
+        for obj, name, base in self.base:
+            value = self.schedule.learning_rate(epoch - 1, base)
+            if not 0 <= value < self.upper:
+                raise ValueError(
+                    f"{type(self).__name__}: {type(self.schedule).__name__} gives {name}={value!r} "
+                    f"at epoch {epoch} (base {base!r}); a {self.what} schedule must keep it in "
+                    f"[0, {self.upper:g}): use a factor in [0, 1] such as 'flatcos'"
+                )
+            setattr(obj, name, value)
+
+    def restore(self) -> None:
+        """Put the base values back."""
+        for obj, name, base in self.base:
+            setattr(obj, name, base)
+
+    @contextmanager
+    def at_base(self) -> Iterator[None]:
+        """The base values for the duration, then the current ones again (exactly)."""
+        current = [getattr(obj, name) for obj, name, _ in self.base]
+        self.restore()
+        try:
+            yield
+        finally:
+            for (obj, name, _), value in zip(self.base, current, strict=True):
+                setattr(obj, name, value)
+
+
+class DropoutSchedule(_ScheduledValues):
+    """Scale every :class:`~matnet.layers.Dropout` layer's rate by a schedule of the epoch:
+    ``rate = base_rate · factor(epoch)``, ``base_rate`` the layer's rate when training begins.
+
+    RealMLP-TD trains with ``p_drop=0.15`` under ``flat_cos``: ``DropoutSchedule("flatcos")``
+    (or ``DropoutSchedule(FlatCos(epochs))``). The rates are set at each epoch's begin (also when
+    a run resumes mid-epoch) and the base rates put back when the run ends, so the trained
+    model's config, and a saved model, show the rates it was built with; checkpoints hold them
+    too. Inside the run (a callback's ``matnet.save``, say) a layer shows the epoch's rate.
+
+    Parameters
+    ----------
+    schedule : str or Schedule
+        A schedule whose value depends on the epoch only, used as a factor:
+        ``schedule.learning_rate(epoch - 1, base_rate)``. A name (``"flatcos"``, ``"cosine"``,
+        ``"coslog"``, ...) is built for the run's epochs. ``"plateau"`` is refused.
+
+    Raises
+    ------
+    ValueError
+        At construction, for an unknown or loss-driven schedule; at train begin, when the model has
+        no Dropout layer with a rate above 0; at an epoch's begin, when the schedule gives a rate
+        outside [0, 1).
+    """
+
+    what, upper = "dropout", 1.0
+
+    def targets(self):
+        layers = [layer for layer in self.trainer.model.layers if isinstance(layer, Dropout)]
+        found = [(layer, "rate") for layer in layers if layer.rate > 0]
+        if not found:
+            raise ValueError(
+                "DropoutSchedule: the model has no Dropout layer with a rate above 0 to schedule; "
+                "add one (matnet.MLP(..., dropout=0.15) or a Dropout(0.15) layer) or drop the "
+                "callback"
+            )
+        return found
+
+
+class WeightDecaySchedule(_ScheduledValues):
+    """Scale the optimizer's weight decay by a schedule of the epoch: ``value = base ·
+    factor(epoch)``, ``base`` its value when training begins.
+
+    The decay scaled is AdamW's decoupled ``weight_decay`` and the L2 penalty ``l2`` (any
+    optimizer; ``fit(l2=...)``), each when it is above 0. Both act on the weights only
+    (``model.n_decay``), never on biases. RealMLP-TD trains with ``wd=2e-2`` under ``flat_cos``:
+    ``fit(model, X, y, optimizer=AdamW(weight_decay=2e-2), callbacks=[WeightDecaySchedule(
+    "flatcos")])``. Set at each epoch's begin, put back when the run ends; checkpoints hold the
+    base values.
+
+    Parameters
+    ----------
+    schedule : str or Schedule
+        As for :class:`DropoutSchedule`.
+
+    Raises
+    ------
+    ValueError
+        At construction, for an unknown or loss-driven schedule; at train begin, when the optimizer
+        has no weight decay above 0; at an epoch's begin, when the schedule gives a negative value.
+    """
+
+    what = "weight-decay"
+
+    def targets(self):
+        optimizer = self.trainer.optimizer
+        names = [name for name in ("weight_decay", "l2") if getattr(optimizer, name, 0)]
+        if not names:
+            decay = ", weight_decay=0" if hasattr(optimizer, "weight_decay") else ""
+            raise ValueError(
+                f"WeightDecaySchedule: optimizer {optimizer.name!r} has no weight decay to "
+                f"schedule (l2=0{decay}); use optimizer='adamw' (weight_decay=2e-2, say) or "
+                "fit(l2=...)"
+            )
+        return [(optimizer, name) for name in names]
