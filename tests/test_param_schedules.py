@@ -5,6 +5,8 @@ resumes with them present."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,3 +308,12 @@ def test_the_schedules_change_the_result():
     reference, _ = scheduled_run()
     plain, _ = scheduled_run(callbacks=[])
     assert not np.array_equal(reference.flat_params, plain.flat_params)
+
+
+def test_the_documented_example_runs():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "schedules.md").read_text("utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    exec(compile(code, "docs/schedules.md", "exec"), namespace)
+    history = namespace["history"]
+    assert len(history) == 16 and history["loss"][-1] < history["loss"][0]

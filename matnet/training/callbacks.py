@@ -45,6 +45,10 @@ What a callback may change, and when it is honoured:
   ``fit(loss=...)``) sees every batch and may set it per batch; the optimizer adds ``l2 * W`` after
   the ranks' reduction, so once. ``fit`` sets ``model.loss`` to the loss it trained with: put the
   plain loss back after training with a wrapper.
+- A Dropout layer's ``rate``, the optimizer's ``weight_decay`` and ``l2`` per epoch: that is what
+  :class:`DropoutSchedule` and :class:`WeightDecaySchedule` do (at each epoch's begin, from the
+  values at train begin, put back when the run ends). Checkpoints are written inside
+  :meth:`Trainer.base_hyperparameters`, so they hold the base values a resume compares.
 - ``trainer.request_stop(reason)`` from any hook; with several ranks the request travels with the next
   step's reduction (or the epoch-end vote), so every rank stops after the same step.
 - ``trainer.model.flat_params`` in ``on_train_end`` (to restore parameters a callback kept).
