@@ -23,7 +23,7 @@ from matnet.layers.base import (
 )
 from matnet.layers.dense import INITIALIZERS, Dense
 from matnet.layers.dropout import Dropout
-from matnet.layers.embeddings import Periodic, Scale
+from matnet.layers.embeddings import Periodic, PeriodicLinear, Scale
 from matnet.layers.ensemble import BatchEnsemble, EnsembleMean
 from matnet.layers.preprocessing import Standardize
 from matnet.layers.tabular import Embedding, OneHot, RobustScale, TableInput
@@ -39,6 +39,7 @@ _LAYERS: tuple[type[Layer], ...] = (
     Embedding,
     Scale,
     Periodic,
+    PeriodicLinear,
     BatchEnsemble,
     EnsembleMean,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Layer",
     "OneHot",
     "Periodic",
+    "PeriodicLinear",
     "RobustScale",
     "Scale",
     "Standardize",

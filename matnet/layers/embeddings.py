@@ -11,7 +11,7 @@ import numpy as np
 from matnet.backend import array_namespace
 from matnet.layers.base import Description, Equation, Layer, Symbols, shape_text
 
-__all__ = ["Scale", "Periodic"]
+__all__ = ["Scale", "Periodic", "PeriodicLinear"]
 
 Array = Any
 
@@ -43,9 +43,13 @@ class Scale(Layer):
         The number of columns.
     """
 
-    def __init__(self, n_in: int) -> None:
+    def __init__(self, n_in: int, gain: float = 1.0) -> None:
         super().__init__()
         self.n_in: int = _positive_int("Scale", "n_in", n_in)
+        ok = isinstance(gain, (int, float)) and not isinstance(gain, bool)
+        if not ok or not math.isfinite(gain) or gain <= 0:
+            raise ValueError(f"Scale gain={gain!r} must be a positive number")
+        self.gain = float(gain)
         self.s: Array = None
         self.ds: Array = None
 
@@ -56,7 +60,7 @@ class Scale(Layer):
         self.s, self.ds = params["s"], grads["s"]
 
     def initialize(self, rng):
-        self.s[...] = 1
+        self.s[...] = 1.0 / self.gain
 
     def output_width(self, n_in):
         if n_in != self.n_in:
@@ -64,14 +68,17 @@ class Scale(Layer):
         return n_in
 
     def config(self):
-        return {"type": "Scale", "n_in": self.n_in}
+        return {"type": "Scale", "n_in": self.n_in, "gain": self.gain}
 
     def forward(self, A_prev, training=False, rng=None, rows=None):
         _check_input(self, A_prev, self.n_in)
-        s = self.s
+        g = self.gain
+        s = self.s * g if g != 1 else self.s
 
         def backward(dA: Array) -> Array | None:
             self.ds[...] = (A_prev * dA).sum(axis=0, keepdims=True)
+            if g != 1:
+                self.ds *= g
             return dA * s if self.needs_input_grad else None
 
         return A_prev * s, backward
@@ -220,3 +227,144 @@ class Periodic(Layer):
 
     def __repr__(self) -> str:
         return f"Periodic({self.n_in}, m={self.m})"
+
+
+class PeriodicLinear(Layer):
+    """RealMLP's PBLD numerical embedding (periodic, bias, linear, densenet): every column ``x_j``
+    becomes ``[x_j, cos(2π x_j f_j + φ_j) · L_j + c_j]``, ``m`` phase-shifted cosines per column
+    mapped by the column's own (m, o) linear layer to ``o`` values.
+
+    Output width ``n_in · (1 + o)``, column ``j``'s block at ``[j(1+o), (j+1)(1+o))``. Narrower than
+    :class:`Periodic` (``1 + o`` columns per input column instead of ``1 + 2m``), so the next layer's
+    product is cheaper. Per column j, with ``V_j = 2π x_j f_j + φ_j`` (n, m) and ``C_j = cos V_j``:
+    ``dL_j = C_jᵀ · dH_j``, ``dc_j = Σrows dH_j``, ``dV_j = −sin V_j ⊙ (dH_j · L_jᵀ)``,
+    ``df_j = 2π Σrows x_j ⊙ dV_j``, ``dφ_j = Σrows dV_j`` and ``dx_j = 2π dV_j · f_jᵀ + dE[x_j]``.
+
+    Parameters
+    ----------
+    n_in : int
+        The number of columns (standardized: the frequencies assume unit scale).
+    n_frequencies : int
+        ``m``, cosines per column (RealMLP: 16).
+    n_out : int
+        ``o``, values per column after the linear map (RealMLP: 3, plus x itself).
+    sigma : float
+        Frequencies start as draws from N(0, sigma²); phases uniform in [−π, π].
+    """
+
+    def __init__(
+        self, n_in: int, n_frequencies: int = 16, n_out: int = 3, sigma: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.n_in: int = _positive_int("PeriodicLinear", "n_in", n_in)
+        self.m = _positive_int("PeriodicLinear", "n_frequencies", n_frequencies)
+        self.o = _positive_int("PeriodicLinear", "n_out", n_out)
+        ok = isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
+        if not ok or not math.isfinite(sigma) or sigma <= 0:
+            raise ValueError(f"PeriodicLinear sigma={sigma!r} must be a positive number")
+        self.sigma = float(sigma)
+        self.f: Array = None
+        self.phi: Array = None
+        self.L: Array = None
+        self.c: Array = None
+        self.df: Array = None
+        self.dphi: Array = None
+        self.dL: Array = None
+        self.dc: Array = None
+
+    def param_specs(self):
+        d, m, o = self.n_in, self.m, self.o
+        return [("f", (d, m), False), ("phi", (d, m), False), ("L", (d, m, o), False),
+                ("c", (d, o), False)]  # fmt: skip
+
+    def bind(self, params, grads):
+        self.f, self.phi, self.L, self.c = params["f"], params["phi"], params["L"], params["c"]
+        self.df, self.dphi, self.dL, self.dc = grads["f"], grads["phi"], grads["L"], grads["c"]
+
+    def initialize(self, rng):
+        d, m, o = self.n_in, self.m, self.o
+        xp, dtype = array_namespace(self.f), self.f.dtype
+        bound = 1.0 / math.sqrt(m)  # PyTorch's Linear default, as RealMLP
+        self.f[...] = xp.asarray(rng.normal(0.0, self.sigma, size=(d, m)), dtype=dtype)
+        self.phi[...] = xp.asarray(rng.uniform(-math.pi, math.pi, size=(d, m)), dtype=dtype)
+        self.L[...] = xp.asarray(rng.uniform(-bound, bound, size=(d, m, o)), dtype=dtype)
+        self.c[...] = xp.asarray(rng.uniform(-bound, bound, size=(d, o)), dtype=dtype)
+
+    @property
+    def block(self) -> int:
+        """Output columns per input column."""
+        return 1 + self.o
+
+    def output_width(self, n_in):
+        if n_in != self.n_in:
+            raise ValueError(f"PeriodicLinear({self.n_in}) follows a layer of width {n_in}")
+        return self.n_in * self.block
+
+    def config(self):
+        return {"type": "PeriodicLinear", "n_in": self.n_in, "n_frequencies": self.m,
+                "n_out": self.o, "sigma": self.sigma}  # fmt: skip
+
+    def forward(self, A_prev, training=False, rng=None, rows=None):
+        _check_input(self, A_prev, self.n_in)
+        n, d, o = A_prev.shape[0], self.n_in, self.o
+        xp = array_namespace(A_prev)
+        Xt = A_prev.T[:, :, None]  # (d, n, 1): the columns as the batch of d small products
+        V = (TWO_PI * Xt) * self.f[:, None, :] + self.phi[:, None, :]  # (d, n, m)
+        C = xp.cos(V)
+        H = xp.matmul(C, self.L) + self.c[:, None, :]  # (d, n, o)
+        out = xp.empty((n, d, self.block), dtype=A_prev.dtype)
+        out[:, :, 0] = A_prev
+        out[:, :, 1:] = H.transpose(1, 0, 2)
+
+        def backward(dA: Array) -> Array | None:
+            dA3 = dA.reshape(n, d, self.block)
+            dH = xp.ascontiguousarray(dA3[:, :, 1:].transpose(1, 0, 2))  # (d, n, o)
+            self.dc[...] = dH.sum(axis=1)
+            xp.matmul(C.transpose(0, 2, 1), dH, out=self.dL)
+            dV = xp.matmul(dH, self.L.transpose(0, 2, 1))  # (d, n, m)
+            dV *= -xp.sin(V)
+            self.dphi[...] = dV.sum(axis=1)
+            self.df[...] = TWO_PI * xp.matmul(A_prev.T[:, None, :], dV)[:, 0, :]
+            if not self.needs_input_grad:
+                return None
+            dX = TWO_PI * xp.matmul(dV, self.f[:, :, None])[:, :, 0]  # (d, n)
+            return dX.T + dA3[:, :, 0]
+
+        return out.reshape(n, d * self.block), backward
+
+    def describe(self, symbols: Symbols) -> Description:
+        A, n, d, m, o, ell = symbols.input, symbols.n, self.n_in, self.m, self.o, symbols.index
+        E, w = f"E{ell}", d * self.block
+        ndm = shape_text(n, d, m)
+        backward = [
+            Equation(f"dL{ell}_j = C_jᵀ · dH_j", f"per column j → {shape_text(m, o)}"),
+            Equation(f"dV_j = −sin V_j ⊙ (dH_j · L{ell}_jᵀ)", f"→ {ndm}"),
+            Equation(f"df{ell}_j = 2π Σrows {A}_j ⊙ dV_j,  dφ{ell}_j = Σrows dV_j",
+                     f"→ {shape_text(d, m)} each"),  # fmt: skip
+        ]
+        if self.needs_input_grad:
+            backward.append(Equation(f"d{A}_j = 2π dV_j · f{ell}_jᵀ + d{E}[x_j]",
+                                     f"→ {shape_text(n, d)}"))  # fmt: skip
+        return Description(
+            output=E,
+            forward=[
+                Equation(f"V_j = 2π {A}_j f{ell}_j + φ{ell}_j", f"→ {ndm}", "m phases per column",
+                         "V"),  # fmt: skip
+                Equation(f"H_j = cos V_j · L{ell}_j + c{ell}_j", f"→ {shape_text(n, d, o)}",
+                         "a linear map per column", "H"),  # fmt: skip
+                Equation(f"{E} = [{A}_j, H_j] per column j", f"→ {shape_text(n, w)}", "", E),
+            ],
+            backward=backward,
+            kept=[(f"V, cos V {ndm} each", 2 * n * d * m)],
+            grad_numbers=n * d if self.needs_input_grad else 0,
+            other_ops=10 * n * d * m + 6 * n * d * m * o,
+            parameters=[
+                (f"f{ell}", "f", f"f{ell} {d}×{m} = {d * m:,}"),
+                (f"φ{ell}", "phi", f"φ{ell} {d}×{m} = {d * m:,}"),
+                (f"L{ell}", "L", f"L{ell} {d}×{m}×{o} = {d * m * o:,}"),
+                (f"c{ell}", "c", f"c{ell} {d}×{o} = {d * o:,}"),
+            ],
+        )
+
+    def __repr__(self) -> str:
+        return f"PeriodicLinear({self.n_in}, m={self.m}, o={self.o})"

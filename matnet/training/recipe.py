@@ -31,12 +31,14 @@ from matnet.layers import (
     EnsembleMean,
     Layer,
     Periodic,
+    PeriodicLinear,
     Scale,
     Standardize,
 )
 from matnet.losses import Loss, SoftmaxCrossEntropy, get_loss
 from matnet.model import Sequential
-from matnet.schedules import CosLog
+from matnet.schedules import CosLog, FlatCos
+from matnet.training.callbacks import DropoutSchedule, WeightDecaySchedule
 
 __all__ = ["TabularRecipe", "tabular_model", "tabular_fit_options"]
 
@@ -82,7 +84,14 @@ class TabularRecipe:
     label_smoothing: float = 0.1
     validation_fraction: float = 0.2
     scale: bool = True
+    scale_gain: float = 1.0
     schedule: str = "coslog"
+    embedding: str = "periodic"
+    n_embedding_out: int = 3
+    activation: str = "relu"
+    weight_decay: float = 0.0
+    dropout_schedule: str = "constant"
+    weight_decay_schedule: str = "constant"
 
 
 def tabular_loss(task: str, recipe: TabularRecipe | None = None, loss: Any = None) -> Loss:
@@ -106,16 +115,24 @@ def tabular_layers(
     has ``n_features`` columns; default ``[Standardize(n_features)]`` for numeric columns):
     Scale, Periodic (narrow tables), then k-member BatchEnsemble blocks and their mean."""
     front = [Standardize(n_features)] if front is None else list(front)
-    layers: list[Layer] = [*front, Scale(n_features)] if recipe.scale else list(front)
+    layers: list[Layer] = (
+        [*front, Scale(n_features, recipe.scale_gain)] if recipe.scale else list(front)
+    )
     width = n_features
     if recipe.n_frequencies and n_features <= recipe.embed_max_columns:
-        embedding = Periodic(n_features, recipe.n_frequencies, recipe.sigma)
+        embedding: Periodic | PeriodicLinear
+        if recipe.embedding == "pbld":
+            embedding = PeriodicLinear(
+                n_features, recipe.n_frequencies, recipe.n_embedding_out, recipe.sigma
+            )
+        else:
+            embedding = Periodic(n_features, recipe.n_frequencies, recipe.sigma)
         layers.append(embedding)
         width = embedding.output_width(n_features)
     shared = True
     for h in recipe.hidden:
         layers.append(BatchEnsemble(width, h, recipe.k, shared_input=shared))
-        layers.append(Activation("relu"))
+        layers.append(Activation(recipe.activation))
         if recipe.dropout:
             layers.append(Dropout(recipe.dropout))
         width, shared = h, False
@@ -170,11 +187,27 @@ def tabular_fit_options(recipe: TabularRecipe | None = None, n_rows: int | None 
     if n_rows is not None:
         batch = max(16, min(batch, n_rows // 8))
     return {
-        "optimizer": {"name": "adam", "beta_2": recipe.beta_2},
+        "optimizer": (
+            {"name": "adamw", "beta_2": recipe.beta_2, "weight_decay": recipe.weight_decay}
+            if recipe.weight_decay
+            else {"name": "adam", "beta_2": recipe.beta_2}
+        ),
         "learning_rate": recipe.learning_rate,
         "epochs": recipe.epochs,
         "batch_size": batch,
         "schedule": CosLog(recipe.epochs) if recipe.schedule == "coslog" else None,
         "early_stopping": True,
         "patience": recipe.epochs,
+        "callbacks": _schedule_callbacks(recipe),
     }
+
+
+def _schedule_callbacks(recipe: TabularRecipe) -> list:
+    """RealMLP's flat-then-cosine schedules for the dropout rate and the weight decay, each only
+    where the recipe has something to schedule."""
+    callbacks: list = []
+    if recipe.dropout and recipe.dropout_schedule == "flatcos":
+        callbacks.append(DropoutSchedule(FlatCos(recipe.epochs)))
+    if recipe.weight_decay and recipe.weight_decay_schedule == "flatcos":
+        callbacks.append(WeightDecaySchedule(FlatCos(recipe.epochs)))
+    return callbacks
