@@ -24,6 +24,7 @@ from matnet.layers import (
     Layer,
     OneHot,
     Periodic,
+    PeriodicLinear,
     RobustScale,
     Scale,
     Standardize,
@@ -276,6 +277,32 @@ def test_recipe_layers_match_matnet(include_input, dtype):
     model.classes = ["a", "b", "c"]
     X = data(100, d=d, seed=4).astype(dtype)
     assert len(set(model.predict(X))) > 1  # the test sees more than one class
+    check_parity(model, X, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_periodic_linear_and_scale_gain_match_matnet(dtype):
+    """PeriodicLinear (RealMLP's PBLD) and a Scale with a gain: the graph applies gain · s."""
+    k, d = 2, 4
+    model = matnet.Sequential(
+        [
+            Standardize(d),
+            Scale(d, gain=6.0),
+            PeriodicLinear(d, n_frequencies=5, n_out=3, sigma=0.5),
+            BatchEnsemble(d * 4, 6, k, shared_input=True),
+            Activation("gelu"),
+            BatchEnsemble(6, 3, k, init="glorot_normal"),
+            EnsembleMean(k),
+        ],
+        loss="cross_entropy",
+        dtype=dtype,
+        seed=2,
+    )
+    model.adapt(data(d=d))
+    randomize(model, seed=3)
+    model.classes = ["a", "b", "c"]
+    X = data(100, d=d, seed=4).astype(dtype)
+    assert len(set(model.predict(X))) > 1
     check_parity(model, X, dtype)
 
 

@@ -17,6 +17,7 @@ from matnet.layers import (
     Dense,
     EnsembleMean,
     Periodic,
+    PeriodicLinear,
     Scale,
     layer_from_config,
 )
@@ -111,6 +112,16 @@ def test_batch_ensemble_is_k_separate_mlps_forward_and_backward():
         lambda: [Dense(4, 4), Periodic(4, 3, sigma=0.5), Dense(28, 3)],
         lambda: [Periodic(4, 2, sigma=0.5, include_input=False), Dense(16, 3)],
         lambda: _ensemble(2, 4).layers,
+        lambda: [Scale(4, gain=6.0), Dense(4, 3)],
+        lambda: [Dense(4, 4), PeriodicLinear(4, 5, 3, sigma=0.5), Dense(16, 3)],
+        lambda: [
+            Scale(4, gain=3.0),
+            PeriodicLinear(4, 3, 2, 0.3),
+            BatchEnsemble(12, 6, 2, True),
+            Activation("gelu"),
+            BatchEnsemble(6, 3, 2),
+            EnsembleMean(2),
+        ],
         lambda: [
             Scale(4),
             Periodic(4, 2, 0.3),
@@ -170,6 +181,10 @@ def test_bad_layer_arguments_name_the_value():
         BatchEnsemble(3, 4, k=0)
     with pytest.raises(ValueError, match="sigma=-1"):
         Periodic(3, sigma=-1)
+    with pytest.raises(ValueError, match="n_out=0"):
+        PeriodicLinear(3, n_out=0)
+    with pytest.raises(ValueError, match="gain=0"):
+        Scale(3, gain=0)
     with pytest.raises(ValueError, match="width 7"):
         Sequential([Dense(2, 7), EnsembleMean(2)])
 
@@ -239,10 +254,10 @@ def test_matnet_train_defaults_to_the_tabular_recipe(tmp_path, monkeypatch, caps
     assert "tabular recipe: 4 members" in out
     model = matnet.load(tmp_path / "m.st")
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds[:3] == ["Standardize", "Scale", "Periodic"] and kinds[-1] == "EnsembleMean"
+    assert kinds[:3] == ["Standardize", "Scale", "PeriodicLinear"] and kinds[-1] == "EnsembleMean"
     assert model.loss.label_smoothing == 0.1
     training = model.metadata["training"]
-    assert training["optimizer"] == {"name": "adam", "beta_2": 0.95}
+    assert training["optimizer"] == {"name": "adamw", "beta_2": 0.95, "weight_decay": 0.3}
     assert training["epochs_run"] == 8 and 1 <= training["best_epoch"] <= 8
     assert training["learning_rate"] == 4e-3  # the cos-log schedule's peak
     assert (
@@ -267,3 +282,32 @@ def test_tabular_estimator_parameters_are_checked_before_any_work(params, match)
     with pytest.raises(ValueError, match=match):
         est.fit(X, y)
     assert not hasattr(est, "model_")
+
+
+def test_periodic_linear_is_a_linear_map_of_phase_shifted_cosines_per_column():
+    """The layer against its definition, one column at a time, and its config round trip."""
+    layer = PeriodicLinear(3, n_frequencies=4, n_out=2, sigma=0.4)
+    model = Sequential([layer], dtype=np.float64, seed=1)
+    X = RNG.normal(size=(6, 3))
+    E = model.logits(X)
+    for j in range(3):
+        V = 2 * math.pi * X[:, [j]] * layer.f[j] + layer.phi[j]
+        H = np.cos(V) @ layer.L[j] + layer.c[j]
+        np.testing.assert_allclose(E[:, 3 * j], X[:, j], atol=1e-15)
+        np.testing.assert_allclose(E[:, 3 * j + 1 : 3 * j + 3], H, atol=1e-12)
+    clone = layer_from_config(layer.config())
+    assert isinstance(clone, PeriodicLinear) and clone.config() == layer.config()
+
+
+def test_scale_gain_multiplies_the_step_under_adam():
+    """s = gain · θ: Adam's first step moves θ by about lr whatever the gradient's size, so the
+    applied scale moves gain times as far, RealMLP's learning-rate factor for its scale layer."""
+    X, y = RNG.normal(size=(32, 3)), RNG.normal(size=(32, 1))
+    moved = []
+    for gain in (1.0, 6.0):
+        layer = Scale(3, gain=gain)
+        model = Sequential([layer, Dense(3, 1)], dtype=np.float64, seed=0, loss="mse")
+        before = layer.s * gain
+        model.fit(X, y, optimizer="adam", learning_rate=1e-3, epochs=1, batch_size=32)
+        moved.append(np.abs(layer.s * gain - before))
+    np.testing.assert_allclose(moved[1], 6 * moved[0], rtol=1e-4)  # Adam's ε

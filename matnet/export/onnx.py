@@ -70,6 +70,7 @@ from matnet.layers import (
     EnsembleMean,
     OneHot,
     Periodic,
+    PeriodicLinear,
     RobustScale,
     Scale,
     Standardize,
@@ -189,7 +190,10 @@ def _ints(g: _Graph, stem: str, values: list[int]) -> str:
 
 
 def _scale(g: _Graph, layer: Any, x: str, index: int) -> str:
-    return g.op("Mul", [x, g.const(f"s{index}", to_host(layer.s))], f"scaled{index}")
+    s = g.const(f"s{index}", to_host(layer.s))
+    if layer.gain != 1:  # matnet's order: x · (gain · s)
+        s = g.op("Mul", [s, g.const(f"gain{index}", layer.gain)])
+    return g.op("Mul", [x, s], f"scaled{index}")
 
 
 def _periodic(g: _Graph, layer: Any, x: str, index: int) -> str:
@@ -204,6 +208,22 @@ def _periodic(g: _Graph, layer: Any, x: str, index: int) -> str:
     joined = g.op("Concat", parts, axis=2)
     width = [-1, layer.n_in * layer.block]
     return g.op("Reshape", [joined, _ints(g, "shape", width)], f"E{index}")
+
+
+def _periodic_linear(g: _Graph, layer: Any, x: str, index: int) -> str:
+    # matnet: V = 2π X[:, :, None] ⊙ f + φ (n, d, m); H = cos V · L_j + c_j per column as one
+    # batched MatMul (n, d, 1, m) · (d, m, o) → (n, d, 1, o); [x, H] per column, row-major.
+    d, o = layer.n_in, layer.o
+    x3 = g.op("Unsqueeze", [x, _ints(g, "axis2", [2])])
+    two_pi_x3 = g.op("Mul", [g.const("two_pi", TWO_PI), x3])  # matnet's order: (2π x) · f
+    V = g.op("Add", [g.op("Mul", [two_pi_x3, g.const(f"f{index}", to_host(layer.f))]),
+                     g.const(f"phi{index}", to_host(layer.phi))], f"V{index}")  # fmt: skip
+    C4 = g.op("Unsqueeze", [g.op("Cos", [V]), _ints(g, "axis2", [2])])
+    H4 = g.op("MatMul", [C4, g.const(f"L{index}", to_host(layer.L))])
+    H = g.op("Add", [g.op("Reshape", [H4, _ints(g, f"ndo{index}", [-1, d, o])]),
+                     g.const(f"c{index}", to_host(layer.c))], f"H{index}")  # fmt: skip
+    joined = g.op("Concat", [x3, H], axis=2)
+    return g.op("Reshape", [joined, _ints(g, f"shape{index}", [-1, d * layer.block])], f"E{index}")
 
 
 def _batch_ensemble(g: _Graph, layer: Any, x: str, index: int) -> str:
@@ -340,6 +360,7 @@ _LAYER_RULES: dict[type, Callable[[_Graph, Any, str, int], str]] = {
     Activation: _activation,
     Scale: _scale,
     Periodic: _periodic,
+    PeriodicLinear: _periodic_linear,
     BatchEnsemble: _batch_ensemble,
     EnsembleMean: _ensemble_mean,
     RobustScale: _robust_scale,

@@ -73,11 +73,11 @@ class TabularRecipe:
 
     hidden: tuple[int, ...] = (128, 128)
     k: int = 4
-    n_frequencies: int = 4
+    n_frequencies: int = 16
     sigma: float = 0.1
     embed_max_columns: int = 100
-    dropout: float = 0.1
-    epochs: int = 64
+    dropout: float = 0.2
+    epochs: int = 96
     batch_size: int = 256
     learning_rate: float = 4e-3
     beta_2: float = 0.95
@@ -86,10 +86,10 @@ class TabularRecipe:
     scale: bool = True
     scale_gain: float = 1.0
     schedule: str = "coslog"
-    embedding: str = "periodic"
+    embedding: str = "pbld"
     n_embedding_out: int = 3
     activation: str = "relu"
-    weight_decay: float = 0.0
+    weight_decay: float = 0.3
     dropout_schedule: str = "constant"
     weight_decay_schedule: str = "constant"
 
