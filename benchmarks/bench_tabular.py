@@ -296,16 +296,22 @@ def run_one(name, seed, methods, max_train):
 ABLATIONS: dict[str, dict[str, Any]] = {
     "recipe (defaults)": {},
     "no Scale layer": {"scale": False},
-    "no Periodic embedding": {"n_frequencies": 0},
+    "no numerical embedding": {"n_frequencies": 0},
+    "Periodic (cos, sin) instead of PBLD": {"embedding": "periodic", "n_frequencies": 4},
     "k = 1 (no ensemble)": {"k": 1},
     "k = 2": {"k": 2},
     "no label smoothing": {"label_smoothing": 0.0},
     "no dropout": {"dropout": 0.0},
-    "dropout 0.2": {"dropout": 0.2},
+    "dropout 0.1": {"dropout": 0.1},
+    "no weight decay (Adam)": {"weight_decay": 0.0},
+    "flat-cos dropout and weight decay": {
+        "dropout_schedule": "flatcos",
+        "weight_decay_schedule": "flatcos",
+    },
     "Adam beta_2 0.999": {"beta_2": 0.999},
     "constant learning rate": {"schedule": "constant"},
-    "40 epochs": {"epochs": 40},
-    "periodic sigma 0.3": {"sigma": 0.3},
+    "64 epochs": {"epochs": 64},
+    "learning rate 4e-3": {"learning_rate": 4e-3},
 }
 
 

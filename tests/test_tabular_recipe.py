@@ -259,7 +259,7 @@ def test_matnet_train_defaults_to_the_tabular_recipe(tmp_path, monkeypatch, caps
     training = model.metadata["training"]
     assert training["optimizer"] == {"name": "adamw", "beta_2": 0.95, "weight_decay": 0.3}
     assert training["epochs_run"] == 8 and 1 <= training["best_epoch"] <= 8
-    assert training["learning_rate"] == 4e-3  # the cos-log schedule's peak
+    assert training["learning_rate"] == 6e-3  # the cos-log schedule's peak
     assert (
         main(["train", "iris", "--recipe", "mlp", "--epochs", "2", "--quiet", "--out", "p.st"]) == 0
     )

@@ -375,7 +375,8 @@ def _announce(
     sizes = [width, *args.hidden, target.n_outputs]
     shape = f"({args.activation})" if args.hidden else "(linear: no hidden layer)"
     if args.recipe == "tabular":
-        shape = f"(tabular recipe: {args.recipe_obj.k} members, relu)"
+        recipe = args.recipe_obj
+        shape = f"(tabular recipe: {recipe.k} members, {recipe.activation})"
     train_idx, val_idx = rows
     say(
         f"model {' → '.join(map(str, sizes))} {shape}, {model.n_params:,} parameters, "

@@ -14,6 +14,19 @@ __all__ = ["Dropout"]
 Array = Any
 
 
+# A unit is kept when a 16-bit draw is at least rate · 2^16: the rate is rounded to a multiple of
+# 2^-16 (an error below 8e-6), and four draws come from each 64-bit output of the generator, 2-3x
+# faster than uniform floats, which made the mask a tenth of a tabular model's step.
+_LEVELS = 1 << 16
+
+
+def _keep_mask(rng: np.random.Generator, n: int, width: int, rate: float) -> np.ndarray:
+    """(n, width) bool, True where a unit is kept (probability ``1 − rate``)."""
+    words = rng.bit_generator.random_raw(-(-n * width // 4))
+    draws = np.asarray(words, dtype=np.uint64).view(np.uint16)[: n * width]
+    return (draws >= round(rate * _LEVELS)).reshape(n, width)
+
+
 class Dropout(Layer):
     """Inverted dropout: in training, zero each unit with probability ``rate`` and scale the rest
     by ``1 / (1 - rate)``; at inference, the identity.
@@ -45,13 +58,13 @@ class Dropout(Layer):
         if rng is None:
             raise ValueError("Dropout needs a numpy.random.Generator in training mode (rng=...)")
         n, width = A_prev.shape
+        keep = _keep_mask(rng, n, width, self.rate)  # on the host, so a GPU run draws the same
         mask = self._buffer("mask", n, width, A_prev)
+        scale = 1.0 / (1.0 - self.rate)
         if isinstance(mask, np.ndarray):
-            rng.random(dtype=mask.dtype, out=mask)
-        else:  # on a GPU: drawn on the host from the same generator, so the masks match the CPU's
-            mask[...] = array_namespace(mask).asarray(rng.random((n, width), dtype=mask.dtype))
-        np.greater_equal(mask, self.rate, out=mask)  # 1.0 keeps a unit, 0.0 drops it
-        mask *= 1.0 / (1.0 - self.rate)
+            np.multiply(keep, mask.dtype.type(scale), out=mask)
+        else:
+            mask[...] = array_namespace(mask).asarray(keep) * scale
         A = np.multiply(A_prev, mask, out=self._buffer("A", n, width, A_prev))
 
         def backward(dA: Array) -> Array:

@@ -274,8 +274,12 @@ class PeriodicLinear(Layer):
 
     def param_specs(self):
         d, m, o = self.n_in, self.m, self.o
-        return [("f", (d, m), False), ("phi", (d, m), False), ("L", (d, m, o), False),
-                ("c", (d, o), False)]  # fmt: skip
+        return [
+            ("f", (d, m), False),
+            ("phi", (d, m), False),
+            ("L", (d, m, o), False),
+            ("c", (d, o), False),
+        ]
 
     def bind(self, params, grads):
         self.f, self.phi, self.L, self.c = params["f"], params["phi"], params["L"], params["c"]
@@ -301,33 +305,42 @@ class PeriodicLinear(Layer):
         return self.n_in * self.block
 
     def config(self):
-        return {"type": "PeriodicLinear", "n_in": self.n_in, "n_frequencies": self.m,
-                "n_out": self.o, "sigma": self.sigma}  # fmt: skip
+        return {
+            "type": "PeriodicLinear",
+            "n_in": self.n_in,
+            "n_frequencies": self.m,
+            "n_out": self.o,
+            "sigma": self.sigma,
+        }
 
     def forward(self, A_prev, training=False, rng=None, rows=None):
         _check_input(self, A_prev, self.n_in)
-        n, d, o = A_prev.shape[0], self.n_in, self.o
+        n, d = A_prev.shape[0], self.n_in
         xp = array_namespace(A_prev)
-        Xt = A_prev.T[:, :, None]  # (d, n, 1): the columns as the batch of d small products
-        V = (TWO_PI * Xt) * self.f[:, None, :] + self.phi[:, None, :]  # (d, n, m)
+        # Layout (d, m, n): the rows innermost, so every elementwise loop runs over n contiguous
+        # values, and the per-column linear maps are one batched product of d small matrices.
+        Xt = xp.ascontiguousarray(A_prev.T)[:, None, :]  # (d, 1, n)
+        V = Xt * (TWO_PI * self.f)[:, :, None]
+        V += self.phi[:, :, None]  # (d, m, n)
         C = xp.cos(V)
-        H = xp.matmul(C, self.L) + self.c[:, None, :]  # (d, n, o)
+        H = xp.matmul(self.L.transpose(0, 2, 1), C)  # (d, o, n)
+        H += self.c[:, :, None]
         out = xp.empty((n, d, self.block), dtype=A_prev.dtype)
         out[:, :, 0] = A_prev
-        out[:, :, 1:] = H.transpose(1, 0, 2)
+        out[:, :, 1:] = H.transpose(2, 0, 1)
 
         def backward(dA: Array) -> Array | None:
             dA3 = dA.reshape(n, d, self.block)
-            dH = xp.ascontiguousarray(dA3[:, :, 1:].transpose(1, 0, 2))  # (d, n, o)
-            self.dc[...] = dH.sum(axis=1)
-            xp.matmul(C.transpose(0, 2, 1), dH, out=self.dL)
-            dV = xp.matmul(dH, self.L.transpose(0, 2, 1))  # (d, n, m)
+            dH = xp.ascontiguousarray(dA3[:, :, 1:].transpose(1, 2, 0))  # (d, o, n)
+            self.dc[...] = dH.sum(axis=2)
+            xp.matmul(C, dH.transpose(0, 2, 1), out=self.dL)  # (d, m, o)
+            dV = xp.matmul(self.L, dH)  # (d, m, n)
             dV *= -xp.sin(V)
-            self.dphi[...] = dV.sum(axis=1)
-            self.df[...] = TWO_PI * xp.matmul(A_prev.T[:, None, :], dV)[:, 0, :]
+            self.dphi[...] = dV.sum(axis=2)
+            self.df[...] = TWO_PI * xp.matmul(dV, Xt.transpose(0, 2, 1))[:, :, 0]
             if not self.needs_input_grad:
                 return None
-            dX = TWO_PI * xp.matmul(dV, self.f[:, :, None])[:, :, 0]  # (d, n)
+            dX = TWO_PI * xp.matmul(self.f[:, None, :], dV)[:, 0, :]  # (d, n)
             return dX.T + dA3[:, :, 0]
 
         return out.reshape(n, d * self.block), backward
@@ -339,19 +352,27 @@ class PeriodicLinear(Layer):
         backward = [
             Equation(f"dL{ell}_j = C_jᵀ · dH_j", f"per column j → {shape_text(m, o)}"),
             Equation(f"dV_j = −sin V_j ⊙ (dH_j · L{ell}_jᵀ)", f"→ {ndm}"),
-            Equation(f"df{ell}_j = 2π Σrows {A}_j ⊙ dV_j,  dφ{ell}_j = Σrows dV_j",
-                     f"→ {shape_text(d, m)} each"),  # fmt: skip
+            Equation(
+                f"df{ell}_j = 2π Σrows {A}_j ⊙ dV_j,  dφ{ell}_j = Σrows dV_j",
+                f"→ {shape_text(d, m)} each",
+            ),
         ]
         if self.needs_input_grad:
-            backward.append(Equation(f"d{A}_j = 2π dV_j · f{ell}_jᵀ + d{E}[x_j]",
-                                     f"→ {shape_text(n, d)}"))  # fmt: skip
+            backward.append(
+                Equation(f"d{A}_j = 2π dV_j · f{ell}_jᵀ + d{E}[x_j]", f"→ {shape_text(n, d)}")
+            )
         return Description(
             output=E,
             forward=[
-                Equation(f"V_j = 2π {A}_j f{ell}_j + φ{ell}_j", f"→ {ndm}", "m phases per column",
-                         "V"),  # fmt: skip
-                Equation(f"H_j = cos V_j · L{ell}_j + c{ell}_j", f"→ {shape_text(n, d, o)}",
-                         "a linear map per column", "H"),  # fmt: skip
+                Equation(
+                    f"V_j = 2π {A}_j f{ell}_j + φ{ell}_j", f"→ {ndm}", "m phases per column", "V"
+                ),
+                Equation(
+                    f"H_j = cos V_j · L{ell}_j + c{ell}_j",
+                    f"→ {shape_text(n, d, o)}",
+                    "a linear map per column",
+                    "H",
+                ),
                 Equation(f"{E} = [{A}_j, H_j] per column j", f"→ {shape_text(n, w)}", "", E),
             ],
             backward=backward,

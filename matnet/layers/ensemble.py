@@ -127,22 +127,28 @@ class BatchEnsemble(Layer):
         A3 = A_prev[:, None, :] if self.shared_input else A_prev.reshape(n, k, i)
         AR = (A3 * R).reshape(n * k, i)  # every member's input, stacked as rows
         P = np.matmul(AR, W).reshape(n, k, o)  # one product for all k members
-        Z = (P * S + self.b).reshape(n, k * o)
+        Z = np.multiply(P, S)
+        Z += self.b
 
         def backward(dZ: Array) -> Array | None:
+            # einsum contracts the row sums without the (n, k, ·) temporaries of "(X * Y).sum()".
             G3 = dZ.reshape(n, k, o)
             self.db[...] = G3.sum(axis=0)
-            self.dS[...] = (G3 * P).sum(axis=0)
-            G = (G3 * S).reshape(n * k, o)
+            self.dS[...] = np.einsum("nko,nko->ko", G3, P)
+            G3 *= S  # dZ is this layer's to overwrite, as an activation's dA is
+            G = G3.reshape(n * k, o)
             np.matmul(AR.T, G, out=self.dW)
             dAR = np.matmul(G, W.T).reshape(n, k, i)
-            self.dR[...] = (dAR * A3).sum(axis=0)
+            if self.shared_input:
+                self.dR[...] = np.einsum("nki,ni->ki", dAR, A_prev)
+                return np.einsum("nki,ki->ni", dAR, R) if self.needs_input_grad else None
+            self.dR[...] = np.einsum("nki,nki->ki", dAR, A3)
             if not self.needs_input_grad:
                 return None
-            dA = dAR * R
-            return dA.sum(axis=1) if self.shared_input else dA.reshape(n, k * i)
+            dAR *= R
+            return dAR.reshape(n, k * i)
 
-        return Z, backward
+        return Z.reshape(n, k * o), backward
 
     def describe(self, symbols: Symbols) -> Description:
         n, k, i, o, ell, A = (

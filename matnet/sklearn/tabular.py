@@ -48,6 +48,7 @@ class _TabularBase(BaseEstimator):
         max_iter: int = _DEFAULT.epochs,
         batch_size: int = _DEFAULT.batch_size,
         learning_rate_init: float = _DEFAULT.learning_rate,
+        weight_decay: float = _DEFAULT.weight_decay,
         label_smoothing: float = _DEFAULT.label_smoothing,
         validation_fraction: float = _DEFAULT.validation_fraction,
         dtype: str = "float32",
@@ -61,6 +62,7 @@ class _TabularBase(BaseEstimator):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.weight_decay = weight_decay
         self.label_smoothing = label_smoothing
         self.validation_fraction = validation_fraction
         self.dtype = dtype
@@ -83,6 +85,7 @@ class _TabularBase(BaseEstimator):
             epochs=self.max_iter,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate_init,
+            weight_decay=self.weight_decay,
             label_smoothing=self.label_smoothing,
             validation_fraction=float(fraction),
         )
@@ -171,7 +174,8 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
     n_ensemble : int
         BatchEnsemble members (k).
     n_frequencies : int
-        Periodic embedding frequencies per column (0: none; tables over 100 columns get none).
+        Cosines per column of the PeriodicLinear (PBLD) numerical embedding (0: none; tables over
+        100 columns get none).
     dropout : float
     max_iter : int
         Epochs.
@@ -179,6 +183,8 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         At most an eighth of the training rows.
     learning_rate_init : float
         The peak of the cos-log schedule.
+    weight_decay : float
+        AdamW's decoupled weight decay (0: Adam).
     label_smoothing : float
     validation_fraction : float
         Stratified held-out rows that pick the best epoch (0: keep the last epoch).

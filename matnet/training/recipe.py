@@ -1,20 +1,24 @@
 """The tabular recipe: the network and the training options that ``matnet train`` and
 :class:`matnet.sklearn.TabularClassifier` / :class:`~matnet.sklearn.TabularRegressor` use by default.
 
-Each ingredient is a layer, loss option or schedule of the library, so a user can compose the same
-model by hand (see :func:`tabular_model`):
+Each ingredient is a layer, loss option, schedule or callback of the library, so a user can compose
+the same model by hand (see :func:`tabular_model`):
 
 - ``Standardize`` then ``Scale`` (a learnable scale per column, RealMLP),
-- ``Periodic`` numerical embeddings (RealMLP's PBLD, Gorishniy et al. 2022) while the table is narrow,
+- ``PeriodicLinear`` numerical embeddings (RealMLP's PBLD: 16 phase-shifted cosines per column mapped
+  to 3 values by the column's own linear layer, beside the value itself) while the table is narrow;
+  ``Periodic`` (cos and sin fed straight to the first layer) is the other choice,
 - ``BatchEnsemble`` hidden layers: k MLPs with shared weights and rank-1 adapters (TabM), their
-  outputs averaged by ``EnsembleMean``,
-- Adam with β2 = 0.95, the cos-log learning-rate schedule (``CosLog``), label smoothing 0.1 for
-  classification, and the weights of the epoch with the best validation loss (``early_stopping``
-  with a patience as long as the run: best-epoch selection).
+  outputs averaged by ``EnsembleMean``, with dropout after each hidden activation,
+- AdamW (β2 = 0.95, decoupled weight decay) under the cos-log learning-rate schedule (``CosLog``),
+  label smoothing 0.1 for classification, and the weights of the epoch with the best validation
+  loss (``early_stopping`` with a patience as long as the run: best-epoch selection),
+- optionally RealMLP's flat-then-cosine schedules for the dropout rate and the weight decay
+  (``DropoutSchedule``, ``WeightDecaySchedule``; off by default, they did not pay on the benchmark).
 
-The sizes were chosen by measurement (benchmarks/bench_tabular.py, benchmarks/RESULTS-tabular.md),
-under a budget: matnet fits on a CPU in seconds, so the ensemble and the embeddings shrink as the
-table grows wide.
+The settings were chosen by measurement (benchmarks/bench_tabular.py, benchmarks/RESULTS-tabular.md
+and RESULTS-tabular-ablation.md), under a budget: matnet fits on a CPU in seconds, so the ensemble
+is small and the embeddings are left out when the table is wide.
 """
 
 from __future__ import annotations
@@ -53,18 +57,30 @@ class TabularRecipe:
         Hidden widths of one ensemble member.
     k : int
         Ensemble members (1: a plain MLP in BatchEnsemble form).
-    n_frequencies, sigma : int, float
-        Periodic embeddings: frequencies per column and their initial spread; no embedding when
-        the table has more than ``embed_max_columns`` columns (its width would be
-        ``columns · (2·n_frequencies + 1)``).
+    embedding : {"pbld", "periodic"}
+        ``PeriodicLinear`` (width ``columns · (1 + n_embedding_out)``) or ``Periodic`` (width
+        ``columns · (2·n_frequencies + 1)``); none when ``n_frequencies`` is 0 or the table has
+        more than ``embed_max_columns`` columns.
+    n_frequencies, sigma, n_embedding_out : int, float, int
+        Frequencies per column, their initial spread, and (pbld) values per column after the
+        column's linear map.
+    activation : str
+        After every hidden layer.
     dropout : float
         After every hidden activation.
     epochs, batch_size, learning_rate, beta_2 : int, int, float, float
-        Adam(β2) under the cos-log schedule for ``epochs`` epochs.
+        AdamW(β2) under the cos-log schedule for ``epochs`` epochs.
+    weight_decay : float
+        AdamW's decoupled decay of the weights (``W -= lr · weight_decay · W`` each step); 0 gives
+        Adam.
+    dropout_schedule, weight_decay_schedule : {"constant", "flatcos"}
+        RealMLP's flat-then-cosine schedules for the two (``DropoutSchedule``,
+        ``WeightDecaySchedule``).
     label_smoothing : float
         For classification.
-    scale : bool
-        The learnable per-column ``Scale`` layer.
+    scale, scale_gain : bool, float
+        The learnable per-column ``Scale`` layer, and how many times faster than the other
+        parameters it moves under Adam (RealMLP: 6 times its learning rate).
     schedule : {"coslog", "constant"}
         The learning-rate schedule.
     validation_fraction : float
@@ -79,7 +95,7 @@ class TabularRecipe:
     dropout: float = 0.2
     epochs: int = 96
     batch_size: int = 256
-    learning_rate: float = 4e-3
+    learning_rate: float = 6e-3
     beta_2: float = 0.95
     label_smoothing: float = 0.1
     validation_fraction: float = 0.2
@@ -92,6 +108,19 @@ class TabularRecipe:
     weight_decay: float = 0.3
     dropout_schedule: str = "constant"
     weight_decay_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        choices = {
+            "embedding": ("pbld", "periodic"),
+            "schedule": ("coslog", "constant"),
+            "dropout_schedule": ("constant", "flatcos"),
+            "weight_decay_schedule": ("constant", "flatcos"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"TabularRecipe {name}={getattr(self, name)!r}; choose one of {', '.join(allowed)}"
+                )
 
 
 def tabular_loss(task: str, recipe: TabularRecipe | None = None, loss: Any = None) -> Loss:
