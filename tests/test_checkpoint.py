@@ -11,23 +11,11 @@ import os
 
 import numpy as np
 import pytest
+from crash import CrashAt, CrashError
 
 import matnet
 from matnet.checkpoint import CHECKPOINT_VERSION, load_model, read_checkpoint
 from matnet.io import decode_tensors, encode_tensors
-
-
-class CrashError(Exception):
-    """Stands in for the process dying right after a given step."""
-
-
-class CrashAt(matnet.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_batch_end(self, step, logs):
-        if step == self.step:
-            raise CrashError
 
 
 def make_data(n=150, d=6, k=3, seed=1):

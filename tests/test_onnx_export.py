@@ -248,20 +248,16 @@ def check_parity(model, X, dtype, opset=matnet.export.DEFAULT_OPSET):
     return proto
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("include_input", [True, False], ids=["with-input", "embedding-only"])
-def test_recipe_layers_match_matnet(include_input, dtype):
-    """Scale, Periodic, BatchEnsemble (shared and per-member input) and EnsembleMean."""
+def check_recipe_layers(front: list, width: int, dtype: str, activation: str = "gelu") -> None:
+    """``front`` (input scaling and an embedding of width ``width``) before BatchEnsemble blocks
+    (shared and per-member input) and EnsembleMean: the graph gives matnet's answers."""
     k, d = 3, 4
-    periodic = Periodic(d, n_frequencies=5, sigma=0.5, include_input=include_input)
-    width = periodic.output_width(d)
     model = matnet.Sequential(
         [
             Standardize(d),
-            Scale(d),
-            periodic,
+            *front,
             BatchEnsemble(width, 6, k, shared_input=True),
-            Activation("gelu"),
+            Activation(activation),
             Dropout(0.2),
             BatchEnsemble(6, 5, k),
             Activation("relu"),
@@ -281,29 +277,18 @@ def test_recipe_layers_match_matnet(include_input, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("include_input", [True, False], ids=["with-input", "embedding-only"])
+def test_recipe_layers_match_matnet(include_input, dtype):
+    """Scale, Periodic, BatchEnsemble (shared and per-member input) and EnsembleMean."""
+    periodic = Periodic(4, n_frequencies=5, sigma=0.5, include_input=include_input)
+    check_recipe_layers([Scale(4), periodic], periodic.output_width(4), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_periodic_linear_and_scale_gain_match_matnet(dtype):
     """PeriodicLinear (RealMLP's PBLD) and a Scale with a gain: the graph applies gain · s."""
-    k, d = 2, 4
-    model = matnet.Sequential(
-        [
-            Standardize(d),
-            Scale(d, gain=6.0),
-            PeriodicLinear(d, n_frequencies=5, n_out=3, sigma=0.5),
-            BatchEnsemble(d * 4, 6, k, shared_input=True),
-            Activation("gelu"),
-            BatchEnsemble(6, 3, k, init="glorot_normal"),
-            EnsembleMean(k),
-        ],
-        loss="cross_entropy",
-        dtype=dtype,
-        seed=2,
-    )
-    model.adapt(data(d=d))
-    randomize(model, seed=3)
-    model.classes = ["a", "b", "c"]
-    X = data(100, d=d, seed=4).astype(dtype)
-    assert len(set(model.predict(X))) > 1
-    check_parity(model, X, dtype)
+    embedding = PeriodicLinear(4, n_frequencies=5, n_out=3, sigma=0.5)
+    check_recipe_layers([Scale(4, gain=6.0), embedding], embedding.output_width(4), dtype, "relu")
 
 
 @pytest.mark.parametrize("opset", [13, 17])

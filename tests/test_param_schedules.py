@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from crash import CrashAt, CrashError
 
 import matnet
 from matnet.checkpoint import read_checkpoint
@@ -253,19 +254,6 @@ def test_a_schedule_that_leaves_the_range_stops_the_run_and_the_rates_come_back(
 
 
 # --- resuming ---------------------------------------------------------------------------------
-
-
-class CrashError(Exception):
-    """Stands in for the process dying right after a given step."""
-
-
-class CrashAt(matnet.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_batch_end(self, step, logs):
-        if step == self.step:
-            raise CrashError
 
 
 def scheduled_run(path=None, crash_at=None, **kwargs):
