@@ -59,6 +59,8 @@ class BatchEnsemble(Layer):
         whose random signs (±1) make the members differ from the first step (TabM's choice).
     """
 
+    owns_output = True  # Z is a buffer of this layer, which its backward pass does not read
+
     def __init__(
         self, n_in: int, n_out: int, k: int = 8, shared_input: bool = False, init: str = "he_normal"
     ) -> None:
@@ -125,9 +127,13 @@ class BatchEnsemble(Layer):
         n, k, i, o = A_prev.shape[0], self.k, self.n_units, self.n_out
         W, R, S = self.W, self.R, self.S
         A3 = A_prev[:, None, :] if self.shared_input else A_prev.reshape(n, k, i)
-        AR = (A3 * R).reshape(n * k, i)  # every member's input, stacked as rows
-        P = np.matmul(AR, W).reshape(n, k, o)  # one product for all k members
-        Z = np.multiply(P, S)
+        # Reused buffers, as Dense's workspace: fresh (n·k, ·) arrays every step cost page faults
+        # that took longer than the elementwise work itself.
+        AR = self._buffer("AR", n * k, i, A_prev)  # every member's input, stacked as rows
+        np.multiply(A3, R, out=AR.reshape(n, k, i))
+        P = np.matmul(AR, W, out=self._buffer("P", n * k, o, A_prev)).reshape(n, k, o)
+        Z = self._buffer("Z", n, k * o, A_prev).reshape(n, k, o)  # one product for all k members
+        np.multiply(P, S, out=Z)
         Z += self.b
 
         def backward(dZ: Array) -> Array | None:
@@ -138,7 +144,7 @@ class BatchEnsemble(Layer):
             G3 *= S  # dZ is this layer's to overwrite, as an activation's dA is
             G = G3.reshape(n * k, o)
             np.matmul(AR.T, G, out=self.dW)
-            dAR = np.matmul(G, W.T).reshape(n, k, i)
+            dAR = np.matmul(G, W.T, out=self._buffer("dAR", n * k, i, G)).reshape(n, k, i)
             if self.shared_input:
                 self.dR[...] = np.einsum("nki,ni->ki", dAR, A_prev)
                 return np.einsum("nki,ki->ni", dAR, R) if self.needs_input_grad else None
