@@ -451,7 +451,7 @@ CLI_ERRORS = [
     ("train-one-row-class", "train", None, csv_text(CLASS_ROWS[:1]), [],
      ["single class ('p')", "at least two"]),
     ("train-one-row-regression", "train", None, csv_text(REG_ROWS[:1]), [],
-     ["--validation-fraction 0.1 of 1 rows", "use more rows or --validation-fraction 0"]),
+     ["--validation-fraction 0.2 of 1 rows", "use more rows or --validation-fraction 0"]),
     ("train-single-class", "train", None, csv_text([[*r[:3], "p"] for r in CLASS_ROWS]), [],
      ["single class ('p')"]),
     # Text in a feature column makes it categorical (tests/test_tabular.py), unless it is

@@ -200,6 +200,9 @@ def _read_target(table: datasets.Table, task: str, loss: str) -> _Target:
 
 
 def _split(args: argparse.Namespace, target: _Target, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if args.validation_fraction is None:  # the recipe's: the estimators hold out the same share
+        tabular = args.recipe == "tabular"
+        args.validation_fraction = TabularRecipe().validation_fraction if tabular else 0.1
     if args.validation_fraction == 0:
         return np.arange(n), np.arange(0)
     train_idx, val_idx = datasets.train_test_indices(

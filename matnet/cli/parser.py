@@ -214,8 +214,8 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
     p.add_argument(
         "--validation-fraction",
         type=_fraction,
-        default=0.1,
-        help="rows held out to validate each epoch (stratified; default: 0.1)",
+        default=None,
+        help="rows held out to validate each epoch (stratified; default: 0.2 tabular, 0.1 mlp)",
     )
     p.add_argument(
         "--early-stopping",
