@@ -185,6 +185,8 @@ def test_bad_layer_arguments_name_the_value():
         PeriodicLinear(3, n_out=0)
     with pytest.raises(ValueError, match="gain=0"):
         Scale(3, gain=0)
+    with pytest.raises(ValueError, match="embedding='pl'; choose one of pbld, periodic"):
+        TabularRecipe(embedding="pl")
     with pytest.raises(ValueError, match="width 7"):
         Sequential([Dense(2, 7), EnsembleMean(2)])
 
