@@ -67,6 +67,7 @@ import signal
 import sys
 import threading
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -796,7 +797,7 @@ class Progress(Callback):
 # --- hyperparameter schedules ------------------------------------------------------------------
 
 
-class _ScheduledValues(Callback):
+class _ScheduledValues(Callback, ABC):
     """Scale some hyperparameters (attributes of the model's layers or of the optimizer) by a
     schedule of the epoch: at every epoch's begin ``value = schedule.learning_rate(epoch - 1,
     base)``, ``base`` being the value at train begin.
@@ -818,9 +819,9 @@ class _ScheduledValues(Callback):
         self.schedule: Schedule = epoch_schedule(schedule, 1)
         self.base: list[tuple[Any, str, float]] = []
 
+    @abstractmethod
     def targets(self) -> list[tuple[Any, str]]:
         """The ``(object, attribute)`` pairs to scale; raise ValueError when there are none."""
-        raise NotImplementedError
 
     def on_train_begin(self, logs):
         trainer = self.trainer
