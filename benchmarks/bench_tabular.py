@@ -11,6 +11,9 @@ Methods
 matnet-cli      ``matnet train`` with its defaults (the tabular recipe), in process; scored through
                 ``matnet.load(model).predict``.
 matnet-est      ``matnet.sklearn.TabularClassifier`` / ``TabularRegressor`` with defaults.
+matnet-raw      The same estimators on the raw DataFrame (text columns, gaps): matnet's own
+                preprocessing layers instead of the shared encoding below. Not in the default
+                ``--methods``; ``--methods matnet-est,matnet-raw`` compares the two paths.
 sklearn-mlp     ``StandardScaler`` + ``MLPClassifier``/``MLPRegressor`` (defaults, max_iter=500);
                 the regressor's targets standardized (``TransformedTargetRegressor``).
 hgb             ``HistGradientBoosting*`` with defaults, on the raw table (native categories, NaN).
@@ -249,6 +252,7 @@ def _realmlp(Xtr, ytr, Xte, task, seed):
 RUNNERS = {
     "matnet-cli": (_matnet_cli, "encoded"),
     "matnet-est": (_matnet_est, "encoded"),
+    "matnet-raw": (_matnet_est, "raw"),
     "sklearn-mlp": (_sklearn_mlp, "encoded"),
     "hgb": (_hgb, "native"),
     "realmlp-td": (_realmlp, "no-gaps"),
@@ -286,6 +290,7 @@ def run_one(name, seed, methods, max_train):
         ),
         "native": (_native(Xtr_df), _native(Xte_df)),
         "no-gaps": _no_gaps(Xtr_df, Xte_df),
+        "raw": (Xtr_df, Xte_df),
     }
     score = accuracy_score if task == "classification" else r2_score
     out = {}

@@ -32,6 +32,7 @@ __all__ = [
     "ColumnReport",
     "ColumnInfo",
     "infer_columns",
+    "numeric_width",
     "output_width",
     "preprocessor",
     "table_columns",
@@ -110,14 +111,22 @@ def table_columns(table: Any) -> tuple[list[str], list[np.ndarray]]:
     names : list of str
     cells : list of ndarray of shape (n,)
     """
+    names, cells, _ = _typed_columns(table)
+    return names, cells
+
+
+def _typed_columns(table: Any) -> tuple[list[str], list[np.ndarray], list[str | None]]:
+    """:func:`table_columns`, and for each column of a DataFrame the categorical type it declares
+    (:func:`_declared_categorical`), else None."""
     if isinstance(table, dict) or (hasattr(table, "columns") and hasattr(table, "__getitem__")):
         keys = list(table.keys() if isinstance(table, dict) else table.columns)
-        cells = []
+        cells, declared = [], []
         for key in keys:
             column = table[key]
+            declared.append(_declared_categorical(column))
             column = column.to_numpy() if hasattr(column, "to_numpy") else column
             cells.append(np.asarray(column))
-        return [str(k) for k in keys], cells
+        return [str(k) for k in keys], cells, declared
     try:
         array = np.asarray(table, dtype=object)
     except (ValueError, TypeError) as exc:
@@ -126,7 +135,24 @@ def table_columns(table: Any) -> tuple[list[str], list[np.ndarray]]:
         raise ValueError(
             f"X must be a non-empty 2-D table (n_rows, n_columns), got shape {array.shape}"
         )
-    return [f"x{j}" for j in range(array.shape[1])], [array[:, j] for j in range(array.shape[1])]
+    columns = [array[:, j] for j in range(array.shape[1])]
+    return [f"x{j}" for j in range(array.shape[1])], columns, [None] * len(columns)
+
+
+def _declared_categorical(column: Any) -> str | None:
+    """Why a DataFrame column is categorical by its type, or None: pandas' ``category`` and string
+    dtypes, polars' ``Categorical``, ``Enum`` and ``String``. Their cells may read as numbers (codes
+    stored as text), but the frame says they are labels. Plain ``object`` columns and arrays are
+    judged by their cells."""
+    dtype = getattr(column, "dtype", None)
+    if dtype is None or isinstance(dtype, np.dtype):
+        return None
+    name = str(dtype).lower()
+    if name == "category" or name.startswith(("categorical", "enum")):
+        return "category dtype"
+    if name in ("string", "str", "utf8") or name.startswith("string["):
+        return "string dtype"
+    return None
 
 
 def _names(option: Iterable[str] | None, what: str, known: list[str]) -> set[str]:
@@ -144,8 +170,11 @@ def _names(option: Iterable[str] | None, what: str, known: list[str]) -> set[str
     return names
 
 
-def _infer(name: str, cells: np.ndarray, forced: str | None) -> ColumnInfo:
-    """One column's kind from its cells (or the caller's choice)."""
+def _infer(
+    name: str, cells: np.ndarray, forced: str | None, declared: str | None = None
+) -> ColumnInfo:
+    """One column's kind from its cells, its DataFrame type (``declared``), or the caller's
+    choice, which wins."""
     if cells.dtype.kind in "iuf":
         missing = np.isnan(cells) if cells.dtype.kind == "f" else np.zeros(len(cells), bool)
         present = cells[~missing]
@@ -161,6 +190,8 @@ def _infer(name: str, cells: np.ndarray, forced: str | None) -> ColumnInfo:
         )
     if forced is not None:
         kind, reason = forced, f"{forced}=..."
+    elif declared is not None:
+        kind, reason = "categorical", declared
     categories: list[str] = []
     if kind == "categorical":
         try:
@@ -223,8 +254,10 @@ def infer_columns(
     """Infer each column's type: numeric or categorical.
 
     A column is numeric when every present cell is a number (as a number, or as text that reads as
-    one, the way a CSV holds it); booleans and text make it categorical. Integer-coded categories
-    (zip codes, a 1..5 rating read as classes) look numeric: name them in ``categorical``.
+    one, the way a CSV holds it); booleans and text make it categorical. A DataFrame column typed as
+    categories or strings (pandas ``category``/``string``, polars ``Categorical``/``Enum``/
+    ``String``) is categorical whatever its cells read as. Integer-coded categories in a numeric
+    column (zip codes, a 1..5 rating read as classes) look numeric: name them in ``categorical``.
 
     Parameters
     ----------
@@ -248,7 +281,7 @@ def infer_columns(
     TypeError
         For a cell that cannot be a category (a list, a dict).
     """
-    names, cells = table_columns(table)
+    names, cells, declared = _typed_columns(table)
     cat = _names(categorical, "categorical", names)
     num = _names(numeric, "numeric", names)
     dropped = _names(drop, "drop", names)
@@ -266,7 +299,7 @@ def infer_columns(
     infos = []
     for j in order:
         forced = "categorical" if names[j] in cat else "numeric" if names[j] in num else None
-        infos.append(_infer(names[j], cells[j], forced))
+        infos.append(_infer(names[j], cells[j], forced, declared[j]))
     return ColumnReport(infos, len(cells[0]))
 
 
@@ -378,3 +411,17 @@ def output_width(layers: list[Layer]) -> int:
     for layer in layers:
         width = layer.output_width(width)
     return width
+
+
+def numeric_width(layers: list[Layer]) -> int:
+    """How many leading columns of a chain's output are numeric values.
+
+    Behind :func:`preprocessor`'s layers those are the scaled numeric columns of
+    :class:`~matnet.layers.tabular.RobustScale`, which every later layer passes through first;
+    the missing indicators, one-hot blocks and category embeddings follow them. A chain without a
+    :class:`~matnet.layers.tabular.TableInput` (numbers only, e.g. ``[Standardize(d)]``) outputs
+    numeric columns alone."""
+    if not any(isinstance(layer, TableInput) for layer in layers):
+        return output_width(layers)
+    scales = [layer for layer in layers if isinstance(layer, RobustScale)]
+    return len(scales[0].owned) if scales else 0

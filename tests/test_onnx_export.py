@@ -291,6 +291,14 @@ def test_periodic_linear_and_scale_gain_match_matnet(dtype):
     check_recipe_layers([Scale(4, gain=6.0), embedding], embedding.output_width(4), dtype, "relu")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_periodic_linear_of_some_columns_matches_matnet(dtype):
+    """PeriodicLinear embedding the first 2 of 4 columns: the other two pass through after the
+    embedded blocks in the graph too."""
+    embedding = PeriodicLinear(4, n_frequencies=5, n_out=3, sigma=0.5, n_embedded=2)
+    check_recipe_layers([Scale(4), embedding], embedding.output_width(4), dtype, "relu")
+
+
 @pytest.mark.parametrize("opset", [13, 17])
 def test_recipe_layers_at_every_opset(opset):
     model = tabular_model(4, 3, SoftmaxCrossEntropy(), dtype="float64", seed=5)

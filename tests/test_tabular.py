@@ -377,3 +377,33 @@ def test_dataframes_with_their_column_types():
         "categorical", "categorical", "numeric", "numeric",
     ]  # fmt: skip
     np.testing.assert_allclose(model.predict(pl_frame), pandas_answers)
+
+
+def test_a_dataframe_column_typed_as_text_or_categories_is_categorical():
+    """Codes stored as strings or as a category dtype are labels, even when they read as numbers:
+    the frame's type says so (a CSV, whose cells are all text, is judged by its cells). A plain
+    object column is judged by its cells; categorical= / numeric= still win."""
+    codes = ["1", "2", "3", "2", "1", "3"]
+    frame = pd.DataFrame({
+        "text": pd.Series(codes, dtype="string"),
+        "category": pd.Categorical([1, 2, 3, 2, 1, 3]),
+        "objects": pd.Series(codes, dtype=object),
+        "number": [1.0, 2.0, 3.0, 2.0, 1.0, 3.0],
+    })  # fmt: skip
+    kinds = {c.name: (c.kind, c.reason) for c in infer_columns(frame).columns}
+    assert kinds["text"] == ("categorical", "string dtype")
+    assert kinds["category"] == ("categorical", "category dtype")
+    assert kinds["number"] == ("numeric", "numbers")
+    if frame["objects"].dtype == object:  # pandas 3 may store it as its string dtype anyway
+        assert kinds["objects"] == ("numeric", "numbers")
+    forced = infer_columns(frame, numeric=["text"]).columns[0]
+    assert (forced.kind, forced.reason) == ("numeric", "numeric=...")
+    polars = pytest.importorskip("polars")
+    pl_frame = polars.DataFrame({
+        "text": codes,
+        "category": polars.Series(codes, dtype=polars.Categorical),
+        "number": [1, 2, 3, 2, 1, 3],
+    })  # fmt: skip
+    assert [c.kind for c in infer_columns(pl_frame).columns] == [
+        "categorical", "categorical", "numeric",
+    ]  # fmt: skip

@@ -19,12 +19,13 @@ from matnet.layers import (
     Periodic,
     PeriodicLinear,
     Scale,
+    Standardize,
     layer_from_config,
 )
 from matnet.losses import SoftmaxCrossEntropy, get_loss
 from matnet.model import Sequential
 from matnet.schedules import CosLog, get_schedule
-from matnet.training.recipe import TabularRecipe, tabular_loss, tabular_model
+from matnet.training.recipe import TabularRecipe, tabular_layers, tabular_loss, tabular_model
 
 RNG = np.random.default_rng(0)
 
@@ -114,6 +115,7 @@ def test_batch_ensemble_is_k_separate_mlps_forward_and_backward():
         lambda: _ensemble(2, 4).layers,
         lambda: [Scale(4, gain=6.0), Dense(4, 3)],
         lambda: [Dense(4, 4), PeriodicLinear(4, 5, 3, sigma=0.5), Dense(16, 3)],
+        lambda: [Dense(4, 5), PeriodicLinear(5, 3, 2, sigma=0.5, n_embedded=2), Dense(9, 3)],
         lambda: [
             Scale(4, gain=3.0),
             PeriodicLinear(4, 3, 2, 0.3),
@@ -299,6 +301,62 @@ def test_periodic_linear_is_a_linear_map_of_phase_shifted_cosines_per_column():
         np.testing.assert_allclose(E[:, 3 * j + 1 : 3 * j + 3], H, atol=1e-12)
     clone = layer_from_config(layer.config())
     assert isinstance(clone, PeriodicLinear) and clone.config() == layer.config()
+
+
+def test_periodic_linear_embeds_the_leading_columns_and_passes_the_rest():
+    """n_embedded=2 of 5: the first two columns as the full layer embeds them, then columns 2..4
+    unchanged; the parameters are those of the two embedded columns only."""
+    layer = PeriodicLinear(5, n_frequencies=4, n_out=2, sigma=0.4, n_embedded=2)
+    model = Sequential([layer], dtype=np.float64, seed=1)
+    assert layer.f.shape == (2, 4) and layer.L.shape == (2, 4, 2) and layer.output_width(5) == 9
+    X = RNG.normal(size=(6, 5))
+    E = model.logits(X)
+    full = PeriodicLinear(2, n_frequencies=4, n_out=2, sigma=0.4)
+    reference = Sequential([full], dtype=np.float64, seed=0)
+    reference.flat_params[...] = model.flat_params
+    np.testing.assert_array_equal(E[:, :6], reference.logits(X[:, :2]))
+    np.testing.assert_array_equal(E[:, 6:], X[:, 2:])
+    clone = layer_from_config(layer.config())
+    assert clone.config() == layer.config() and clone.output_width(5) == 9
+    assert "embeds 2" in repr(layer)
+    for bad in (0, 6, 2.5):
+        with pytest.raises(ValueError, match="n_embedded"):
+            PeriodicLinear(5, n_embedded=bad)
+
+
+def test_a_model_file_without_n_embedded_embeds_every_column():
+    """Files written before n_embedded existed have no such key: every column is embedded."""
+    config = PeriodicLinear(3, n_frequencies=4, n_out=2).config()
+    del config["n_embedded"]
+    assert layer_from_config(config).output_width(3) == 9
+
+
+def test_recipe_can_embed_only_the_numeric_columns_of_a_raw_table():
+    """embed_columns="numeric": behind the table preprocessing, PBLD covers RobustScale's columns,
+    which come first; indicators and one-hot blocks pass through. "all" (the default) embeds
+    every column, as before."""
+    import pandas as pd
+
+    from matnet.tabular import numeric_width, output_width, preprocessor
+
+    frame = pd.DataFrame(
+        {
+            "a": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0],
+            "colour": ["red", "blue", "red", "green", None, "blue"],
+            "b": [0.5, 0.1, 0.3, 0.2, 0.9, 0.4],
+        }
+    )
+    front = preprocessor(frame)
+    width = output_width(front)  # a, b, a's indicator, then colour's one-hot block (2 + 3)
+    assert numeric_width(front) == 2 and width == 8
+    assert numeric_width([Standardize(4)]) == 4
+    numeric = tabular_layers(width, 2, TabularRecipe(embed_columns="numeric"), front)
+    embedding = next(layer for layer in numeric if isinstance(layer, PeriodicLinear))
+    assert embedding.d == 2 and embedding.output_width(width) == 2 * 4 + 6
+    every = tabular_layers(width, 2, TabularRecipe(), front)
+    assert next(layer for layer in every if isinstance(layer, PeriodicLinear)).d == width
+    with pytest.raises(ValueError, match="embed_columns"):
+        TabularRecipe(embed_columns="some")
 
 
 def test_scale_gain_multiplies_the_step_under_adam():

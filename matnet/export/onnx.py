@@ -212,8 +212,12 @@ def _periodic(g: _Graph, layer: Any, x: str, index: int) -> str:
 
 def _periodic_linear(g: _Graph, layer: Any, x: str, index: int) -> str:
     # matnet: V = 2π X[:, :, None] ⊙ f + φ (n, d, m); H = cos V · L_j + c_j per column as one
-    # batched MatMul (n, d, 1, m) · (d, m, o) → (n, d, 1, o); [x, H] per column, row-major.
-    d, o = layer.n_in, layer.o
+    # batched MatMul (n, d, 1, m) · (d, m, o) → (n, d, 1, o); [x, H] per column, row-major;
+    # columns past the first d (layer.d) pass through after the embedded blocks.
+    d, o = layer.d, layer.o
+    rest = list(range(d, layer.n_in))
+    if rest:
+        x, passed = _columns(g, x, list(range(d))), _columns(g, x, rest)
     x3 = g.op("Unsqueeze", [x, _ints(g, "axis2", [2])])
     two_pi_x3 = g.op("Mul", [g.const("two_pi", TWO_PI), x3])  # matnet's order: (2π x) · f
     V = g.op("Add", [g.op("Mul", [two_pi_x3, g.const(f"f{index}", to_host(layer.f))]),
@@ -223,7 +227,12 @@ def _periodic_linear(g: _Graph, layer: Any, x: str, index: int) -> str:
     H = g.op("Add", [g.op("Reshape", [H4, _ints(g, f"ndo{index}", [-1, d, o])]),
                      g.const(f"c{index}", to_host(layer.c))], f"H{index}")  # fmt: skip
     joined = g.op("Concat", [x3, H], axis=2)
-    return g.op("Reshape", [joined, _ints(g, f"shape{index}", [-1, d * layer.block])], f"E{index}")
+    if not rest:
+        return g.op(
+            "Reshape", [joined, _ints(g, f"shape{index}", [-1, d * layer.block])], f"E{index}"
+        )
+    blocks = g.op("Reshape", [joined, _ints(g, f"shape{index}", [-1, d * layer.block])])
+    return g.op("Concat", [blocks, passed], f"E{index}", axis=1)
 
 
 def _batch_ensemble(g: _Graph, layer: Any, x: str, index: int) -> str:

@@ -234,7 +234,12 @@ class PeriodicLinear(Layer):
     becomes ``[x_j, cos(2π x_j f_j + φ_j) · L_j + c_j]``, ``m`` phase-shifted cosines per column
     mapped by the column's own (m, o) linear layer to ``o`` values.
 
-    Output width ``n_in · (1 + o)``, column ``j``'s block at ``[j(1+o), (j+1)(1+o))``. Narrower than
+    Only the first ``n_embedded`` columns ``d`` are embedded (RealMLP embeds the numeric columns; a
+    preprocessor puts them first, before missing indicators and one-hot blocks); the other
+    ``n_in − d`` pass through unchanged after the embedded blocks.
+
+    Output width ``d · (1 + o) + (n_in − d)``, column ``j``'s block at ``[j(1+o), (j+1)(1+o))``.
+    Narrower than
     :class:`Periodic` (``1 + o`` columns per input column instead of ``1 + 2m``), so the next layer's
     product is cheaper. Per column j, with ``V_j = 2π x_j f_j + φ_j`` (n, m) and ``C_j = cos V_j``:
     ``dL_j = C_jᵀ · dH_j``, ``dc_j = Σrows dH_j``, ``dV_j = −sin V_j ⊙ (dH_j · L_jᵀ)``,
@@ -250,13 +255,27 @@ class PeriodicLinear(Layer):
         ``o``, values per column after the linear map (RealMLP: 3, plus x itself).
     sigma : float
         Frequencies start as draws from N(0, sigma²); phases uniform in [−π, π].
+    n_embedded : int, optional
+        How many leading columns are embedded (default all ``n_in``).
     """
 
     def __init__(
-        self, n_in: int, n_frequencies: int = 16, n_out: int = 3, sigma: float = 0.1
+        self,
+        n_in: int,
+        n_frequencies: int = 16,
+        n_out: int = 3,
+        sigma: float = 0.1,
+        n_embedded: int | None = None,
     ) -> None:
         super().__init__()
         self.n_in: int = _positive_int("PeriodicLinear", "n_in", n_in)
+        d = self.n_in if n_embedded is None else n_embedded
+        self.d = _positive_int("PeriodicLinear", "n_embedded", d)
+        if self.d > self.n_in:
+            raise ValueError(
+                f"PeriodicLinear n_embedded={n_embedded!r} exceeds n_in={self.n_in}; embed at most "
+                "the columns it receives"
+            )
         self.m = _positive_int("PeriodicLinear", "n_frequencies", n_frequencies)
         self.o = _positive_int("PeriodicLinear", "n_out", n_out)
         ok = isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
@@ -273,7 +292,7 @@ class PeriodicLinear(Layer):
         self.dc: Array = None
 
     def param_specs(self):
-        d, m, o = self.n_in, self.m, self.o
+        d, m, o = self.d, self.m, self.o
         return [
             ("f", (d, m), False),
             ("phi", (d, m), False),
@@ -286,7 +305,7 @@ class PeriodicLinear(Layer):
         self.df, self.dphi, self.dL, self.dc = grads["f"], grads["phi"], grads["L"], grads["c"]
 
     def initialize(self, rng):
-        d, m, o = self.n_in, self.m, self.o
+        d, m, o = self.d, self.m, self.o
         xp, dtype = array_namespace(self.f), self.f.dtype
         bound = 1.0 / math.sqrt(m)  # PyTorch's Linear default, as RealMLP
         self.f[...] = xp.asarray(rng.normal(0.0, self.sigma, size=(d, m)), dtype=dtype)
@@ -302,7 +321,7 @@ class PeriodicLinear(Layer):
     def output_width(self, n_in):
         if n_in != self.n_in:
             raise ValueError(f"PeriodicLinear({self.n_in}) follows a layer of width {n_in}")
-        return self.n_in * self.block
+        return self.d * self.block + self.n_in - self.d
 
     def config(self):
         return {
@@ -311,26 +330,30 @@ class PeriodicLinear(Layer):
             "n_frequencies": self.m,
             "n_out": self.o,
             "sigma": self.sigma,
+            "n_embedded": self.d,
         }
 
     def forward(self, A_prev, training=False, rng=None, rows=None):
         _check_input(self, A_prev, self.n_in)
-        n, d = A_prev.shape[0], self.n_in
+        n, d = A_prev.shape[0], self.d
+        e = d * self.block  # the embedded blocks' width; the passed-through columns follow
         xp = array_namespace(A_prev)
         # Layout (d, m, n): the rows innermost, so every elementwise loop runs over n contiguous
         # values, and the per-column linear maps are one batched product of d small matrices.
-        Xt = xp.ascontiguousarray(A_prev.T)[:, None, :]  # (d, 1, n)
+        Xt = xp.ascontiguousarray(A_prev[:, :d].T)[:, None, :]  # (d, 1, n)
         V = Xt * (TWO_PI * self.f)[:, :, None]
         V += self.phi[:, :, None]  # (d, m, n)
         C = xp.cos(V)
         H = xp.matmul(self.L.transpose(0, 2, 1), C)  # (d, o, n)
         H += self.c[:, :, None]
-        out = xp.empty((n, d, self.block), dtype=A_prev.dtype)
-        out[:, :, 0] = A_prev
-        out[:, :, 1:] = H.transpose(2, 0, 1)
+        out = xp.empty((n, e + self.n_in - d), dtype=A_prev.dtype)
+        out3 = out[:, :e].reshape(n, d, self.block)
+        out3[:, :, 0] = A_prev[:, :d]
+        out3[:, :, 1:] = H.transpose(2, 0, 1)
+        out[:, e:] = A_prev[:, d:]
 
         def backward(dA: Array) -> Array | None:
-            dA3 = dA.reshape(n, d, self.block)
+            dA3 = dA[:, :e].reshape(n, d, self.block)
             dH = xp.ascontiguousarray(dA3[:, :, 1:].transpose(1, 2, 0))  # (d, o, n)
             self.dc[...] = dH.sum(axis=2)
             xp.matmul(C, dH.transpose(0, 2, 1), out=self.dL)  # (d, m, o)
@@ -341,14 +364,17 @@ class PeriodicLinear(Layer):
             if not self.needs_input_grad:
                 return None
             dX = TWO_PI * xp.matmul(self.f[:, None, :], dV)[:, 0, :]  # (d, n)
-            return dX.T + dA3[:, :, 0]
+            if d == self.n_in:
+                return dX.T + dA3[:, :, 0]
+            return xp.concatenate([dX.T + dA3[:, :, 0], dA[:, e:]], axis=1)
 
-        return out.reshape(n, d * self.block), backward
+        return out, backward
 
     def describe(self, symbols: Symbols) -> Description:
-        A, n, d, m, o, ell = symbols.input, symbols.n, self.n_in, self.m, self.o, symbols.index
-        E, w = f"E{ell}", d * self.block
+        A, n, d, m, o, ell = symbols.input, symbols.n, self.d, self.m, self.o, symbols.index
+        E, w, rest = f"E{ell}", self.output_width(self.n_in), self.n_in - self.d
         ndm = shape_text(n, d, m)
+        j = "j < d" if rest else "j"  # the columns it embeds
         backward = [
             Equation(f"dL{ell}_j = C_jᵀ · dH_j", f"per column j → {shape_text(m, o)}"),
             Equation(f"dV_j = −sin V_j ⊙ (dH_j · L{ell}_jᵀ)", f"→ {ndm}"),
@@ -361,6 +387,10 @@ class PeriodicLinear(Layer):
             backward.append(
                 Equation(f"d{A}_j = 2π dV_j · f{ell}_jᵀ + d{E}[x_j]", f"→ {shape_text(n, d)}")
             )
+            if rest:
+                backward.append(
+                    Equation(f"d{A}_j = d{E}[x_j] for j ≥ d", f"→ {shape_text(n, rest)}")
+                )
         return Description(
             output=E,
             forward=[
@@ -373,7 +403,13 @@ class PeriodicLinear(Layer):
                     "a linear map per column",
                     "H",
                 ),
-                Equation(f"{E} = [{A}_j, H_j] per column j", f"→ {shape_text(n, w)}", "", E),
+                Equation(
+                    f"{E} = [{A}_j, H_j] per column {j}"
+                    + (f", then {A}_j for j ≥ d (passed through)" if rest else ""),
+                    f"→ {shape_text(n, w)}",
+                    f"d = {d} embedded columns" if rest else "",
+                    E,
+                ),
             ],
             backward=backward,
             kept=[(f"V, cos V {ndm} each", 2 * n * d * m)],
@@ -388,4 +424,5 @@ class PeriodicLinear(Layer):
         )
 
     def __repr__(self) -> str:
-        return f"PeriodicLinear({self.n_in}, m={self.m}, o={self.o})"
+        embedded = f", embeds {self.d}" if self.d < self.n_in else ""
+        return f"PeriodicLinear({self.n_in}, m={self.m}, o={self.o}{embedded})"
