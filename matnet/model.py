@@ -326,8 +326,14 @@ class Sequential:
 
     def logits(self, X: Array) -> Array:
         """The raw outputs (before the loss's link), as a new array of shape (n, n_outputs)."""
+        return self.logits_from_matrix(self.input_matrix(X, finite=False))
 
-        X = self.input_matrix(X, finite=False)
+    def logits_from_matrix(self, X: np.ndarray) -> Array:
+        """:meth:`logits` of rows already in the layers' form, the output of :meth:`input_matrix`
+        (what training runs on). A table model's matrix holds category codes, which are no raw
+        cells: encoding them again would read every category as unknown, so validation during
+        training comes here instead of to :meth:`logits`."""
+        X = np.asarray(X, dtype=self.dtype)  # as input_matrix gives it (a block of Rows may not be)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         with self._lock:
             for start in range(0, X.shape[0], PREDICT_CHUNK):

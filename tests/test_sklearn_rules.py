@@ -29,15 +29,16 @@ def _blobs(n=90, seed=0):
 
 @pytest.fixture
 def logits_calls(monkeypatch):
-    """The rows each call of Sequential.logits received."""
+    """The rows each call of Sequential.logits_from_matrix received: the forward pass behind
+    logits (predictions) and behind the validation score during training."""
     calls = []
-    original = Sequential.logits
+    original = Sequential.logits_from_matrix
 
     def spy(self, X):
         calls.append(np.asarray(X).shape[0])
         return original(self, X)
 
-    monkeypatch.setattr(Sequential, "logits", spy)
+    monkeypatch.setattr(Sequential, "logits_from_matrix", spy)
     return calls
 
 

@@ -407,3 +407,28 @@ def test_a_dataframe_column_typed_as_text_or_categories_is_categorical():
     assert [c.kind for c in infer_columns(pl_frame).columns] == [
         "categorical", "categorical", "numeric",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("split", ["validation_data", "validation_fraction"])
+def test_validation_during_training_reads_the_categories(split):
+    """fit encodes the raw table once; the validation loss it records must come from those codes,
+    not from encoding them again (which read every category as unknown, and so picked the best
+    epoch by a model that saw no categories). The recorded value equals the loss of the trained
+    model on the raw validation rows."""
+    frame, species = penguins()
+    frame = frame[["island", "sex"]]  # categories only: without them nothing can be learned
+    model = table_model(frame)
+    if split == "validation_data":
+        train, val = np.arange(0, len(frame), 2), np.arange(1, len(frame), 2)
+        history = model.fit(
+            frame.iloc[train], species[train], epochs=3, seed=0, verbose=0,
+            validation_data=(frame.iloc[val], species[val]),
+        )  # fmt: skip
+    else:
+        history = model.fit(frame, species, epochs=3, seed=0, verbose=0, validation_fraction=0.5)
+        val = history.trainer.val_idx
+    targets = model.encode_targets(species[val], len(val))
+    expected = model.loss(model.logits(frame.iloc[val]), targets)[0]
+    assert history.records[-1]["val_loss"] == pytest.approx(expected, rel=1e-12)
+    codes = model.input_matrix(frame.iloc[val], finite=False)
+    np.testing.assert_array_equal(model.logits_from_matrix(codes), model.logits(frame.iloc[val]))

@@ -326,8 +326,12 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch, "loss": self.state.loss_sum / self.n_samples}
         if self.validation is not None:
             X_val, Y_val = self.validation
+            # X_val is the model's input matrix already (fit encoded it once): a table model's
+            # codes must not be read as raw cells again.
             Z_val = (
-                X_val.logits(self.model) if isinstance(X_val, Rows) else self.model.logits(X_val)
+                X_val.logits(self.model)
+                if isinstance(X_val, Rows)
+                else self.model.logits_from_matrix(X_val)
             )
             record["val_loss"] = self.loss(Z_val, Y_val)[0]
             record[f"val_{self.loss.metric_name}"] = self.loss.metric(Z_val, Y_val)

@@ -48,10 +48,12 @@ class Rows:
             yield start, (block.toarray() if hasattr(block, "toarray") else np.asarray(block))
 
     def logits(self, model: Any) -> np.ndarray:
-        """``model.logits`` of these rows, shape (n_rows, n_outputs), one block at a time."""
+        """``model.logits`` of these rows, shape (n_rows, n_outputs), one block at a time. ``X``
+        is in the layers' form already (``model.input_matrix``'s output: a table model's category
+        codes), so the blocks go to ``model.logits_from_matrix``, which does not encode them again."""
         out = np.empty((self.shape[0], model.n_outputs), dtype=model.dtype)
         for start, block in self.blocks():
-            out[start : start + block.shape[0]] = model.logits(block)
+            out[start : start + block.shape[0]] = model.logits_from_matrix(block)
         return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
