@@ -332,9 +332,9 @@ def test_a_model_file_without_n_embedded_embeds_every_column():
 
 
 def test_recipe_can_embed_only_the_numeric_columns_of_a_raw_table():
-    """embed_columns="numeric": behind the table preprocessing, PBLD covers RobustScale's columns,
-    which come first; indicators and one-hot blocks pass through. "all" (the default) embeds
-    every column, as before."""
+    """embed_columns="numeric" (the default): behind the table preprocessing, PBLD covers
+    RobustScale's columns, which come first; indicators and one-hot blocks pass through. "all"
+    embeds every column."""
     import pandas as pd
 
     from matnet.tabular import numeric_width, output_width, preprocessor
@@ -350,10 +350,10 @@ def test_recipe_can_embed_only_the_numeric_columns_of_a_raw_table():
     width = output_width(front)  # a, b, a's indicator, then colour's one-hot block (2 + 3)
     assert numeric_width(front) == 2 and width == 8
     assert numeric_width([Standardize(4)]) == 4
-    numeric = tabular_layers(width, 2, TabularRecipe(embed_columns="numeric"), front)
+    numeric = tabular_layers(width, 2, TabularRecipe(), front)
     embedding = next(layer for layer in numeric if isinstance(layer, PeriodicLinear))
     assert embedding.d == 2 and embedding.output_width(width) == 2 * 4 + 6
-    every = tabular_layers(width, 2, TabularRecipe(), front)
+    every = tabular_layers(width, 2, TabularRecipe(embed_columns="all"), front)
     assert next(layer for layer in every if isinstance(layer, PeriodicLinear)).d == width
     with pytest.raises(ValueError, match="embed_columns"):
         TabularRecipe(embed_columns="some")

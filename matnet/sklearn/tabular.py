@@ -174,8 +174,8 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
     n_ensemble : int
         BatchEnsemble members (k).
     n_frequencies : int
-        Cosines per column of the PeriodicLinear (PBLD) numerical embedding (0: none; tables over
-        100 columns get none).
+        Cosines per numeric column of the PeriodicLinear (PBLD) numerical embedding (0: none;
+        tables with over 100 numeric columns get none).
     dropout : float
     max_iter : int
         Epochs.

@@ -5,8 +5,9 @@ Each ingredient is a layer, loss option, schedule or callback of the library, so
 the same model by hand (see :func:`tabular_model`):
 
 - ``Standardize`` then ``Scale`` (a learnable scale per column, RealMLP),
-- ``PeriodicLinear`` numerical embeddings (RealMLP's PBLD: 16 phase-shifted cosines per column mapped
-  to 3 values by the column's own linear layer, beside the value itself) while the table is narrow;
+- ``PeriodicLinear`` numerical embeddings of the numeric columns (RealMLP's PBLD: 16 phase-shifted
+  cosines per column mapped to 3 values by the column's own linear layer, beside the value itself)
+  while there are at most ``embed_max_columns`` of them;
   ``Periodic`` (cos and sin fed straight to the first layer) is the other choice,
 - ``BatchEnsemble`` hidden layers: k MLPs with shared weights and rank-1 adapters (TabM), their
   outputs averaged by ``EnsembleMean``, with dropout after each hidden activation,
@@ -74,10 +75,12 @@ class TabularRecipe:
     weight_decay : float
         AdamW's decoupled decay of the weights (``W -= lr · weight_decay · W`` each step); 0 gives
         Adam.
-    embed_columns : {"all", "numeric"}
-        Which columns PBLD embeds: all, or (RealMLP's choice) only the numeric ones of a raw
-        table, leaving its missing indicators, one-hot blocks and category embeddings as they
-        are. "all" measured better on the benchmark's tables with categories.
+    embed_columns : {"numeric", "all"}
+        Which columns PBLD embeds: (RealMLP's choice) only the numeric ones of a raw table,
+        leaving its missing indicators, one-hot blocks and category embeddings as they are, or
+        all. On the raw tables of the benchmark with categories "numeric" scored as well or
+        better (benchmarks/RESULTS-tabular-raw.md) and fits faster; a numeric matrix has numeric
+        columns only, so there the two are the same.
     dropout_schedule, weight_decay_schedule : {"constant", "flatcos"}
         RealMLP's flat-then-cosine schedules for the two (``DropoutSchedule``,
         ``WeightDecaySchedule``).
@@ -113,7 +116,7 @@ class TabularRecipe:
     weight_decay: float = 0.3
     dropout_schedule: str = "constant"
     weight_decay_schedule: str = "constant"
-    embed_columns: str = "all"
+    embed_columns: str = "numeric"
 
     def __post_init__(self) -> None:
         choices = {
@@ -151,11 +154,11 @@ def tabular_layers(
     has ``n_features`` columns; default ``[Standardize(n_features)]`` for numeric columns):
     Scale, the numerical embedding, then k-member BatchEnsemble blocks and their mean.
 
-    The embedding covers every column, or with ``embed_columns="numeric"`` (PBLD only) the numeric
-    ones, as RealMLP does: behind the table preprocessing (:func:`matnet.tabular.preprocessor`)
-    those are its leading columns, and the missing indicators, one-hot blocks and category
-    embeddings after them pass through. It is left out when it would cover no column or more than
-    ``embed_max_columns``."""
+    PBLD embeds the numeric columns (``embed_columns="numeric"``, the default), as RealMLP does:
+    behind the table preprocessing (:func:`matnet.tabular.preprocessor`) those are its leading
+    columns, and the missing indicators, one-hot blocks and category embeddings after them pass
+    through; ``"all"`` (and ``Periodic``) embed every column. The embedding is left out when it
+    would cover no column or more than ``embed_max_columns``."""
     front = [Standardize(n_features)] if front is None else list(front)
     layers: list[Layer] = (
         [*front, Scale(n_features, recipe.scale_gain)] if recipe.scale else list(front)
