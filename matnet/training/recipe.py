@@ -79,7 +79,7 @@ class TabularRecipe:
         Which columns PBLD embeds: (RealMLP's choice) only the numeric ones of a raw table,
         leaving its missing indicators, one-hot blocks and category embeddings as they are, or
         all. On the raw tables of the benchmark with categories "numeric" scored as well or
-        better (benchmarks/RESULTS-tabular-raw.md) and fits faster; a numeric matrix has numeric
+        better (benchmarks/RESULTS-tabular-ablation-raw.md) and fits faster; a numeric matrix has numeric
         columns only, so there the two are the same.
     dropout_schedule, weight_decay_schedule : {"constant", "flatcos"}
         RealMLP's flat-then-cosine schedules for the two (``DropoutSchedule``,
