@@ -326,6 +326,7 @@ def _table(
     raw: bool,
 ) -> Table:
     """The table of a file's header and rows: names, target and feature columns checked."""
+    header, rows = _without_trailing_empty_columns(header, rows)
     width = len(header)
     for i, name in enumerate(header):
         if not name:
@@ -371,6 +372,19 @@ def _table(
             X = _raw_cells(source, feature_cells, names, lines)
     y = None if t is None else _target_cells(source, cells[:, t], header[t], lines)
     return Table(X, y, [header[j] for j in columns], target, source, lines=lines)
+
+
+def _without_trailing_empty_columns(
+    header: list[str], rows: list[list[str]]
+) -> tuple[list[str], list[list[str]]]:
+    """A spreadsheet's export often ends every line with empty fields (``a,b,y,,``): trailing
+    columns with no name and no cell are not data, so they go."""
+    width = len(header)
+    while width and not header[width - 1] and all(not row[width - 1].strip() for row in rows):
+        width -= 1
+    if width == len(header):
+        return header, rows
+    return header[:width], [row[:width] for row in rows]
 
 
 def _read_text(path: str | os.PathLike, source: str, encoding: str) -> str:

@@ -15,6 +15,7 @@ __all__ = [
     "ConversionError",
     "RequestError",
     "CheckpointInUseError",
+    "CellError",
 ]
 
 
@@ -75,3 +76,14 @@ class RequestError(MatnetError, ValueError):
 class CheckpointInUseError(MatnetError, RuntimeError):
     """Another live process trains into the same checkpoint path (it holds ``<path>.lock``); the
     message names it (pid and host)."""
+
+
+class CellError(MatnetError, ValueError):
+    """A cell of a raw table that its column cannot read. ``row`` (0-based, in the table given),
+    ``column`` and ``reason`` say where and why, so a front end can name the file's line."""
+
+    def __init__(self, reason: str, row: int, column: str) -> None:
+        super().__init__(f"column {column!r}, row {row}: {reason}")
+        self.reason = reason
+        self.row = row
+        self.column = column

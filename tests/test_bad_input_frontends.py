@@ -466,8 +466,6 @@ CLI_ERRORS = [
      ["--epochs", "must be at least 1"]),
     ("train-zero-batch-size", "train", None, csv_text(CLASS_ROWS), ["--batch-size", "0"],
      ["--batch-size", "must be at least 1"]),
-    ("predict-nan-feature", "predict", "class", csv_text(edited(CLASS_ROWS, 0, 0, "nan")), [],
-     ["line 2, column 'a'", "'nan'"]),
     ("predict-missing-feature", "predict", "class",
      csv_text([r[:2] for r in CLASS_ROWS], header="a,b"), [],
      ["no column 'c', a feature the model was trained on"]),

@@ -74,9 +74,10 @@ def test_train_on_csv_with_string_labels(work, capsys):
     assert model.classes == ["setosa", "versicolor", "virginica"]
     assert model.loss.task == "classification" and model.metadata["target"] == "species"
     assert model.feature_names == load_dataset("iris").feature_names
-    # The scaler is the model's first layer, fitted on the 135 training rows only.
-    assert isinstance(model.layers[0], matnet.Standardize)
-    assert model.state["0.mean"].shape == (1, 4) and float(model.state["0.n_seen"][0]) == 135
+    # A CSV file makes a table model: its first layer reads raw rows, and the robust scaling
+    # behind it is fitted on the 135 training rows only.
+    assert isinstance(model.layers[0], matnet.layers.TableInput)
+    assert model.state["1.median"].shape == (1, 4) and float(model.state["1.n_seen"][0]) == 135
     meta = model.metadata
     assert not {"labels", "scaler", "features", "target_scaler", "task"} & set(meta)
     assert meta["training"]["epochs"] == 40 and meta["training"]["learning_rate"] == 0.01
@@ -332,13 +333,12 @@ BAD_CSV = {
 
 NOT_NUMBERS = {
     "nonnumeric.csv": ("oops", ["line 3", "column 'sepal width (cm)'", "'oops' is not a number"]),
-    "nan.csv": ("NaN", ["line 3", "column 'sepal width (cm)'", "'NaN'"]),
-    "blankcell.csv": ("", ["line 3", "column 'sepal width (cm)'", "empty cell"]),
+    "inf.csv": ("inf", ["line 3", "column 'sepal width (cm)'", "finite numbers"]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(NOT_NUMBERS))
-def test_numeric_model_refuses_cells_it_cannot_read(work, capsys, iris_model, name):
+def test_table_model_refuses_cells_it_cannot_read_naming_the_line(work, capsys, iris_model, name):
     cell, needles = NOT_NUMBERS[name]
     lines = (work / "iris.csv").read_text().splitlines()
     header = lines[0].split(",")
@@ -347,6 +347,19 @@ def test_numeric_model_refuses_cells_it_cannot_read(work, capsys, iris_model, na
     (work / name).write_text("\n".join([lines[0], lines[1], ",".join(row)]) + "\n")
     code, out, err = run(capsys, "predict", iris_model[0], name)
     _assert_user_error(code, out, err, name, *needles)
+    assert "--categorical" not in err  # advice for training, not for predicting
+
+
+@pytest.mark.parametrize("cell", ["", "NaN", "NA"])
+def test_a_model_trained_without_gaps_answers_a_row_with_one(work, capsys, iris_model, cell):
+    lines = (work / "iris.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[2].split(",")
+    row[header.index("sepal width (cm)")] = cell
+    (work / "gap.csv").write_text("\n".join([lines[0], lines[1], ",".join(row)]) + "\n")
+    code, out, err = run(capsys, "predict", iris_model[0], "gap.csv")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 3  # the header and two answers
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CSV))
@@ -496,7 +509,7 @@ def test_metadata_is_json_in_the_file(iris_model):
     assert json.loads(metadata["classes"]) == ["setosa", "versicolor", "virginica"]
     assert json.loads(metadata["feature_names"])[0] == "sepal length (cm)"
     assert json.loads(metadata["user"])["target"] == "species"
-    assert metadata["format"] == "matnet" and "0.mean" in tensors and "0.scale" in tensors
+    assert metadata["format"] == "matnet" and "1.median" in tensors and "1.inv_scale" in tensors
 
 
 def test_a_model_saved_from_python_works_with_the_cli(work, capsys):
@@ -562,7 +575,7 @@ def test_ctrl_c_outside_fit_is_one_line_and_writes_nothing(work, capsys, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("matnet.cli.commands.tabular_model", interrupted)
+    monkeypatch.setattr("matnet.cli.commands.prepare_tabular", interrupted)
     code, out, err = run(capsys, "train", "iris", "--out", "m.st")
     assert code == 130
     assert err.strip() == "matnet train: interrupted; nothing written"

@@ -61,8 +61,9 @@ def test_train_predict_evaluate_info_explain(tmp_path, how):
     out = run(how, "info", "f.safetensors", cwd=tmp_path).stdout
     assert "Dense(4 -> 16)" in out
     out = run(how, "explain", "f.safetensors", "--batch", "4", cwd=tmp_path).stdout
-    # The scaler is the first layer: its equation, then the first Dense layer on its output.
-    assert "S0 = (A0 − μ0) ⊘ σ0" in out and "Z1 = S0 · W1 + b1" in out
+    # A CSV file makes a table model: the raw rows' codes, the robust scaling, then the first
+    # Dense layer on its output.
+    assert "C = codes(A0)" in out and "Z1 = R0 · W1 + b1" in out
     assert "(4×4)·(4×16) + (1×16) → (4×16)" in out
 
 

@@ -158,3 +158,37 @@ def test_a_poisson_regressor_from_the_estimator_predicts_after_matnet_load(tmp_p
     model = matnet.load(tmp_path / "poisson.safetensors")
     assert model.loss.name == "poisson"
     np.testing.assert_allclose(model.predict(X), reg.predict(X), rtol=1e-12)
+
+
+# --- one builder: the same table, seed and settings give the same weights ---------------------
+
+
+def _mixed_table(n=90, seed=4):
+    rng = np.random.default_rng(seed)
+    size = rng.uniform(1, 10, n).round(2)
+    colour = rng.choice(["red", "green", "blue"], n)
+    amount = rng.normal(5, 2, n).round(3)
+    frame = pd.DataFrame({"size": size, "colour": colour, "amount": amount})
+    frame.loc[[3, 17], "amount"] = np.nan  # gaps
+    value = size * 2 + (colour == "red") * 3 + np.nan_to_num(amount)
+    return frame, value.round(3), np.where(value > np.median(value), "high", "low")
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_cli_and_estimator_give_identical_weights(tmp_path, capsys, task):
+    frame, value, label = _mixed_table()
+    y = value if task == "regression" else label
+    write_csv(tmp_path / "t.csv", frame.assign(y=y))
+    cli(capsys, "train", tmp_path / "t.csv", "--target", "y", "--seed", "3", "--epochs", "4",
+        "--quiet", "--out", tmp_path / "m.st")  # fmt: skip
+    from_cli = matnet.load(tmp_path / "m.st")
+    read_back = pd.read_csv(tmp_path / "t.csv")
+    estimator = (
+        sklearn_front.TabularRegressor(random_state=3, max_iter=4)
+        if task == "regression"
+        else sklearn_front.TabularClassifier(random_state=3, max_iter=4)
+    )
+    estimator.fit(read_back.drop(columns="y"), read_back["y"])
+    assert from_cli.config() == estimator.model_.config()
+    np.testing.assert_array_equal(from_cli.flat_state, estimator.model_.flat_state)
+    np.testing.assert_array_equal(from_cli.flat_params, estimator.model_.flat_params)

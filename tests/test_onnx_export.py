@@ -31,7 +31,7 @@ from matnet.layers import (
 )
 from matnet.losses import MeanSquaredError, SoftmaxCrossEntropy
 from matnet.tabular import output_width, preprocessor
-from matnet.training.recipe import TabularRecipe, tabular_loss, tabular_model
+from matnet.tabular.recipe import TabularRecipe, tabular_loss, tabular_model
 
 onnx = pytest.importorskip("onnx", reason="the ONNX export tests need matnet[onnx] (onnx)")
 ort = pytest.importorskip("onnxruntime", reason="the parity tests run the graph in ONNX Runtime")
@@ -319,8 +319,12 @@ def test_tabular_model_on_numeric_data_matches(task, dtype):
     check_parity(model, data(100, d=5, seed=9).astype(dtype), dtype)
 
 
-def test_matnet_train_on_a_numeric_csv_exports(tmp_path, monkeypatch, capsys):
-    """``matnet train``'s default model (the tabular recipe) leaves by ``matnet export``."""
+@pytest.mark.parametrize("gap", [False, True])
+def test_matnet_train_on_a_numeric_csv_exports_one_input_per_column(
+    tmp_path, monkeypatch, capsys, gap
+):
+    """``matnet train``'s default model (the tabular recipe) leaves by ``matnet export`` with one
+    graph input per column, whether or not the training file had an empty cell: one interface."""
     monkeypatch.chdir(tmp_path)
     X = data(120, d=3, seed=10)
     kind = np.where(X[:, 0] > 2, "big", "small")
@@ -328,6 +332,8 @@ def test_matnet_train_on_a_numeric_csv_exports(tmp_path, monkeypatch, capsys):
         "u,v,w,kind",
         *(f"{a:.6f},{b:.6f},{c:.6f},{t}" for (a, b, c), t in zip(X, kind, strict=True)),
     ]
+    if gap:
+        rows[5] = "," + rows[5].split(",", 1)[1]  # u empty in one training row
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
     argv = ["train", "t.csv", "--target", "kind", "--epochs", "3", "--quiet", "--out", "m.st"]
     assert main(argv) == 0
@@ -337,9 +343,16 @@ def test_matnet_train_on_a_numeric_csv_exports(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     proto = onnx.load(str(tmp_path / "m.onnx"))
     onnx.checker.check_model(proto, full_check=True)
-    result = run(proto, X)
-    assert result["label"].tolist() == model.predict(X).tolist()
-    assert_close(result["probabilities"], model.astype("float64").predict_proba(X), "float64")
+    s = session(proto)
+    assert [(i.name, i.shape[1]) for i in s.get_inputs()] == [("u", 1), ("v", 1), ("w", 1)]
+    X_gap = X.copy()
+    X_gap[3, 1] = np.nan  # a gap at prediction: imputed in both
+    feed = {name: X_gap[:, [j]] for j, name in enumerate("uvw")}
+    names = [o.name for o in s.get_outputs()]
+    result = dict(zip(names, s.run(None, feed), strict=True))
+    frame = {name: X_gap[:, j] for j, name in enumerate("uvw")}
+    assert result["label"].tolist() == model.predict(frame).tolist()
+    assert_close(result["probabilities"], model.astype("float64").predict_proba(frame), "float64")
 
 
 def codes(n=100, seed=11):

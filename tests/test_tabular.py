@@ -8,6 +8,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -268,29 +269,29 @@ def test_wrong_type_in_a_categorical_column(fitted):
         model.predict(rows)
 
 
-def test_all_missing_categorical_column(fitted):
+def test_all_missing_column_is_dropped_with_a_note(fitted):
     model, frame = fitted
     frame_gap = frame.copy()
     frame_gap["sex"] = None
-    with pytest.raises(ValueError, match=r"column 'sex' has no values .*drop"):
-        preprocessor(frame_gap)
+    report = infer_columns(frame_gap)
+    assert "sex" not in report.names
+    assert [(c.name, c.reason) for c in report.dropped] == [("sex", "empty: every cell is missing")]
+    assert re.search(r"sex +dropped \(empty: every cell is missing", report.text())
     # At prediction every cell goes to the missing slot; the answers stay finite.
     codes = model.input_matrix(frame_gap.iloc[:5])
     assert list(codes[:, 5]) == [0] * 5
     assert np.all(np.isfinite(model.predict_proba(frame_gap.iloc[:5])))
 
 
-def test_cli_all_missing_column_is_one_line(tmp_path, capsys):
+def test_cli_all_missing_column_is_dropped_with_a_note(tmp_path, capsys):
     (tmp_path / "gap.csv").write_text("a,b,y\n1,,p\n2,NA,q\n3,,p\n4,,q\n")
     code = main(["train", str(tmp_path / "gap.csv"), "--target", "y", "--out",
-                 str(tmp_path / "m.st"), "--validation-fraction", "0"])  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 2 and "column 'b' has no values" in err and "--drop b" in err
-    assert not (tmp_path / "m.st").exists()
-    code = main(["train", str(tmp_path / "gap.csv"), "--target", "y", "--out",
-                 str(tmp_path / "m.st"), "--validation-fraction", "0", "--drop", "b",
-                 "--epochs", "1", "--quiet"])  # fmt: skip
+                 str(tmp_path / "m.st"), "--validation-fraction", "0", "--epochs", "1",
+                 "--quiet"])  # fmt: skip
+    out = capsys.readouterr().out
     assert code == 0
+    assert "b  dropped (empty: every cell is missing; keep it with --keep)" in out
+    assert matnet.load(tmp_path / "m.st").feature_names == ["a"]
 
 
 def test_numeric_models_stay_strict():
@@ -360,7 +361,8 @@ def test_dataframes_with_their_column_types():
         "value": [0.5, 1.5, np.nan, 2.0, 3.0, 1.0],
     })  # fmt: skip
     report = infer_columns(frame)
-    assert [c.kind for c in report.columns] == ["categorical", "categorical", "numeric", "numeric"]
+    # A boolean column is one binary column (1/0), not categories.
+    assert [c.kind for c in report.columns] == ["categorical", "numeric", "numeric", "numeric"]
     assert [c.n_missing for c in report.columns] == [1, 0, 1, 1]
     y = np.array([0.0, 1, 0, 1, 0, 1])
     model = table_model(frame, n_out=1, loss="mse")
@@ -374,7 +376,7 @@ def test_dataframes_with_their_column_types():
         "value": [0.5, 1.5, None, 2.0, 3.0, 1.0],
     })  # fmt: skip
     assert [c.kind for c in infer_columns(pl_frame).columns] == [
-        "categorical", "categorical", "numeric", "numeric",
+        "categorical", "numeric", "numeric", "numeric",
     ]  # fmt: skip
     np.testing.assert_allclose(model.predict(pl_frame), pandas_answers)
 

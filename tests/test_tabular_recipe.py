@@ -25,7 +25,7 @@ from matnet.layers import (
 from matnet.losses import SoftmaxCrossEntropy, get_loss
 from matnet.model import Sequential
 from matnet.schedules import CosLog, get_schedule
-from matnet.training.recipe import TabularRecipe, tabular_layers, tabular_loss, tabular_model
+from matnet.tabular.recipe import TabularRecipe, tabular_layers, tabular_loss, tabular_model
 
 RNG = np.random.default_rng(0)
 

@@ -54,17 +54,13 @@ from matnet.cli.common import (
 )
 from matnet.errors import DataError, UsageError
 from matnet.io import atomic_write, model_bytes
-from matnet.layers import Layer, Standardize
+from matnet.layers import Standardize
 from matnet.layers.tabular import is_missing
 from matnet.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, get_loss, loss_names
 from matnet.model import MLP, Sequential
-from matnet.tabular import ColumnReport, infer_columns, output_width, preprocessor
-from matnet.training.recipe import (
-    TabularRecipe,
-    tabular_fit_options,
-    tabular_loss,
-    tabular_model,
-)
+from matnet.tabular import ColumnReport, TabularFit, TabularRecipe, infer_columns, output_width
+from matnet.tabular.build import prepare_tabular, split_rows
+from matnet.tabular.inference import read_numbers
 
 __all__ = [
     "cmd_train",
@@ -96,6 +92,20 @@ class _Target:
     #: The class labels (classification) or None.
     labels: list[str] | None
     n_outputs: int
+
+
+def _numbers_in_target(table: datasets.Table, decimal: str | None = None) -> str | None:
+    """A target of numbers written with decimal commas, thousands separators or percent signs
+    read as the numbers they are (in place); returns how they were read, or None."""
+    y = table.y
+    if y is None or y.dtype.kind in "iuf" or all(datasets.is_number(v) for v in y):
+        return None
+    read = read_numbers(y, decimal)
+    if read is None:
+        return None  # labels
+    values, reason = read
+    table.y = np.asarray([repr(float(v)) for v in values])
+    return reason
 
 
 def _choose_task(args: argparse.Namespace, table: datasets.Table) -> str:
@@ -199,35 +209,41 @@ def _read_target(table: datasets.Table, task: str, loss: str) -> _Target:
     return _Target(task, loss, y, labels, 1 if binary else len(labels))
 
 
-def _split(args: argparse.Namespace, target: _Target, n: int) -> tuple[np.ndarray, np.ndarray]:
-    if args.validation_fraction is None:  # the recipe's: the estimators hold out the same share
-        tabular = args.recipe == "tabular"
-        args.validation_fraction = TabularRecipe().validation_fraction if tabular else 0.1
-    if args.validation_fraction == 0:
-        return np.arange(n), np.arange(0)
-    train_idx, val_idx = datasets.train_test_indices(
-        target.y, args.validation_fraction, seed=args.seed, stratify=target.task == "classification"
-    )
-    if train_idx.size == 0 or val_idx.size == 0:
-        raise UsageError(
-            f"--validation-fraction {args.validation_fraction} of {n} rows leaves an empty "
-            "training or validation set; use more rows or --validation-fraction 0"
-        )
-    return train_idx, val_idx
+@dataclass(frozen=True)
+class _Settings:
+    """What ``matnet train`` trains with, every default filled in from the recipe, once."""
+
+    recipe: TabularRecipe | str  # a TabularRecipe, or "mlp"
+    hidden: tuple[int, ...]
+    dropout: float
+    epochs: int
+    validation_fraction: float
+    #: Keyword arguments of fit beyond the recipe's (which the builder supplies).
+    fit_options: dict[str, Any]
+
+    @property
+    def tabular(self) -> bool:
+        return isinstance(self.recipe, TabularRecipe)
 
 
-def _resolve_recipe(args: argparse.Namespace, n_train: int) -> dict[str, Any]:
-    """Fill the options left to the recipe (``--hidden``, ``--dropout``, ``--epochs``,
-    ``--batch-size``) and return the extra keyword arguments of fit that the recipe sets."""
+def _settings(args: argparse.Namespace) -> _Settings:
+    """The options left to the recipe (``--hidden``, ``--dropout``, ``--epochs``, ``--batch-size``,
+    ``--lr``, ``--optimizer``, ``--patience``) filled in; nothing is written back into ``args``."""
+    common = {"l2": args.l2, "threads": args.threads}
     if args.recipe == "mlp":
-        for name, value in (("hidden", [128, 64]), ("dropout", 0.0), ("epochs", 50)):
-            if getattr(args, name) is None:
-                setattr(args, name, value)
-        if args.batch_size is None:
-            args.batch_size = 32
-        if args.patience is None:
-            args.patience = 10
-        return {}
+        hidden = (128, 64) if args.hidden is None else tuple(args.hidden)
+        epochs = 50 if args.epochs is None else args.epochs
+        fraction = 0.1 if args.validation_fraction is None else args.validation_fraction
+        mlp_options = {
+            "optimizer": args.optimizer or "adam",
+            "learning_rate": args.lr,
+            "epochs": epochs,
+            "batch_size": args.batch_size or 32,
+            "early_stopping": args.early_stopping,
+            "patience": 10 if args.patience is None else args.patience,
+        }
+        dropout = 0.0 if args.dropout is None else args.dropout
+        return _Settings("mlp", hidden, dropout, epochs, fraction, {**mlp_options, **common})
     base = TabularRecipe()
     recipe = TabularRecipe(
         hidden=base.hidden if args.hidden is None else tuple(args.hidden),
@@ -235,22 +251,20 @@ def _resolve_recipe(args: argparse.Namespace, n_train: int) -> dict[str, Any]:
         epochs=base.epochs if args.epochs is None else args.epochs,
         batch_size=base.batch_size if args.batch_size is None else args.batch_size,
         learning_rate=base.learning_rate if args.lr is None else args.lr,
+        validation_fraction=(
+            base.validation_fraction
+            if args.validation_fraction is None
+            else args.validation_fraction
+        ),
     )
-    options = tabular_fit_options(recipe, n_rows=n_train)
-    args.hidden, args.dropout, args.epochs = list(recipe.hidden), recipe.dropout, recipe.epochs
-    args.batch_size, args.lr = options.pop("batch_size"), options.pop("learning_rate")
-    options.pop("epochs")
-    if args.optimizer == "adam":  # the recipe's Adam(beta_2=0.95); another --optimizer as given
-        args.optimizer = options["optimizer"]
-    options.pop("optimizer")
-    # Best-epoch selection: the weights of the best validation epoch, after a full run (a
-    # --patience the user gives still stops early).
-    args.early_stopping = True
-    options.pop("early_stopping")
-    patience = options.pop("patience")
-    args.patience = patience if args.patience is None else args.patience
-    args.recipe_obj = recipe
-    return options
+    options: dict[str, Any] = dict(common)
+    if args.optimizer is not None:  # the recipe's AdamW(beta_2=0.95) unless one is named
+        options["optimizer"] = args.optimizer
+    if args.patience is not None:  # the recipe runs every epoch and keeps the best one
+        options["patience"] = args.patience
+    return _Settings(
+        recipe, recipe.hidden, recipe.dropout, recipe.epochs, recipe.validation_fraction, options
+    )
 
 
 def _select_columns(args: argparse.Namespace, table: datasets.Table) -> None:
@@ -272,13 +286,28 @@ def _select_columns(args: argparse.Namespace, table: datasets.Table) -> None:
         table.feature_names = keep
 
 
+def _check_split(settings: _Settings, target: _Target, n: int, seed: int) -> None:
+    """The held-out share leaves rows on both sides (the builder draws the same split)."""
+    fraction = settings.validation_fraction
+    try:
+        split_rows(n, fraction, target.y, seed, stratify=target.task == "classification")
+    except ValueError:
+        raise UsageError(
+            f"--validation-fraction {fraction} of {n} rows leaves an empty training or "
+            "validation set; use more rows or --validation-fraction 0"
+        ) from None
+
+
 def _column_report(args: argparse.Namespace, table: datasets.Table) -> ColumnReport | None:
-    """The inferred column types when the table is preprocessed as a table (text or empty cells,
-    --categorical, --numeric or --tabular), else None (numbers only: a Standardize layer)."""
-    if not (table.X.dtype == object or args.categorical or args.numeric or args.tabular):
+    """The inferred column types of a CSV file (always read as a table, so that a model answers
+    rows with gaps and keeps one interface whatever its training file held), or of a bundled
+    dataset given --tabular, --categorical, --numeric, --keep or --decimal; else None (numbers
+    only: a Standardize layer)."""
+    overrides = args.categorical or args.numeric or args.keep or args.decimal
+    if not (table.lines is not None or table.X.dtype == object or overrides or args.tabular):
         return None
-    columns = {name: table.X[:, j] for j, name in enumerate(table.feature_names)}
-    for name in args.numeric or []:
+    columns = _columns_of(table)
+    for name in args.numeric or []:  # a cell that is no number names its line
         for i, cell in enumerate(columns.get(name, [])):
             if not (is_missing(cell) or datasets.is_number(cell)):
                 raise DataError(
@@ -286,101 +315,79 @@ def _column_report(args: argparse.Namespace, table: datasets.Table) -> ColumnRep
                     f"{name}); fix the cell or leave it empty to mark it missing"
                 )
     try:
-        return infer_columns(columns, categorical=args.categorical, numeric=args.numeric)
+        return infer_columns(
+            columns,
+            categorical=args.categorical,
+            numeric=args.numeric,
+            keep=args.keep,
+            decimal=args.decimal,
+        )
     except (ValueError, TypeError) as exc:
         raise DataError(f"{table.source}: {exc}") from None
 
 
-def _build_model(
+def _columns_of(table: datasets.Table) -> dict[str, np.ndarray]:
+    return {name: table.X[:, j] for j, name in enumerate(table.feature_names)}
+
+
+def _prepare(
     args: argparse.Namespace,
+    settings: _Settings,
     table: datasets.Table,
     target: _Target,
-    train_idx: np.ndarray,
     report: ColumnReport | None,
-) -> Sequential:
-    """The network with everything that turns raw rows into answers: a Standardize layer (or the
-    table preprocessing layers) fitted on the training rows alone, the class labels, the column
-    names and a regressor's target scaling. The tabular recipe (``--recipe tabular``, the
-    default) puts the network of :func:`matnet.training.recipe.tabular_model` behind that
-    preprocessing; ``--recipe mlp`` a plain MLP."""
-    args.fit_options = _resolve_recipe(args, train_idx.size)
-    front: list[Layer] = (
-        [Standardize(table.X.shape[1])] if report is None else preprocessor(None, report=report)
-    )
-    d = args.network_inputs = output_width(front)
-    if args.recipe == "tabular":
-        loss = tabular_loss(target.task, args.recipe_obj, target.loss)
-        model = tabular_model(
-            d,
-            target.n_outputs,
-            loss,
-            front=front,
-            recipe=args.recipe_obj,
+) -> TabularFit:
+    """The model with everything that turns raw rows into answers, from the one tabular builder
+    that the estimators call too (same table, seed and settings: the same weights)."""
+    try:
+        return prepare_tabular(
+            table.X if report is None else _columns_of(table),
+            target.y,
+            task=target.task,
+            classes=target.labels,
+            recipe=settings.recipe,
+            loss=target.loss,
+            report=report,
+            validation_fraction=settings.validation_fraction,
             dtype=args.dtype,
             seed=args.seed,
+            feature_names=list(table.feature_names),
+            **(
+                {}
+                if settings.tabular
+                else {
+                    "hidden": settings.hidden,
+                    "activation": args.activation,
+                    "dropout": settings.dropout,
+                }
+            ),
         )
-    else:
-        sizes = [d, *args.hidden, target.n_outputs]
-        network = MLP(
-            sizes, args.activation, dropout=args.dropout, dtype=args.dtype, seed=args.seed
-        )
-        # MLP's layers (with its choice of initializer per activation) behind the preprocessing,
-        # which draws nothing for Standardize, so the same seed gives the same weights as the
-        # network alone.
-        model = Sequential(
-            [*front, *network.layers], dtype=args.dtype, seed=args.seed, loss=target.loss
-        )
-    model.feature_names = list(table.feature_names)
-    if target.labels is not None:
-        model.classes = list(target.labels)
-    elif not loss_of(model).link_name:
-        # With the identity link the network learns (y - mean) / scale, which suits its initial
-        # weights; a link such as Poisson's exp needs the targets' own non-negative scale.
-        train_y = target.y[train_idx]
-        scale = float(train_y.std()) or 1.0
-        model.target_scaling = (np.array([float(train_y.mean())]), np.array([scale]))
-    # Explicit, so the statistics come from the training rows only whatever fit does (fit adapts
-    # only layers not yet fitted, which then leaves this state alone).
-    try:
-        model.adapt(model.input_matrix(table.X[train_idx]))
     except (ValueError, TypeError) as exc:
         raise DataError(f"{table.source}: {exc}") from None
-    return model
-
-
-def _checked_targets(model: Sequential, table: datasets.Table, target: _Target) -> np.ndarray:
-    """The targets in the model's own terms (its label values, or values in the target's units),
-    checked against the model now, so a bad label is one line before any training."""
-    y = label_values(model, target.y) if target.labels is not None else target.y
-    try:
-        model.encode_targets(y, len(table))
-    except ValueError as exc:
-        raise UsageError(f"{table.source}, column {table.target_name!r}: {exc}") from None
-    return y
 
 
 def _announce(
     args: argparse.Namespace,
+    settings: _Settings,
     table: datasets.Table,
     target: _Target,
-    model: Sequential,
-    rows: tuple[np.ndarray, np.ndarray],
+    run: TabularFit,
 ) -> None:
-    n, d = table.X.shape
+    model = run.model
+    n, d = len(table), model.n_features
     kind = f"{len(target.labels)} classes" if target.labels is not None else "values"
     say(
         f"{table.source}: {n} rows, {d} features, target {table.target_name!r} "
         f"({target.task}, {kind})"
     )
-    width = getattr(args, "network_inputs", d)
+    width = output_width(model.layers[: _front_length(model)])
     if model.takes_table:
-        say(f"preprocessing: {d} raw columns → {width} network inputs")
-    sizes = [width, *args.hidden, target.n_outputs]
-    shape = f"({args.activation})" if args.hidden else "(linear: no hidden layer)"
-    if args.recipe == "tabular":
-        recipe = args.recipe_obj
-        shape = f"(tabular recipe: {recipe.k} members, {recipe.activation})"
-    train_idx, val_idx = rows
+        say(f"preprocessing: {model.n_features} raw columns → {width} network inputs")
+    sizes = [width, *settings.hidden, target.n_outputs]
+    shape = f"({args.activation})" if settings.hidden else "(linear: no hidden layer)"
+    if isinstance(settings.recipe, TabularRecipe):
+        shape = f"(tabular recipe: {settings.recipe.k} members, {settings.recipe.activation})"
+    train_idx, val_idx = run.train_rows, run.validation_rows
     say(
         f"model {' → '.join(map(str, sizes))} {shape}, {model.n_params:,} parameters, "
         f"{args.dtype}, loss {loss_of(model).name}; training on {train_idx.size} rows"
@@ -390,82 +397,70 @@ def _announce(
         say("note: --early-stopping without validation data watches the training loss")
 
 
-def _fit(
-    args: argparse.Namespace,
-    model: Sequential,
-    X: np.ndarray,
-    y: np.ndarray,
-    rows: tuple[np.ndarray, np.ndarray],
-    comm: Any,
-) -> Any:
-    train_idx, val_idx = rows
-    # fit encodes y through the model: labels to class indices, values through its target scaling.
-    return model.fit(
-        X[train_idx],
-        y[train_idx],
-        optimizer=args.optimizer,
-        learning_rate=args.lr,
-        l2=args.l2,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=_training_generator(args.seed),
-        validation_data=(X[val_idx], y[val_idx]) if val_idx.size else None,
-        early_stopping=args.early_stopping,
-        **{"patience": args.patience, **getattr(args, "fit_options", {})},
+def _front_length(model: Sequential) -> int:
+    """How many leading layers are preprocessing (no parameters, fitted state or none)."""
+    from matnet.layers.tabular import Embedding, OneHot, RobustScale, TableInput
+
+    front = (TableInput, RobustScale, OneHot, Embedding, Standardize)
+    count = 0
+    for layer in model.layers:
+        if not isinstance(layer, front):
+            break
+        count += 1
+    return count
+
+
+def _fit(args: argparse.Namespace, settings: _Settings, run: TabularFit, comm: Any) -> Any:
+    return run.fit(
+        **settings.fit_options,
         verbose=0 if args.quiet or (comm is not None and not comm.is_root) else 1,
         comm=comm,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every or "epoch",
         resume=args.resume,
-        threads=args.threads,
     )
 
 
-def _training_generator(seed: int) -> np.random.Generator:
-    """The shuffling and dropout stream: a child of ``seed``, not ``default_rng(seed)`` itself,
-    which already drew the initial weights (the same words again would tie the first dropout
-    masks to the weights; on MNIST-1D the accuracy over 6 seeds spread 3x wider)."""
-    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-
-
-def _split_metrics(
-    model: Sequential, table: datasets.Table, target: _Target, rows: tuple[np.ndarray, np.ndarray]
-) -> dict[str, dict[str, Any]]:
+def _split_metrics(run: TabularFit, target: _Target) -> dict[str, dict[str, Any]]:
     """Metrics of the training (and validation) rows, from raw rows through the model."""
     results = {}
-    for split, idx in zip(("train", "validation"), rows, strict=True):
+    for split, idx in (("train", run.train_rows), ("validation", run.validation_rows)):
         if split == "validation" and idx.size == 0:
             continue
         if target.labels is not None:
-            m = classification_metrics(model, table.X[idx], target.y[idx])
+            m = classification_metrics(run.model, run.rows(idx), target.y[idx])
             m.pop("confusion_matrix")
         else:
-            m = regression_metrics(model, table.X[idx], target.y[idx])
+            m = regression_metrics(run.model, run.rows(idx), target.y[idx])
         results[split] = m
     return results
 
 
-def _training_record(args: argparse.Namespace, loss: str, history: Any) -> dict[str, Any]:
+def _training_record(
+    args: argparse.Namespace, settings: _Settings, run: TabularFit, loss: str, history: Any
+) -> dict[str, Any]:
+    used = {**run.options, **settings.fit_options}  # what fit ran with
     return {
         "data": args.data,
-        "hidden": args.hidden,
+        "recipe": "tabular" if settings.tabular else "mlp",
+        "hidden": list(settings.hidden),
         "activation": args.activation,
-        "dropout": args.dropout,
+        "dropout": settings.dropout,
         "loss": loss,
-        "optimizer": args.optimizer,
-        # The peak rate under a schedule (the tabular recipe sets --lr), else the first epoch's.
-        "learning_rate": args.lr
-        if args.lr is not None or not len(history)
+        "optimizer": used.get("optimizer", "adam"),
+        # The peak rate under a schedule (the tabular recipe sets it), else the first epoch's.
+        "learning_rate": used.get("learning_rate")
+        if used.get("learning_rate") is not None or not len(history)
         else history.records[0]["learning_rate"],
         "l2": args.l2,
-        "epochs": args.epochs,
+        "epochs": settings.epochs,
         "epochs_run": len(history),
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_early,
-        "batch_size": args.batch_size,
-        "validation_fraction": args.validation_fraction,
-        "early_stopping": args.early_stopping,
-        "patience": args.patience,
+        "batch_size": used.get("batch_size"),
+        "validation_fraction": settings.validation_fraction,
+        "early_stopping": bool(used.get("early_stopping", False)),
+        "patience": used.get("patience"),
         "seed": args.seed,
         "dtype": args.dtype,
         # A run stopped by Ctrl-C or SIGTERM says so in its file: under mpiexec, whose SIGTERM
@@ -519,24 +514,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     # 1. Everything that can be checked without training: options, data, output paths, extras.
     table = datasets.load_data(args.data, args.target, raw=True, encoding=args.encoding)
     _select_columns(args, table)
+    report = _column_report(args, table)
+    # The target's numbers in the file's format (decimal commas: as its feature columns).
+    decimal = args.decimal or (report.decimal if report is not None else None)
+    target_format = _numbers_in_target(table, decimal)
     task, loss = _task_and_loss(args, table)
     comm = _check_outputs(args)
     target = _read_target(table, task, loss)
-    report = _column_report(args, table)
-    rows = _split(args, target, len(table))
-    if report is not None:
-        say(f"column types of {table.source} (override with --categorical/--numeric):")
-        say(report.text())
+    settings = _settings(args)
+    _check_split(settings, target, len(table), args.seed)
 
-    # 2. The model with its preprocessing, and the targets checked against it.
-    model = _build_model(args, table, target, rows[0], report)
-    y = _checked_targets(model, table, target)
-    _announce(args, table, target, model, rows)
+    # 2. The model with its preprocessing fitted on the training rows, and the targets checked
+    # against it, so that a bad target is one line before anything else.
+    run = _prepare(args, settings, table, target, report)
+    try:
+        run.model.encode_targets(run.targets, len(table))
+    except ValueError as exc:
+        raise UsageError(f"{table.source}, column {table.target_name!r}: {exc}") from None
+    if report is not None:
+        say(
+            f"column types of {table.source} (override with --categorical, --numeric, --drop, "
+            "--keep, --decimal):"
+        )
+        say(report.text())
+    if target_format is not None:
+        say(f"target {table.target_name!r}: {target_format}")
+    _announce(args, settings, table, target, run)
 
     # 3. Train. Ctrl-C: fit() stops after the current step, keeps the best weights, writes the
     # checkpoint and says so on stderr; the model is written as well, and the exit status says
     # that it was cut short.
-    history = _fit(args, model, table.X, y, rows, comm)
+    history = _fit(args, settings, run, comm)
     if comm is not None and not comm.is_root:
         return 0  # every rank holds the same weights; only rank 0 reports and writes files
     if getattr(history, "resumed_from", None):
@@ -544,12 +552,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"resumed from {args.checkpoint} at epoch {epoch}, batch {batch}")
 
     # 4. Metrics in the target's own units, then everything in memory before anything is written.
-    results = _split_metrics(model, table, target, rows)
+    model = run.model
+    results = _split_metrics(run, target)
     model.metadata = {
         "target": table.target_name,
         "metrics": results,
-        "training": _training_record(args, loss, history),
+        "training": _training_record(args, settings, run, loss, history),
     }
+    if report is not None:
+        model.metadata["columns"] = report.as_dict()
     blob = model_bytes(model)
     png = None
     if args.plot is not None and len(history):
@@ -649,6 +660,7 @@ def _evaluate_regressor(
     args: argparse.Namespace, model: Sequential, table: datasets.Table
 ) -> tuple[dict[str, Any], list[str], bytes | None]:
     """The report (for --json), the text lines and the predicted-vs-actual image of a regressor."""
+    _numbers_in_target(table)  # decimal commas, as training read them
     y = datasets.target_values(table)
     report = regression_report(model, table.X, y)
     predicted = report.pop("predicted")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from matnet import datasets, metrics
-from matnet.errors import UsageError
+from matnet.errors import CellError, DataError, UsageError
 from matnet.io import excerpt_text, load, load_tensors
 from matnet.layers import Standardize
 from matnet.losses import Loss
@@ -197,6 +197,13 @@ def read_for_model(
             encoding=encoding,
         )
     check_width(model, table, spec)
+    if model.takes_table:
+        try:  # every cell read now, so that an error names the file's line
+            model.input_matrix(table.X, finite=False)
+        except CellError as exc:
+            raise DataError(
+                f"{table.where(exc.row)}, column {exc.column!r}: {exc.reason}"
+            ) from None
     return table
 
 
@@ -274,7 +281,8 @@ def predicted_indices(model: Sequential, X: np.ndarray) -> np.ndarray:
 
 def predicted_values(model: Sequential, X: np.ndarray) -> np.ndarray:
     """A regressor's predictions in the target's own units, shape (n, n_outputs)."""
-    return np.asarray(model.predict(X), dtype=np.float64).reshape(X.shape[0], -1)
+    values = np.asarray(model.predict(X), dtype=np.float64)
+    return values.reshape(values.shape[0], -1)
 
 
 # --- metrics and tables ------------------------------------------------------------------------

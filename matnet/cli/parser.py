@@ -28,6 +28,10 @@ from matnet.cli.commands import (
 from matnet.errors import UsageError
 from matnet.export.onnx import DEFAULT_OPSET, MIN_OPSET
 from matnet.losses import loss_names
+from matnet.tabular.recipe import TabularRecipe
+
+#: The recipe's defaults, which the help texts quote (a test compares them).
+_RECIPE = TabularRecipe()
 
 __all__ = ["build_parser"]
 
@@ -190,7 +194,7 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         "--dropout",
         type=_fraction,
         default=None,
-        help="dropout rate after each hidden layer (default: 0.1 tabular, 0 mlp)",
+        help=f"dropout rate after each hidden layer (default: {_RECIPE.dropout:g} tabular, 0 mlp)",
     )
     p.add_argument(
         "--loss",
@@ -198,24 +202,34 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         help="default: cross_entropy for classification, mse for regression",
     )
     p.add_argument(
-        "--optimizer", default="adam", choices=optim.OPTIMIZER_NAMES, help="default: adam"
+        "--optimizer",
+        default=None,
+        choices=optim.OPTIMIZER_NAMES,
+        help="default: adamw (beta2 "
+        f"{_RECIPE.beta_2:g}, weight decay {_RECIPE.weight_decay:g}) tabular, adam mlp",
     )
     p.add_argument(
         "--lr", type=_positive_float, default=None, help="learning rate (default: the optimizer's)"
     )
     p.add_argument("--l2", type=_non_negative_float, default=0.0, help="L2 penalty on the weights")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="default: 64 tabular, 50 mlp")
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help=f"default: {_RECIPE.epochs} tabular, 50 mlp",
+    )
     p.add_argument(
         "--batch-size",
         type=_positive_int,
         default=None,
-        help="default: 256 (at most an eighth of the rows) tabular, 32 mlp",
+        help=f"default: {_RECIPE.batch_size} (at most an eighth of the rows) tabular, 32 mlp",
     )
     p.add_argument(
         "--validation-fraction",
         type=_fraction,
         default=None,
-        help="rows held out to validate each epoch (stratified; default: 0.2 tabular, 0.1 mlp)",
+        help="rows held out to validate each epoch (stratified; default: "
+        f"{_RECIPE.validation_fraction:g} tabular, 0.1 mlp)",
     )
     p.add_argument(
         "--early-stopping",
@@ -263,14 +277,20 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         ("--categorical", "columns to treat as categories (default: inferred)"),
         ("--numeric", "columns to treat as numbers (default: inferred)"),
         ("--drop", "columns to leave out"),
+        ("--keep", "columns to keep although they look like ids or constants"),
         ("--features", "only these columns, in this order (default: all but the target)"),
     ):
         p.add_argument(option, type=_columns, action="extend", metavar="COL1,COL2,...", help=what)
     p.add_argument(
         "--tabular",
         action="store_true",
-        help="preprocess as a table (robust scaling, imputation, categories) even when every "
-        "cell is a number (automatic when some cell is text or empty)",
+        help="preprocess a bundled dataset as a table (robust scaling, imputation); a CSV "
+        "file always is",
+    )
+    p.add_argument(
+        "--decimal",
+        choices=(".", ","),
+        help="the decimal separator of numbers in the file (default: inferred per column)",
     )
     p.add_argument(
         "--threads",

@@ -27,17 +27,28 @@ Every forward pass here uses only element-wise arithmetic, ``where``, ``sqrt``, 
 
 from __future__ import annotations
 
+import datetime
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from matnet.errors import NotFittedError
+from matnet.errors import CellError, NotFittedError
 from matnet.layers.base import Description, Equation, Layer, Symbols, shape_text
 
-__all__ = ["TableInput", "RobustScale", "OneHot", "Embedding", "MISSING_TEXT", "is_missing"]
+__all__ = [
+    "TableInput",
+    "RobustScale",
+    "OneHot",
+    "Embedding",
+    "MISSING_TEXT",
+    "is_missing",
+    "number_pattern",
+    "parse_cell",
+]
 
 Array = Any
 
@@ -84,6 +95,147 @@ def category_key(value: Any) -> str:
     raise TypeError(f"a {type(value).__name__} cannot be a category")
 
 
+# --- reading a numeric cell in the column's format --------------------------------------------
+#
+# A numeric column may carry a ``format`` (decided by matnet.tabular.infer_columns from the training
+# table and stored in the model file), so that a model answers rows written the way its training
+# file was: ``{"decimal": ",", "thousands": "."}`` numbers (``1.234,5``), ``{"percent": True}``
+# (``12%`` reads 12), ``{"date": "ymd" | "dmy" | "mdy"}`` dates and date-times (days since
+# 1970-01-01, a time of day as the fraction), ``{"true": [...], "false": [...]}`` two words read as
+# 1 and 0 (yes/no). A cell that does not fit the format is an error, never a guess: ``3.5`` in a
+# column of decimal commas would otherwise read 35.
+
+_DATE_YMD = re.compile(
+    r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?"
+)
+_DATE_XXY = re.compile(
+    r"(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?)?"
+)
+_EPOCH = datetime.date(1970, 1, 1).toordinal()
+
+
+def number_pattern(decimal: str = ".", thousands: str = "") -> re.Pattern:
+    """The cells a number format reads: an optional sign, digits grouped by ``thousands`` (groups of
+    three) or not, and a fraction after ``decimal``."""
+    d = re.escape(decimal)
+    if thousands:
+        t = re.escape(thousands)
+        whole = rf"(?:[1-9]\d{{0,2}}(?:{t}\d{{3}})+|\d+)"
+    else:
+        whole = r"\d+"
+    return re.compile(rf"[+-]?(?:{whole}(?:{d}\d*)?|{d}\d+)(?:[eE][+-]?\d+)?")
+
+
+def _date_days(text: str, order: str) -> float | None:
+    """Days since 1970-01-01 of a date or date-time in ``order`` ("ymd", "dmy", "mdy"), or None."""
+    match = (_DATE_YMD if order == "ymd" else _DATE_XXY).fullmatch(text)
+    if match is None:
+        return None
+    a, b, c, hour, minute, second = match.groups()
+    year, month, day = {
+        "ymd": (a, b, c),
+        "dmy": (c, b, a),
+        "mdy": (c, a, b),
+    }[order]
+    try:
+        days = datetime.date(int(year), int(month), int(day)).toordinal() - _EPOCH
+    except ValueError:  # 2021-02-30
+        return None
+    seconds = int(hour or 0) * 3600 + int(minute or 0) * 60 + float(second or 0)
+    if seconds >= 86400:
+        return None
+    return days + seconds / 86400.0
+
+
+def parse_cell(cell: Any, fmt: dict[str, Any] | None) -> float:
+    """A present numeric cell as a float in the column's format (see the comment above).
+
+    Raises
+    ------
+    ValueError
+        When the cell does not read as a number (or date, or one of the two words) in that format;
+        the message says what the format expects.
+    """
+    if not fmt:
+        if isinstance(cell, str):
+            return float(cell.strip())
+        return float(cell)
+    if isinstance(cell, (bool, np.bool_)) and "true" in fmt:
+        return 1.0 if cell else 0.0
+    if "date" in fmt and hasattr(cell, "toordinal"):  # datetime.date, datetime, pandas Timestamp
+        seconds = getattr(cell, "hour", 0) * 3600 + getattr(cell, "minute", 0) * 60
+        seconds += getattr(cell, "second", 0) + getattr(cell, "microsecond", 0) / 1e6
+        return cell.toordinal() - _EPOCH + seconds / 86400.0
+    if isinstance(cell, np.datetime64):
+        return float(cell.astype("datetime64[us]").astype(np.int64)) / 86400e6
+    if not isinstance(cell, str):
+        if "date" in fmt or "true" in fmt:
+            raise ValueError(f"expected {format_text(fmt)}")
+        return float(cell)
+    text = cell.strip()
+    if "true" in fmt:
+        word = text.lower()
+        if word in fmt["true"]:
+            return 1.0
+        if word in fmt["false"]:
+            return 0.0
+        raise ValueError(f"expected {format_text(fmt)}")
+    if "date" in fmt:
+        days = _date_days(text, fmt["date"])
+        if days is None:
+            raise ValueError(f"expected {format_text(fmt)}")
+        return days
+    if fmt.get("percent") and text.endswith("%"):
+        text = text[:-1].rstrip()
+    decimal, thousands = fmt.get("decimal", "."), fmt.get("thousands", "")
+    if not number_pattern(decimal, thousands).fullmatch(text):
+        raise ValueError(f"expected {format_text(fmt)}")
+    if thousands:
+        text = text.replace(thousands, "")
+    return float(text.replace(decimal, "."))
+
+
+def format_text(fmt: dict[str, Any] | None) -> str:
+    """How a column's format reads, for the column report and error messages."""
+    if not fmt:
+        return "a number"
+    if "true" in fmt:
+        return f"{'/'.join(fmt['true'])} or {'/'.join(fmt['false'])} (read as 1 and 0)"
+    if "date" in fmt:
+        shape = {"ymd": "YYYY-MM-DD", "dmy": "DD.MM.YYYY", "mdy": "MM/DD/YYYY"}[fmt["date"]]
+        return f"a date {shape} (read as days since 1970-01-01)"
+    parts = [f"decimal {fmt.get('decimal', '.')!r}"]
+    if fmt.get("thousands"):
+        parts.append(f"thousands {fmt['thousands']!r}")
+    if fmt.get("percent"):
+        parts.append("a % sign")
+    return "a number with " + ", ".join(parts)
+
+
+def check_format(fmt: Any, name: str) -> None:
+    """A column format from a config, checked (a model file is untrusted input)."""
+    if fmt is None:
+        return
+    ok = isinstance(fmt, dict)
+    if ok and "date" in fmt:
+        ok = fmt["date"] in ("ymd", "dmy", "mdy") and len(fmt) == 1
+    elif ok and "true" in fmt:
+        ok = set(fmt) == {"true", "false"} and all(
+            isinstance(words, list) and all(isinstance(w, str) for w in words)
+            for words in (fmt["true"], fmt["false"])
+        )
+    elif ok:
+        ok = set(fmt) <= {"decimal", "thousands", "percent"} and (
+            fmt.get("decimal", ".") in (".", ",")
+            and fmt.get("thousands", "") in ("", ",", ".", " ", "'", "\u00a0")
+            and fmt.get("thousands", "") != fmt.get("decimal", ".")
+            and isinstance(fmt.get("percent", False), bool)
+        )
+    if not ok:
+        raise ValueError(f"TableInput column {name!r} has an unreadable format {fmt!r}")
+
+
 def _check_indices(name: str, columns: Sequence[int], n_features: int) -> list[int]:
     columns = [int(c) for c in columns]
     if len(set(columns)) != len(columns) or any(not 0 <= c < n_features for c in columns):
@@ -117,9 +269,10 @@ class TableInput(Layer):
     Parameters
     ----------
     columns : list of dict
-        One per raw column, in input order: ``{"name": str, "kind": "numeric"}`` or
-        ``{"name": str, "kind": "categorical", "categories": [str, ...]}`` (the vocabulary, as
-        :func:`category_key` writes it).
+        One per raw column, in input order: ``{"name": str, "kind": "numeric"}`` (optionally with
+        a ``"format"``: decimal commas, thousands separators, percent signs, dates, yes/no words;
+        see :func:`parse_cell`) or ``{"name": str, "kind": "categorical", "categories": [str,
+        ...]}`` (the vocabulary, as :func:`category_key` writes it).
     min_count : int
         A category seen fewer times in the training rows is read as unknown.
 
@@ -146,6 +299,8 @@ class TableInput(Layer):
                 )
             if c["kind"] == "categorical" and not isinstance(c.get("categories"), list):
                 raise ValueError(f"TableInput column {c['name']!r} needs its 'categories' list")
+            if c["kind"] == "numeric":
+                check_format(c.get("format"), c["name"])
             names.append(c["name"])
         if len(set(names)) != len(names):
             raise ValueError(f"TableInput column names must be distinct, got {names!r}")
@@ -218,12 +373,13 @@ class TableInput(Layer):
             if j in slot:
                 codes[:, j] = _category_codes(column, self._lookup[slot[j]], name)
             else:
-                codes[:, j] = _numeric_values(column, name)
+                codes[:, j] = _numeric_values(column, name, self.columns[j].get("format"))
         return codes
 
     def _raw_columns(self, table: Any) -> list[np.ndarray]:
         """One 1-D array of cells per column of the layer, from any supported table."""
         names = self.names
+        table = rows_to_columns(table)
         if hasattr(table, "columns") and hasattr(table, "__getitem__") or isinstance(table, dict):
             present = [str(c) for c in (table.keys() if isinstance(table, dict) else table.columns)]
             missing = [name for name in names if name not in present]
@@ -316,9 +472,28 @@ def _column_cells(column: Any) -> np.ndarray:
     return array
 
 
-def _numeric_values(cells: np.ndarray, name: str) -> np.ndarray:
-    """A numeric column's values as float64, NaN where missing."""
-    if cells.dtype.kind in "iufb":
+def rows_to_columns(table: Any) -> Any:
+    """A list of row dicts (``[{"age": 31, "city": "Oslo"}, ...]``, as JSON gives records) as a
+    dict of columns; anything else unchanged. Every row must have the same keys."""
+    if not (isinstance(table, (list, tuple)) and table and isinstance(table[0], dict)):
+        return table
+    keys = list(table[0])
+    for i, row in enumerate(table):
+        if not isinstance(row, dict) or set(row) != set(keys):
+            have = sorted(row) if isinstance(row, dict) else type(row).__name__
+            raise ValueError(
+                f"row {i} of the list has keys {have}, but row 0 has {sorted(keys)}; give every "
+                "row the same keys"
+            )
+    return {key: np.asarray([row[key] for row in table], dtype=object) for key in keys}
+
+
+def _numeric_values(cells: np.ndarray, name: str, fmt: dict[str, Any] | None = None) -> np.ndarray:
+    """A numeric column's values as float64, NaN where missing, read in the column's format."""
+    if cells.dtype.kind == "M":  # datetime64 (a DataFrame's date column): days since 1970
+        values = cells.astype("datetime64[us]").astype(np.int64).astype(np.float64) / 86400e6
+        values[np.isnat(cells)] = np.nan
+    elif cells.dtype.kind in "iufb" and not (fmt and "date" in fmt):
         values = cells.astype(np.float64)
     else:
         values = np.empty(len(cells), dtype=np.float64)
@@ -327,18 +502,20 @@ def _numeric_values(cells: np.ndarray, name: str) -> np.ndarray:
                 values[i] = np.nan
                 continue
             try:
-                values[i] = float(cell.strip() if isinstance(cell, str) else cell)
+                values[i] = parse_cell(cell, fmt)
             except (TypeError, ValueError):
-                raise ValueError(
-                    f"column {name!r}, row {i}: {cell!r} is not a number, but the column is "
-                    "numeric; declare it categorical (categorical=[...], --categorical) or fix "
-                    "the cell"
+                raise CellError(
+                    f"{cell!r} is not {format_text(fmt)}, which the model reads in this column; "
+                    "fix the cell or leave it empty (the model imputes a missing value)",
+                    i,
+                    name,
                 ) from None
     bad = np.flatnonzero(np.isinf(values))
     if bad.size:
-        raise ValueError(
-            f"column {name!r}, row {int(bad[0])}: the value is infinite; give a finite number or "
-            "leave the cell empty (missing)"
+        raise CellError(
+            "the value is infinite; give a finite number or leave the cell empty (missing)",
+            int(bad[0]),
+            name,
         )
     return values
 

@@ -1,6 +1,6 @@
 """scikit-learn estimators on matnet's engine: ``MLPClassifier`` and ``MLPRegressor`` (scikit-learn's
 defaults, exactly), and ``TabularClassifier`` and ``TabularRegressor`` (matnet's tabular recipe,
-:mod:`matnet.training.recipe`, as their defaults).
+:mod:`matnet.tabular.recipe`, as their defaults).
 
 Change one import line::
 

@@ -1,7 +1,7 @@
 """``TabularClassifier`` and ``TabularRegressor``: matnet's tabular recipe behind scikit-learn's API.
 
 Unlike :class:`~matnet.sklearn.MLPClassifier` (scikit-learn's defaults, exactly), these estimators
-default to the recipe of :mod:`matnet.training.recipe`: standardized inputs with a learnable scale,
+default to the recipe of :mod:`matnet.tabular.recipe`: standardized inputs with a learnable scale,
 periodic numerical embeddings, a BatchEnsemble of k MLPs, Adam(β2 = 0.95) under the cos-log schedule,
 label smoothing, best-epoch selection on held-out rows, and (regression) standardized targets.
 """
@@ -14,19 +14,13 @@ import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.model_selection import train_test_split
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("matnet.sklearn needs scikit-learn: pip install 'matnet[sklearn]'") from exc
 
-from matnet.tabular import output_width, preprocessor
-from matnet.training.recipe import (
-    TabularRecipe,
-    tabular_fit_options,
-    tabular_loss,
-    tabular_model,
-)
+from matnet.tabular import TabularRecipe, infer_columns
+from matnet.tabular.build import is_table, prepare_tabular
 
 __all__ = ["TabularClassifier", "TabularRegressor"]
 
@@ -51,6 +45,11 @@ class _TabularBase(BaseEstimator):
         weight_decay: float = _DEFAULT.weight_decay,
         label_smoothing: float = _DEFAULT.label_smoothing,
         validation_fraction: float = _DEFAULT.validation_fraction,
+        categorical: list[str] | None = None,
+        numeric: list[str] | None = None,
+        drop: list[str] | None = None,
+        keep: list[str] | None = None,
+        decimal: str | None = None,
         dtype: str = "float32",
         random_state: int | None = None,
         verbose: int = 0,
@@ -65,6 +64,11 @@ class _TabularBase(BaseEstimator):
         self.weight_decay = weight_decay
         self.label_smoothing = label_smoothing
         self.validation_fraction = validation_fraction
+        self.categorical = categorical
+        self.numeric = numeric
+        self.drop = drop
+        self.keep = keep
+        self.decimal = decimal
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
@@ -95,7 +99,7 @@ class _TabularBase(BaseEstimator):
         gaps, or an object array) kept as it is for the model's table preprocessing."""
         fitting = y is not None
         if fitting:
-            self._raw = _is_raw_table(X)
+            self._raw = is_table(X)
         if not fitting:
             check_is_fitted(self)
         if not self._raw:
@@ -118,50 +122,38 @@ class _TabularBase(BaseEstimator):
             )
         return X, None
 
-    def _fit_model(self, X: Any, y: np.ndarray, n_outputs: int, stratify: Any) -> None:
+    def _fit_model(self, X: Any, y: np.ndarray, classes: list[Any] | None) -> None:
         recipe = self._recipe()  # every parameter checked before any work
-        seed = 0 if self.random_state is None else self.random_state
-        rng = np.random.default_rng(seed)
-        loss = tabular_loss(self._task, recipe)
-        front = preprocessor(X) if self._raw else None
-        width = output_width(front) if front else X.shape[1]
-        model = tabular_model(
-            width, n_outputs, loss, front=front, recipe=recipe, dtype=self.dtype, seed=rng
+        columns = self._columns()
+        report = None
+        if self._raw:
+            report = infer_columns(X, **columns)
+            self.column_report_ = report
+        run = prepare_tabular(
+            X,
+            y,
+            task=self._task,
+            classes=classes,
+            recipe=recipe,
+            report=report,
+            dtype=self.dtype,
+            seed=0 if self.random_state is None else int(self.random_state),
+            feature_names=getattr(self, "feature_names_in_", None),
         )
-        validation = None
-        X_train, y_train = X, y
-        if recipe.validation_fraction and len(X) >= 10:
-            X_train, X_val, y_train, y_val = train_test_split(
-                X,
-                y,
-                test_size=recipe.validation_fraction,
-                random_state=int(rng.integers(2**31)),
-                stratify=stratify,
-            )
-            validation = (X_val, y_val)
-        if self._task == "regression":
-            # The network learns (y - mean) / std, which suits its initial weights; fit encodes y
-            # and predict (the estimator's and the model file's) decodes through this scaling.
-            mean, std = y_train.mean(axis=0), y_train.std(axis=0)
-            model.target_scaling = (mean, np.where(std > 0, std, 1.0))
-        # The preprocessing's statistics from the training rows only.
-        model.adapt(model.input_matrix(X_train, finite=False) if self._raw else X_train)
-        options = tabular_fit_options(recipe, n_rows=len(X_train))
-        if validation is None:
-            options.update(early_stopping=False)
-        self.history_ = model.fit(
-            X_train,
-            y_train,
-            **options,
-            seed=rng,
-            validation_data=validation,
-            verbose=self.verbose,
-        )
-        if hasattr(self, "feature_names_in_"):
-            model.feature_names = [str(c) for c in self.feature_names_in_]
-        self.model_ = model
+        self.history_ = run.fit(verbose=self.verbose)
+        self.model_ = run.model
         self.n_iter_ = len(self.history_)
         self.best_epoch_ = self.history_.best_epoch
+
+    def _columns(self) -> dict[str, Any]:
+        """The column overrides, for a table (they name columns, so a numeric array has none)."""
+        return {
+            "categorical": self.categorical,
+            "numeric": self.numeric,
+            "drop": self.drop,
+            "keep": self.keep,
+            "decimal": self.decimal,
+        }
 
 
 class TabularClassifier(ClassifierMixin, _TabularBase):
@@ -188,9 +180,16 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
     label_smoothing : float
     validation_fraction : float
         Stratified held-out rows that pick the best epoch (0: keep the last epoch).
+    categorical, numeric, drop, keep : list of str, optional
+        Column overrides for a table (a DataFrame, a mapping of columns, a list of row dicts):
+        columns forced to be categories or numbers, left out, or kept although they look like
+        ids or constants (see :func:`matnet.tabular.infer_columns`).
+    decimal : {".", ","}, optional
+        The decimal separator of numbers given as text (default: inferred per column).
     dtype : {"float32", "float64"}
     random_state : int or None
-        Weights, shuffling, dropout and the validation split.
+        Weights, shuffling, dropout and the validation split (the same seed scheme as
+        ``matnet train --seed``, so both give the same weights).
     verbose : int
 
     Attributes
@@ -198,6 +197,8 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
     classes_ : ndarray of shape (n_classes,)
     model_ : matnet.Sequential
         Input (n, n_features_in_), output (n, n_classes) logits; carries the class labels.
+    column_report_ : matnet.tabular.ColumnReport
+        For a table: each column's type, the columns dropped and why.
     history_ : matnet.History
     best_epoch_ : int
         The epoch whose weights were kept.
@@ -216,11 +217,8 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
             raise ValueError(
                 f"TabularClassifier needs at least 2 classes in y, got {len(self.classes_)}"
             )
-        counts = np.bincount(codes)
-        stratify = codes if counts.min() >= 2 else None
-        self._fit_model(X, codes, len(self.classes_), stratify)
-        # After fit, which trained on the class indices: the model file answers with the labels.
-        self.model_.classes = [c.item() if hasattr(c, "item") else c for c in self.classes_]
+        labels = [c.item() if hasattr(c, "item") else c for c in self.classes_]
+        self._fit_model(X, codes, labels)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -255,8 +253,7 @@ class TabularRegressor(RegressorMixin, _TabularBase):
         X, y = self._features(X, y)
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
-        Y = y.reshape(len(y), -1)
-        self._fit_model(X, Y, Y.shape[1], None)
+        self._fit_model(X, y, None)
         return self
 
     def predict(self, X: Any) -> np.ndarray:
@@ -264,15 +261,3 @@ class TabularRegressor(RegressorMixin, _TabularBase):
         X, _ = self._features(X)
         out = np.asarray(self.model_.predict(X), dtype=np.float64).reshape(len(X), -1)
         return out[:, 0] if self._y_1d else out
-
-
-def _is_raw_table(X: Any) -> bool:
-    """True for a table that needs matnet's table preprocessing: a DataFrame with a non-numeric
-    column or a gap, or an array of objects (text cells)."""
-    if hasattr(X, "columns") and hasattr(X, "dtypes"):
-        numeric = all(getattr(dtype, "kind", "O") in "biuf" for dtype in X.dtypes)
-        if not numeric:
-            return True
-        values = np.asarray(X, dtype=np.float64)
-        return bool(np.isnan(values).any())
-    return isinstance(X, np.ndarray) and X.dtype == object

@@ -43,7 +43,7 @@ from matnet.layers import (
 from matnet.losses import Loss, SoftmaxCrossEntropy, get_loss
 from matnet.model import Sequential
 from matnet.schedules import CosLog, FlatCos
-from matnet.tabular import numeric_width
+from matnet.tabular.preprocess import numeric_width
 from matnet.training.callbacks import DropoutSchedule, WeightDecaySchedule
 
 __all__ = ["TabularRecipe", "tabular_model", "tabular_fit_options"]
