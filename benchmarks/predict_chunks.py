@@ -14,7 +14,7 @@ import bench_train as bt
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-import matnet.model
+import matnet.plan
 
 
 def main() -> None:
@@ -26,13 +26,13 @@ def main() -> None:
     X, _ = bt.make_data(args.rows)
     model = matnet.MLP(list(bt.SIZES), loss="cross_entropy")
     limit = bt.LimitForward(args.rows, np.float32)
-    default_chunk = matnet.model.PREDICT_CHUNK
+    default_chunk = matnet.plan.PREDICT_CHUNK
 
     def logits(chunk):
         def call():
-            matnet.model.PREDICT_CHUNK = chunk
+            matnet.plan.PREDICT_CHUNK = chunk
             model.logits(X)
-            matnet.model.PREDICT_CHUNK = default_chunk
+            matnet.plan.PREDICT_CHUNK = default_chunk
 
         return call
 

@@ -39,7 +39,8 @@ from matnet.losses import (
     get_loss,
     register_loss,
 )
-from matnet.model import MLP, Sequential
+from matnet.mlp import MLP
+from matnet.model import Sequential
 from matnet.optim import OPTIMIZER_NAMES, SGD, Adam, AdamW, Optimizer, get_optimizer
 from matnet.schedules import (
     Constant,

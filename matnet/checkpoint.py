@@ -320,23 +320,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         that is not a matnet checkpoint.
     """
     tensors, meta = load_tensors(path)
-    _need(
-        meta.get("format") == CHECKPOINT_FORMAT,
-        path,
-        "not a matnet checkpoint (a model file? checkpoints are written by fit(checkpoint=...))",
-    )
-    version = meta.get("format_version", "")
-    _need(
-        version.isascii() and version.isdigit() and len(version) < 10,
-        path,
-        f"format_version {version!r} is not an integer",
-    )
-    _need(
-        int(version) <= CHECKPOINT_VERSION,
-        path,
-        f"checkpoint format version {version} is newer than this matnet reads "
-        f"({CHECKPOINT_VERSION}); upgrade matnet",
-    )
+    _check_format(meta, path)
     try:
         parsed = {
             key: json.loads(meta[key])
@@ -411,6 +395,27 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         val_idx=val_idx,
         data=parsed["data"],
         flat_state=np.empty(0, params.dtype) if flat_state is None else flat_state,
+    )
+
+
+def _check_format(meta: dict[str, Any], path: Any) -> None:
+    """A matnet checkpoint, in a format version this matnet reads."""
+    _need(
+        meta.get("format") == CHECKPOINT_FORMAT,
+        path,
+        "not a matnet checkpoint (a model file? checkpoints are written by fit(checkpoint=...))",
+    )
+    version = meta.get("format_version", "")
+    _need(
+        version.isascii() and version.isdigit() and len(version) < 10,
+        path,
+        f"format_version {version!r} is not an integer",
+    )
+    _need(
+        int(version) <= CHECKPOINT_VERSION,
+        path,
+        f"checkpoint format version {version} is newer than this matnet reads "
+        f"({CHECKPOINT_VERSION}); upgrade matnet",
     )
 
 

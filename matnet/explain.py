@@ -743,23 +743,10 @@ def to_html(
         The recorded matrices of every step (whole, before the step's update) and the numbers
         shown beside them.
     """
-    if not isinstance(model, Sequential):
-        raise TypeError(f"to_html() needs a matnet Sequential model, got {type(model).__name__}")
-    if model.loss is None:
-        raise ValueError("to_html() trains the model, which needs a loss: give the model one")
-    X = model.input_matrix(X)  # raw rows (a table model's cells too) to the layers' matrix
-    y = np.asarray(y)
-    if y.shape[:1] != X.shape[:1]:
-        raise ValueError(
-            f"y has {y.shape[:1]} rows but X has {X.shape[0]}; give one target per row"
-        )
-    model.encode_targets(y, X.shape[0], model.loss)  # bad targets fail here, before any work
+    X, y = _page_inputs(model, X, y, path)
     steps, batch, rate, max_side, max_bytes = check_page_options(
         steps, batch, X.shape[0], learning_rate, max_side, max_bytes
     )
-    folder = Path(path).parent
-    if not folder.is_dir():
-        raise ValueError(f"cannot write {str(path)!r}: the folder {str(folder)!r} does not exist")
     work = model.copy()
     work.adapt(X)  # a Standardize layer not fitted yet is fitted from X, as matnet.fit would
     record, descriptions = _record(
@@ -794,6 +781,26 @@ def to_html(
         )
     atomic_write(path, data)
     return record
+
+
+def _page_inputs(model: Any, X: Any, y: Any, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """to_html's model, rows, targets and output folder checked before any work: the layers'
+    matrix of ``X`` (a table model's raw cells too) and the targets as an array."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"to_html() needs a matnet Sequential model, got {type(model).__name__}")
+    if model.loss is None:
+        raise ValueError("to_html() trains the model, which needs a loss: give the model one")
+    X = model.input_matrix(X)  # raw rows (a table model's cells too) to the layers' matrix
+    y = np.asarray(y)
+    if y.shape[:1] != X.shape[:1]:
+        raise ValueError(
+            f"y has {y.shape[:1]} rows but X has {X.shape[0]}; give one target per row"
+        )
+    model.encode_targets(y, X.shape[0], model.loss)  # bad targets fail here, before any work
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {str(path)!r}: the folder {str(folder)!r} does not exist")
+    return X, y
 
 
 # The package exports the function explain as ``matnet.explain``, which hides this module there;

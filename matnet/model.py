@@ -15,28 +15,51 @@ from typing import Any
 import numpy as np
 
 from matnet import _accel
-from matnet.activations import get_activation
 from matnet.backend import Backend, get_backend, resolve_dtype, to_host
-from matnet.errors import NonFiniteProductError, NotFittedError
-from matnet.layers import Activation, Dense, Dropout, Layer, Standardize, layer_from_config
+from matnet.flat import allocate, bind_params, bind_state
+from matnet.layers import Activation, Dense, Layer, layer_from_config
 from matnet.losses import Loss, get_loss
-from matnet.validation import as_generator, check_features, check_finite_rows, check_targets
+from matnet.plan import forward_plans
+from matnet.plan import logits as inference_logits
+from matnet.summary import summary_text
+from matnet.task import Task, with_fit_signature
+from matnet.validation import as_generator
 
-__all__ = ["Sequential", "MLP"]
+#: The training loop, installed by :mod:`matnet.training` (which imports this module): the engine
+#: never imports its trainer, so the import graph has no cycle.
+_TRAINER: Callable[..., Any] | None = None
+
+
+def install_trainer(fit: Callable[..., Any]) -> None:
+    """Make ``Sequential.fit`` call ``fit(model, X, y, config, **options)``."""
+    global _TRAINER
+    _TRAINER = fit
+
+
+__all__ = ["Sequential"]
 
 Array = Any
 
-# Rows per forward pass in predict: large enough for BLAS to run at full speed, small enough that one
-# chunk's activations (2048 x 256 float32 = 2 MiB) stay in cache for the bias and activation passes
-# that follow each product (measured in benchmarks/predict_chunks.py; see benchmarks/README.md).
-PREDICT_CHUNK = 2048
 # forward() on more than twice this many rows runs all layers one block of rows at a time, for the
 # same reason (the whole batch's buffers are still filled, so backward sees the whole batch).
 ROW_BLOCK = 2048
 
 
+class _TaskField:
+    """A model attribute that is the task layer's (``model.classes`` is ``model.task.classes``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, model: Any, owner: Any = None) -> Any:
+        return self if model is None else getattr(model.task, self.name)
+
+    def __set__(self, model: Any, value: Any) -> None:
+        setattr(model.task, self.name, value)
+
+
 class Sequential:
-    """A chain of layers that owns the flat parameter and gradient vectors.
+    """A chain of layers that owns the flat parameter and gradient vectors (:mod:`matnet.flat`).
 
     Parameters
     ----------
@@ -54,6 +77,18 @@ class Sequential:
     device : str, optional
         ``"cpu"`` or ``"cuda:<index>"`` (which implies CuPy).
     """
+
+    # Set by matnet.flat.allocate: the flat vectors and their views, keyed "0.W", "0.b", ...
+    n_params: int
+    n_decay: int
+    n_state: int
+    flat_params: Array
+    flat_grads: Array
+    flat_state: Array
+    params: dict[str, Array]
+    grads: dict[str, Array]
+    slices: dict[str, slice]
+    state: dict[str, Array]
 
     def __init__(
         self,
@@ -80,13 +115,9 @@ class Sequential:
         self.loss = None if loss is None else get_loss(loss)
         #: JSON-serializable extras saved in model files (a training record, notes, ...).
         self.metadata: dict[str, Any] = {}
-        #: The class labels (any JSON values) that the outputs stand for, or None: class indices.
-        self.classes: list[Any] | None = None
-        #: The input columns' names when known; a DataFrame given to predict is matched by name.
-        self.feature_names: list[str] | None = None
-        #: A regressor's target scaling ``(mean, scale)``, each of shape (n_outputs,), or None:
-        #: the model learns ``(y - mean) / scale`` and predicts ``Z * scale + mean``.
-        self.target_scaling: tuple[np.ndarray, np.ndarray] | None = None
+        #: What the inputs and outputs mean (class labels, feature names, target scaling): the
+        #: task layer, which turns a user's rows into matrices and logits into answers.
+        self.task = Task()
         # Layers compute in shared buffers: one inference at a time per model, so predict() is safe
         # to call from several threads; fit holds the lock for each step, so a predict() during
         # training waits for the step to end. Reentrant: a loss or callback may predict in a step.
@@ -96,14 +127,14 @@ class Sequential:
         #: DataFrame or a 2-D object array and the columns are the TableInput's.
         self.takes_table = bool(layers[0].takes_table)
         if self.takes_table:
-            self.feature_names = list(layers[0].names)  # type: ignore[attr-defined]
+            self.task.feature_names = list(layers[0].names)  # type: ignore[attr-defined]
         width = self.n_features
         for layer in layers:
             width = layer.output_width(width)
         self.n_outputs = width
         self._wire_layers()
         self.backend = Backend()
-        self._allocate()
+        allocate(self)  # every parameter, gradient and piece of state a view into a flat vector
         self.initialize(seed)
         if not target.is_host:
             self.to(target)
@@ -122,91 +153,9 @@ class Sequential:
             if isinstance(layer, Activation):
                 # Write A over Z when Z is a buffer of the previous layer that only this layer reads.
                 layer.inplace = i > 0 and layers[i - 1].owns_output
-        # The forward plans, chosen here once: (layer, fused with the ReLU after it). With matnet's
-        # C kernels a Dense followed by an in-place ReLU runs as one step (bias and ReLU in one
-        # pass, the ReLU's backward with db in one pass); explain and single layers see them apart.
-        self._plain_plan = [(layer, False) for layer in layers]
-        self._fused_plan = []
-        i = 0
-        while i < len(layers):
-            after = layers[i + 1] if i + 1 < len(layers) else None
-            fuse = (
-                _plain_dense(layers[i])
-                and isinstance(after, Activation)
-                and after.fn.name == "relu"
-                and after.inplace
-            )
-            self._fused_plan.append((layers[i], fuse))
-            i += 2 if fuse else 1
-        # The first Dense layer may check its own product for NaN/inf at inference (see logits).
-        self._checks_first = _plain_dense(layers[0])
-        self._steps = {
-            (fused, checked): [
-                _step(layer, relu, checked and k == 0)
-                for k, (layer, relu) in enumerate(self._fused_plan if fused else self._plain_plan)
-            ]
-            for fused in (False, True)
-            for checked in ((False, True) if self._checks_first else (False,))
-        }
-
-    def _allocate(self) -> None:
-        specs = [
-            (f"{i}.{name}", i, name, shape, decayed)
-            for i, layer in enumerate(self.layers)
-            for name, shape, decayed in layer.param_specs()
-        ]
-        specs.sort(key=lambda s: not s[4])  # weights first; stable, so layer order is kept
-        sizes = [int(np.prod(shape)) for *_, shape, _ in specs]
-        self.n_params = sum(sizes)
-        self.n_decay = sum(size for size, spec in zip(sizes, specs, strict=True) if spec[4])
-        self._specs = specs
-        self._bind_flat(
-            np.zeros(self.n_params, dtype=self.dtype), np.zeros(self.n_params, dtype=self.dtype)
-        )
-        self._state_specs = [
-            (f"{i}.{name}", i, name, shape)
-            for i, layer in enumerate(self.layers)
-            for name, shape in layer.state_specs()
-        ]
-        self.n_state = sum(int(np.prod(shape)) for *_, shape in self._state_specs)
-        self._bind_state(np.zeros(self.n_state, dtype=self.dtype))
-
-    def _bind_state(self, flat_state: Array) -> None:
-        """Make every piece of non-trainable state a view into ``flat_state``."""
-        self.flat_state = flat_state
-        #: Non-trainable state (``"0.mean"``, ...): saved and moved with the model, never trained.
-        self.state: dict[str, Array] = {}
-        per_layer: dict[int, dict] = {i: {} for i in range(len(self.layers))}
-        offset = 0
-        for key, i, name, shape in self._state_specs:
-            size = int(np.prod(shape))
-            self.state[key] = per_layer[i][name] = flat_state[offset : offset + size].reshape(shape)
-            offset += size
-        for i, layer in enumerate(self.layers):
-            layer.bind_state(per_layer[i])
-
-    def _bind_flat(self, flat_params: Array, flat_grads: Array) -> None:
-        """Make every parameter and gradient a view into these two flat vectors."""
-        specs = self._specs
-        sizes = [int(np.prod(shape)) for *_, shape, _ in specs]
-        self.flat_params, self.flat_grads = flat_params, flat_grads
-        self.params: dict[str, Array] = {}
-        self.grads: dict[str, Array] = {}
-        #: Where each parameter lives in the flat vectors.
-        self.slices: dict[str, slice] = {}
-        per_layer: dict[int, tuple[dict, dict]] = {i: ({}, {}) for i in range(len(self.layers))}
-        offset = 0
-        for (key, i, name, shape, _), size in zip(specs, sizes, strict=True):
-            p = self.flat_params[offset : offset + size].reshape(shape)
-            g = self.flat_grads[offset : offset + size].reshape(shape)
-            self.params[key], self.grads[key] = p, g
-            self.slices[key] = slice(offset, offset + size)
-            per_layer[i][0][name], per_layer[i][1][name] = p, g
-            offset += size
-        self.params = {key: self.params[key] for key, *_ in sorted(specs, key=lambda s: s[1])}
-        self.grads = {key: self.grads[key] for key in self.params}
-        for i, layer in enumerate(self.layers):
-            layer.bind(*per_layer[i])
+        # The forward plans, chosen once (matnet.plan): with the C kernels a Dense followed by an
+        # in-place ReLU runs as one step.
+        self._fused_plan, self._checks_first, self._steps = forward_plans(layers)
 
     def initialize(self, seed: int | np.random.Generator | None = 0) -> None:
         """Redraw every parameter (He/Glorot weights, zero biases) from ``seed``.
@@ -255,9 +204,9 @@ class Sequential:
             return self
         host = to_host(self.flat_params)
         flat_params = target.asarray(host) if not target.is_host else host.copy()
-        self._bind_flat(flat_params, target.xp.zeros_like(flat_params))
+        bind_params(self, flat_params, target.xp.zeros_like(flat_params))
         state = to_host(self.flat_state)
-        self._bind_state(target.asarray(state) if not target.is_host else state.copy())
+        bind_state(self, target.asarray(state) if not target.is_host else state.copy())
         for layer in self.layers:
             layer._buffers = {}
         self.backend = target
@@ -300,7 +249,7 @@ class Sequential:
         self, X: Array, training: bool, rng: np.random.Generator | None, check_first: bool
     ) -> tuple[Array, Callable[[Array], None]]:
         """forward(); ``check_first`` raises NonFiniteProductError for a NaN or infinity in the first
-        layer's product (see _forward_checked)."""
+        layer's product (see matnet.plan.logits)."""
         backend = self.backend
         X = X if backend.is_host else backend.asarray(X)  # the batch goes to the device
         n = X.shape[0]
@@ -329,230 +278,45 @@ class Sequential:
         return self.logits_from_matrix(self.input_matrix(X, finite=False))
 
     def logits_from_matrix(self, X: np.ndarray) -> Array:
-        """:meth:`logits` of rows already in the layers' form, the output of :meth:`input_matrix`
-        (what training runs on). A table model's matrix holds category codes, which are no raw
-        cells: encoding them again would read every category as unknown, so validation during
-        training comes here instead of to :meth:`logits`."""
-        X = np.asarray(X, dtype=self.dtype)  # as input_matrix gives it (a block of Rows may not be)
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        with self._lock:
-            for start in range(0, X.shape[0], PREDICT_CHUNK):
-                out[start : start + PREDICT_CHUNK] = self._forward_checked(
-                    X[start : start + PREDICT_CHUNK], start
-                )
-        return out
+        """:meth:`logits` of rows already in the layers' form (:meth:`input_matrix`'s output, what
+        training runs on), in chunks, with NaN and infinity named (:func:`matnet.plan.logits`)."""
+        return inference_logits(self, X)
 
-    def _forward_checked(self, X: np.ndarray, first_row: int) -> Array:
-        """forward() for inference on host rows ``first_row, ...``, raising ValueError for NaN or
-        infinity in ``X`` on the way.
+    # --- the task layer's answers (matnet.task), for the model's own users -----------------
 
-        A NaN or infinity in row i of X makes row i of the first product ``X @ W1`` non-finite
-        (NaN and inf propagate through every sum of products, and 0 * inf is NaN), so when that
-        product is the narrower of the two, the check runs on it, in cache (or inside the fused
-        bias+ReLU kernel, for free), and scans X only to name the entry, or to find that the product
-        overflowed from finite X, which is no input error. On 10,000 x 784 -> 256 that takes
-        predict_proba from 0.85 to 0.92 of the forward products' time.
-        """
-
-        first = self.layers[0]
-        if self.takes_table:  # NaN in the codes are missing cells, which the layers impute
-            Z, _ = self.forward(X)
-            return Z
-        if not (self.backend.is_host and self._checks_first and first.n_out <= first.n_in):  # type: ignore[attr-defined]
-            check_finite_rows(X, first_row)
-            Z, _ = self.forward(X)
-        else:
-            try:
-                with np.errstate(invalid="ignore"):  # 0 * inf in the product: reported below
-                    Z, _ = self._run(X, False, None, check_first=True)
-            except NonFiniteProductError:
-                check_finite_rows(X, first_row)  # raises, naming the entry
-                Z, _ = self.forward(X)
-        return Z
-
-    def _require_loss(self) -> Loss:
-        if self.loss is None:
-            raise NotFittedError(
-                "this model has no loss, so its outputs have no link; pass loss=... to the model "
-                "or to fit()"
-            )
-        return self.loss
-
-    # --- the model's own view of raw inputs and answers ---------------------------------------
+    # What the inputs and outputs mean lives in the task layer; these read and write it there.
+    classes = _TaskField("classes")
+    feature_names = _TaskField("feature_names")
+    target_scaling = _TaskField("target_scaling")
 
     def input_matrix(self, X: Any, *, finite: bool = True) -> np.ndarray:
-        """The float matrix the layers run on: a table model's codes of the raw table (see
-        :meth:`matnet.layers.TableInput.encode`), else the checked feature matrix.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n, n_features)
-            For a table model also a mapping of columns or a 2-D object array of raw cells.
-        finite : bool
-            Check a numeric model's features for NaN and infinity here.
-
-        Returns
-        -------
-        ndarray of shape (n, n_features), the model's dtype
-        """
-        if self.takes_table:
-            return self.layers[0].encode(X, dtype=self.dtype)  # type: ignore[attr-defined]
-        return check_features(self.select_features(X), self.n_features, self.dtype, finite=finite)
-
-    def select_features(self, X: Any) -> Any:
-        """``X`` with its columns in the model's order: a DataFrame (anything with ``columns``) is
-        matched by name when the model knows its :attr:`feature_names`; arrays are taken as they are.
-
-        Raises
-        ------
-        ValueError
-            When a DataFrame lacks a feature the model was trained on.
-        """
-        names = self.feature_names
-        columns = getattr(X, "columns", None)
-        if names is None or columns is None:
-            return X
-        columns = [str(c) for c in columns]
-        missing = [name for name in names if name not in columns]
-        if missing:
-            shown = ", ".join(map(repr, missing[:5])) + (", ..." if len(missing) > 5 else "")
-            raise ValueError(
-                f"X lacks {len(missing)} of the model's {len(names)} features ({shown}); give "
-                "a table with every column the model was trained on"
-            )
-        if columns == names:
-            return X
-        return X[names] if hasattr(X, "__getitem__") else X
-
-    def _class_labels(self) -> np.ndarray | None:
-        """The labels the decisions stand for, when the model has them and they fit its output."""
-        if self.classes is None or self.loss is None or self.loss.task != "classification":
-            return None
-        if len(self.classes) != self._n_classes(self.loss):
-            return None  # multi-label: the outputs are independent 0/1 labels
-        return np.asarray(self.classes)
-
-    def _n_classes(self, loss: Loss) -> int:
-        """How many class labels the outputs stand for: one per output for exclusive classes
-        (softmax), two for a single yes/no output; 0 when labels do not apply (multi-label)."""
-        if loss.exclusive:
-            return self.n_outputs
-        return 2 if self.n_outputs == 1 else 0
+        """:meth:`matnet.task.Task.input_matrix`: the float matrix the layers run on."""
+        return self.task.input_matrix(self, X, finite=finite)
 
     def encode_targets(self, y: Any, n_samples: int, loss: Loss | None = None) -> np.ndarray:
-        """Targets in the form the loss trains on: labels mapped through :attr:`classes` (learned
-        here from non-numeric ``y`` when the model has none), values through :attr:`target_scaling`.
-
-        Raises
-        ------
-        ValueError
-            For a label the model does not know, or targets that do not fit the loss.
-        """
-        loss = loss or self._require_loss()
-        y_array = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
-        n_classes = self._n_classes(loss)
-        if loss.task == "classification" and y_array.ndim == 1 and n_classes:
-            if self.classes is None and y_array.dtype.kind in "OUSb":
-                classes = [_json_label(c) for c in np.unique(y_array)]
-                if len(classes) != n_classes:
-                    shown = ", ".join(map(repr, classes[:8])) + (
-                        ", ..." if len(classes) > 8 else ""
-                    )
-                    raise ValueError(
-                        f"y holds {len(classes)} distinct labels ({shown}), but the model's "
-                        f"{self.n_outputs} output(s) stand for {n_classes} classes; give the last "
-                        f"Dense layer {len(classes)} outputs (1 for two classes with binary "
-                        "cross-entropy)"
-                    )
-                self.classes = classes
-            if self.classes is not None and len(self.classes) == n_classes:
-                y_array = _label_indices(y_array, self.classes)
-        Y = check_targets(loss, y_array, n_samples, self.n_outputs, self.dtype)
-        if self.target_scaling is not None and loss.task == "regression":
-            mean, scale = self.target_scaling
-            Y = ((Y - mean) / scale).astype(self.dtype)
-        return Y
+        """:meth:`matnet.task.Task.encode_targets`: targets in the form the loss trains on."""
+        return self.task.encode_targets(self, y, n_samples, loss)
 
     def predict(self, X: Array) -> Array:
-        """Decisions: class labels (or indices when the model has no :attr:`classes`), 0/1 labels
-        (multi-label), or values in the target's own units (regression).
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n, n_features)
-
-        Returns
-        -------
-        array of shape (n,) for a single output or class, else (n, n_outputs)
-        """
-        loss = self._require_loss()
-        result = loss.predict(self.logits(X))
-        if loss.task == "regression" and self.target_scaling is not None:
-            mean, scale = self.target_scaling
-            result = result * scale + mean
-        if result.ndim == 2 and result.shape[1] == 1:
-            result = result[:, 0]
-        labels = self._class_labels()
-        return result if labels is None else labels[result]
+        """:meth:`matnet.task.Task.predict`: labels, 0/1 labels, or values in y's units."""
+        return self.task.predict(self, X)
 
     def predict_proba(self, X: Array) -> Array:
-        """The loss's link applied to the logits: softmax or sigmoid probabilities, columns in the
-        order of :attr:`classes`.
-
-        Returns
-        -------
-        array of shape (n, n_outputs)
-        """
-        Z = self.logits(X)  # a new array: the probabilities overwrite it
-        return self._require_loss().link(Z, out=Z)
+        """:meth:`matnet.task.Task.predict_proba`: the loss's link of the logits."""
+        return self.task.predict_proba(self, X)
 
     def evaluate(self, X: Array, y: Array) -> dict[str, float]:
-        """Mean loss and the loss's metric (accuracy or R²) on ``(X, y)``; ``y`` as for fit
-        (labels, or values in the target's own units)."""
-        loss = self._require_loss()
-        Z = self.logits(X)
-        Y = self.encode_targets(y, Z.shape[0], loss)
-        value, _ = loss(Z, Y)
-        return {"loss": value, loss.metric_name: loss.metric(Z, Y)}
+        """:meth:`matnet.task.Task.evaluate`: mean loss and the loss's metric."""
+        return self.task.evaluate(self, X, y)
 
-    def fit(
-        self,
-        X: Array,
-        y: Array,
-        *,
-        loss: str | Loss | None = None,
-        optimizer: Any = "adam",
-        learning_rate: float | None = None,
-        epochs: int = 10,
-        batch_size: int = 32,
-        shuffle: bool = True,
-        seed: int | np.random.Generator | None = 0,
-        validation_data: tuple[Array, Array] | None = None,
-        validation_fraction: float = 0.0,
-        early_stopping: bool = False,
-        patience: int = 10,
-        min_delta: float = 0.0,
-        schedule: Any = None,
-        clip_norm: float | None = None,
-        l2: float = 0.0,
-        sample_weight: Array | None = None,
-        callbacks: Any = None,
-        verbose: int = 1,
-        checkpoint: Any = None,
-        checkpoint_every: int | str = "epoch",
-        resume: Any = False,
-        on_divergence: str = "raise",
-        comm: Any = None,
-        rows: Any = None,
-        resume_overrides: Any = (),
-        threads: int | None = None,
-    ) -> Any:
-        """Train on ``(X, y)``: :func:`matnet.fit` with this model; every option is documented
-        there. Returns the :class:`~matnet.History`."""
-        from matnet.training import fit
-
-        options = {k: v for k, v in locals().items() if k not in ("self", "X", "y", "fit")}
-        return fit(self, X, y, **options)
+    @with_fit_signature
+    def fit(self, X: Array, y: Array, config: Any = None, **options: Any) -> Any:
+        """Train on ``(X, y)``: :func:`matnet.fit` with this model and a
+        :class:`~matnet.task.FitConfig` (``options`` replace its fields; each is documented in
+        :func:`matnet.fit`). Returns the :class:`~matnet.History`."""
+        if _TRAINER is None:  # pragma: no cover - matnet/__init__ imports matnet.training
+            raise RuntimeError("import matnet (which installs the training loop) before fit")
+        return _TRAINER(self, X, y, config, **options)
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -608,6 +372,7 @@ class Sequential:
             "flat_params": to_host(self.flat_params),
             "flat_state": to_host(self.flat_state),
             "metadata": self.metadata,
+            "task": self.task,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -616,140 +381,17 @@ class Sequential:
         self.flat_params[...] = state["flat_params"]
         self.flat_state[...] = state.get("flat_state", self.flat_state)
         self.metadata = state.get("metadata", {})
+        self.task = state.get("task", self.task)
 
     # --- display ----------------------------------------------------------------------------
 
     def summary(self, print_fn: Callable[[str], None] | None = print) -> str:
-        """Print (and return) one line per layer with the shapes of W and b and its parameter count."""
-        rows = [("#", "layer", "output", "W", "b", "params")]
-        width = self.n_features
-        for i, layer in enumerate(self.layers):
-            width = layer.output_width(width)
-            shapes = {name: shape for name, shape, _ in layer.param_specs()}
-            count = sum(int(np.prod(shape)) for shape in shapes.values())
-            fmt = lambda s: "" if s is None else "(" + ", ".join(map(str, s)) + ")"  # noqa: E731
-            rows.append(
-                (
-                    str(i),
-                    repr(layer),
-                    f"(n, {width})",
-                    fmt(shapes.get("W")),
-                    fmt(shapes.get("b")),
-                    f"{count:,}" if count else "",
-                )
-            )
-        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-            for r in rows
-        ]
-        lines.insert(1, "-" * len(lines[0]))
-        loss = f", loss {self.loss.name}" if self.loss is not None else ""
-        lines.append(f"{self.n_params:,} parameters ({np.dtype(self.dtype).name}{loss})")
-        text = "\n".join(lines)
+        """Print (and return) one line per layer with the shapes of W and b and its parameter
+        count (:func:`matnet.summary.summary_text`)."""
+        text = summary_text(self)
         if print_fn is not None:
             print_fn(text)
         return text
 
     def __repr__(self) -> str:
         return f"Sequential([{', '.join(map(repr, self.layers))}])"
-
-
-def MLP(
-    sizes: Sequence[int],
-    activation: Any = "relu",
-    *,
-    dropout: float | Sequence[float] = 0.0,
-    standardize: bool = False,
-    init: str | None = None,
-    loss: str | Loss | None = None,
-    dtype: Any = "float32",
-    seed: int | np.random.Generator | None = 0,
-    backend: str | None = None,
-    device: str | None = None,
-) -> Sequential:
-    """A multilayer perceptron ``[n_in, h1, ..., n_out]``: Dense and activation layers, linear output.
-
-    Parameters
-    ----------
-    sizes : sequence of int
-        Layer widths, input first, at least two entries.
-    activation : str, dict, Activation, or a sequence of them
-        The hidden activation (a registered name, a config dict such as
-        ``{"name": "leaky_relu", "alpha": 0.2}``, or an instance), or one per hidden layer.
-    dropout : float or sequence of float
-        Dropout rate after each hidden activation (one for all, or one per hidden layer).
-    standardize : bool
-        Put a :class:`~matnet.layers.Standardize` layer in front, so the model takes raw features:
-        its mean and scale are fitted from the training rows by :func:`matnet.fit` and saved with
-        the model.
-    init : str, optional
-        Weight initializer; by default the activation's own hint (He for ReLU-like activations,
-        Glorot for the others).
-    loss : str or Loss, optional
-        The loss that the logits feed (its link gives :meth:`Sequential.predict_proba`).
-    dtype, seed, backend, device
-        As for :class:`Sequential`.
-
-    Examples
-    --------
-    >>> model = MLP([64, 32, 10], "relu", loss="cross_entropy", seed=0)
-    >>> model.n_params
-    2410
-    """
-    sizes = list(sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"MLP sizes={sizes!r} needs at least an input and an output width")
-    n_hidden = len(sizes) - 2
-    # One activation (a name, a config dict or an instance) for every hidden layer, or a list.
-    one = isinstance(activation, (str, dict)) or not isinstance(activation, Sequence)
-    activations = [activation] * n_hidden if one else list(activation)
-    rates = [dropout] * n_hidden if isinstance(dropout, (int, float)) else list(dropout)
-    if len(activations) != n_hidden:
-        raise ValueError(f"{len(activations)} activations given for {n_hidden} hidden layers")
-    if len(rates) != n_hidden:
-        raise ValueError(f"{len(rates)} dropout rates given for {n_hidden} hidden layers")
-    layers: list[Layer] = [Standardize(sizes[0])] if standardize else []
-    for i in range(len(sizes) - 1):
-        fn = get_activation(activations[i]) if i < n_hidden else None
-        # The output layer is linear (the loss owns the link) and has always been drawn He.
-        layer_init = init or ("he_normal" if fn is None or fn.init == "he" else "glorot_uniform")
-        layers.append(Dense(sizes[i], sizes[i + 1], init=layer_init))
-        if fn is not None:
-            layers.append(Activation(fn))
-            if rates[i]:
-                layers.append(Dropout(rates[i]))
-    return Sequential(layers, dtype=dtype, seed=seed, loss=loss, backend=backend, device=device)
-
-
-def _plain_dense(layer: Layer) -> bool:
-    """A Dense layer whose forward is Dense's own, so the plan may call its fused form instead."""
-    return isinstance(layer, Dense) and type(layer).forward is Dense.forward
-
-
-def _step(layer: Layer, relu: bool, check_finite: bool) -> Callable:
-    """One step of a forward plan, called as ``step(A_prev, training, rng, rows)``."""
-    if not (relu or check_finite):  # looked up at each call, so a layer's forward may be replaced
-        return lambda A, training, rng, rows: layer.forward(A, training, rng, rows)
-    fused = layer.fused_forward  # type: ignore[attr-defined]  # a plain Dense (see _plain_dense)
-    return lambda A, training, rng, rows: fused(A, rows, relu=relu, check_finite=check_finite)
-
-
-def _json_label(value: Any) -> Any:
-    """A class label as a plain JSON value (NumPy scalars become Python ones)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _label_indices(y: np.ndarray, classes: list[Any]) -> np.ndarray:
-    """Class indices of the labels ``y`` in ``classes``; an unknown label is an error."""
-    lookup = {label: i for i, label in enumerate(classes)}
-    try:
-        return np.fromiter((lookup[_json_label(v)] for v in y), dtype=np.intp, count=len(y))
-    except KeyError as exc:
-        shown = ", ".join(map(repr, classes[:12])) + (", ..." if len(classes) > 12 else "")
-        raise ValueError(
-            f"y holds the label {exc.args[0]!r}, which the model does not know; its classes are "
-            f"{shown}"
-        ) from None
-    except TypeError as exc:  # an unhashable label
-        raise ValueError(f"y holds a label that cannot be a class: {exc}") from None

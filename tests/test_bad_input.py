@@ -290,7 +290,7 @@ def test_predict_rejects_bad_input(X_bad, error, match, method):
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_predict_names_a_bad_entry_in_a_later_chunk(method, value):
     """Inference checks its input chunk by chunk; the error still names the row in the caller's X."""
-    from matnet.model import PREDICT_CHUNK
+    from matnet.plan import PREDICT_CHUNK
 
     model = matnet.MLP([X.shape[1], 5, 3], loss="cross_entropy", seed=0)
     X_big = np.tile(X, (-(-(2 * PREDICT_CHUNK + 7) // len(X)), 1))[: 2 * PREDICT_CHUNK + 7]
@@ -309,7 +309,7 @@ def test_inference_finds_every_bad_entry_even_under_zero_weights(
     """predict checks the first product instead of X when it is narrower: a NaN or infinity still
     shows there, in every row that has one, even where the feature's weights are all zero (0 * inf is
     NaN). Bad entries in the first and the last row of a chunk, in several chunks."""
-    from matnet.model import PREDICT_CHUNK
+    from matnet.plan import PREDICT_CHUNK
 
     rng = np.random.default_rng(0)
     model = matnet.MLP(widths, loss="cross_entropy", dtype=dtype, seed=0)

@@ -378,7 +378,7 @@ def nan_codes(monkeypatch):
     """Let predict take NaN codes: a table model's TableInput makes them (missing cells), and its
     predict passes them to RobustScale, which imputes them; a model that starts at RobustScale has
     no TableInput, so predict's check for non-finite inputs is lifted to feed the same codes."""
-    monkeypatch.setattr("matnet.model.check_finite_rows", lambda X, first_row=0: None)
+    monkeypatch.setattr("matnet.plan.check_finite_rows", lambda X, first_row=0: None)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

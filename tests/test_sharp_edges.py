@@ -43,10 +43,15 @@ def test_soft_cross_entropy_targets_must_be_distributions():
 
 def test_sequential_fit_shows_its_options():
     options = inspect.signature(matnet.Sequential.fit).parameters
-    shown = set(options) - {"self", "X", "y"}
+    shown = set(options) - {"self", "X", "y", "config"}
     assert {"optimizer", "epochs", "batch_size", "validation_fraction", "checkpoint"} <= shown
     assert not any(p.kind is p.VAR_KEYWORD for p in options.values())
-    # Every option of matnet.fit is there, with the same default.
+    # Every option of matnet.fit is there, with the same default: both are FitConfig's fields.
+    from dataclasses import fields
+
+    from matnet.task import FitConfig
+
+    assert shown == {f.name for f in fields(FitConfig)}
     for name, parameter in inspect.signature(matnet.fit).parameters.items():
         if name not in ("model", "X", "y"):
             assert options[name].default == parameter.default, name

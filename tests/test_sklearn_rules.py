@@ -15,7 +15,8 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 import matnet.sklearn.estimators as estimators  # noqa: E402
 from matnet.losses import MeanSquaredError, SoftmaxCrossEntropy  # noqa: E402
-from matnet.model import MLP, Sequential  # noqa: E402
+from matnet.mlp import MLP
+from matnet.model import Sequential  # noqa: E402
 from matnet.optim import SGD  # noqa: E402
 from matnet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 from matnet.sklearn.rules import SklearnLoss, SklearnRate  # noqa: E402

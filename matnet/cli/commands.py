@@ -20,17 +20,11 @@ from typing import Any
 import numpy as np
 
 from matnet import datasets, distributed, metrics
-from matnet.cli.common import (
-    check_writable,
+from matnet.answers import (
     class_indices,
     class_labels,
     class_proba,
-    classification_metrics,
-    classification_report,
-    confusion_table,
-    csv_text,
     decisions,
-    format_metrics,
     has_input_scaling,
     is_classifier,
     label_values,
@@ -38,10 +32,18 @@ from matnet.cli.common import (
     loss_of,
     note_unscaled,
     output_name,
-    per_class_table,
-    plot_requested,
     predicted_values,
     read_for_model,
+)
+from matnet.cli.common import (
+    check_writable,
+    classification_metrics,
+    classification_report,
+    confusion_table,
+    csv_text,
+    format_metrics,
+    per_class_table,
+    plot_requested,
     refuse_overwriting_inputs,
     regression_metrics,
     regression_report,
@@ -57,7 +59,8 @@ from matnet.io import atomic_write, model_bytes
 from matnet.layers import Standardize
 from matnet.layers.tabular import is_missing
 from matnet.losses import BinaryCrossEntropy, SoftmaxCrossEntropy, get_loss, loss_names
-from matnet.model import MLP, Sequential
+from matnet.mlp import MLP
+from matnet.model import Sequential
 from matnet.tabular import ColumnReport, TabularFit, TabularRecipe, infer_columns, output_width
 from matnet.tabular.build import prepare_tabular, split_rows
 from matnet.tabular.inference import read_numbers
@@ -554,13 +557,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     # 4. Metrics in the target's own units, then everything in memory before anything is written.
     model = run.model
     results = _split_metrics(run, target)
-    model.metadata = {
-        "target": table.target_name,
-        "metrics": results,
-        "training": _training_record(args, settings, run, loss, history),
-    }
-    if report is not None:
-        model.metadata["columns"] = report.as_dict()
+    model.metadata.update(  # the builder's column report is there already
+        target=table.target_name,
+        metrics=results,
+        training=_training_record(args, settings, run, loss, history),
+    )
     blob = model_bytes(model)
     png = None
     if args.plot is not None and len(history):
@@ -740,6 +741,23 @@ def _info_task_and_inputs(model: Sequential) -> list[str]:
     return lines
 
 
+def _info_columns(columns: Any) -> list[str]:
+    """The column report saved by ``matnet train`` (or an estimator) on a raw table: each column's
+    type and the columns dropped, with why. The file is untrusted: every value is shown escaped."""
+    if not isinstance(columns, dict):
+        return []
+    lines = ["columns read (as the column report before training said):"]
+    for entry in [*columns.get("columns", []), *columns.get("dropped", [])]:
+        if isinstance(entry, dict):
+            gaps = f", {shown(entry['missing'])} missing" if entry.get("missing") else ""
+            lines.append(
+                f"  {shown(entry.get('name'))}  {shown(entry.get('kind'))} "
+                f"({shown(entry.get('reason'))}{gaps})"
+            )
+    lines += [f"  note: {shown(note, None)}" for note in columns.get("notes", [])]
+    return lines
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from matnet.io import load_tensors, model_from_tensors
 
@@ -748,7 +766,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     model = model_from_tensors(tensors, raw, args.model)
     loss_of(model, args.model)
     note_unscaled(model, args.model)
-    lines = [_info_header(args.model, raw), *_info_task_and_inputs(model), ""]
+    lines = [_info_header(args.model, raw), *_info_task_and_inputs(model)]
+    lines += [*_info_columns(model.metadata.get("columns")), ""]
     lines.append(model.summary(print_fn=None))
     lines.append(
         "tensors: "

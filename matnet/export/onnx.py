@@ -77,7 +77,13 @@ from matnet.layers import (
     TableInput,
 )
 from matnet.layers.embeddings import TWO_PI
-from matnet.layers.tabular import FIRST_CATEGORY, MISSING_SLOT, MISSING_TEXT, UNKNOWN_SLOT
+from matnet.layers.tabular import (
+    FIRST_CATEGORY,
+    MISSING_SLOT,
+    MISSING_TEXT,
+    UNKNOWN_SLOT,
+    format_text,
+)
 from matnet.model import Sequential
 from matnet.validation import check_int_range
 
@@ -337,7 +343,10 @@ def _table_input(g: _Graph, layer: Any, x: str, index: int) -> str:
     for j, column in enumerate(layer.columns):
         name = column["name"]
         if column["kind"] == "numeric":
-            g.inputs.append(helper.make_tensor_value_info(name, g.float_type, ["N", 1]))
+            # A column read in a format (decimal commas, dates, yes/no) takes the number the
+            # model reads its cell as; the graph's input says which.
+            doc = f"as matnet reads {format_text(column['format'])}" if column.get("format") else ""
+            g.inputs.append(helper.make_tensor_value_info(name, g.float_type, ["N", 1], doc))
             columns.append(name)
             continue
         g.inputs.append(helper.make_tensor_value_info(name, string, ["N", 1]))
@@ -443,7 +452,7 @@ _LOSS_RULES: dict[
 
 def _class_labels(model: Sequential) -> np.ndarray | None:
     """The labels ``predict`` answers with (None: class indices), as an ONNX-ready array."""
-    labels = model._class_labels()  # the model's own rule, so predict and the graph agree
+    labels = model.task.class_labels(model)  # the model's own rule: predict and the graph agree
     if labels is None:
         return None
     if labels.dtype.kind not in "iUbf":

@@ -93,7 +93,7 @@ def serve(
     """
     uvicorn = import_optional("uvicorn", "serve", "matnet serve")
     import_optional("starlette", "serve", "matnet serve")
-    from matnet.cli.common import load_model, model_info, note, note_unscaled
+    from matnet.answers import load_model, model_info, note, note_unscaled
     from matnet.serve.app import build_app
     from matnet.serve.predictor import Predictor
 

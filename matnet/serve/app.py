@@ -42,6 +42,25 @@ def _media_type(request: Any) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+async def _request_rows(predictor: Predictor, request: Any, max_body: int) -> tuple[Any, bool]:
+    """A /predict request's rows (JSON or CSV body) and whether it asks for probabilities."""
+    proba = wants_proba(request.query_params.get("proba", "0"), "?proba=")
+    body = await _read_body(request, max_body)
+    kind = _media_type(request)
+    if kind in _CSV_TYPES:
+        X = predictor.rows_from_csv(body)
+    elif kind in _JSON_TYPES or kind.endswith("+json"):
+        X, proba = predictor.rows_from_json(body, proba)
+    else:
+        raise RequestError(
+            f"Content-Type {kind or '(none)'!r} is not served; send application/json "
+            "rows or text/csv with a header row",
+            415,
+        )
+    predictor.check_proba(proba)
+    return X, proba
+
+
 def build_app(
     predictor: Predictor,
     info: dict[str, Any],
@@ -57,7 +76,7 @@ def build_app(
     ----------
     predictor : Predictor
     info : dict
-        ``GET /model``'s answer (:func:`matnet.cli.common.model_info`).
+        ``GET /model``'s answer (:func:`matnet.answers.model_info`).
     max_body : int
         Bodies larger than this many bytes get 413.
     batch_wait_ms, max_batch_rows : float, int
@@ -81,20 +100,7 @@ def build_app(
         batcher.incoming += 1
         queued = False
         try:
-            proba = wants_proba(request.query_params.get("proba", "0"), "?proba=")
-            body = await _read_body(request, max_body)
-            kind = _media_type(request)
-            if kind in _CSV_TYPES:
-                X = predictor.rows_from_csv(body)
-            elif kind in _JSON_TYPES or kind.endswith("+json"):
-                X, proba = predictor.rows_from_json(body, proba)
-            else:
-                raise RequestError(
-                    f"Content-Type {kind or '(none)'!r} is not served; send application/json "
-                    "rows or text/csv with a header row",
-                    415,
-                )
-            predictor.check_proba(proba)
+            X, proba = await _request_rows(predictor, request, max_body)
             batcher.incoming -= 1
             queued = True
             if batching:

@@ -2,8 +2,8 @@
 
 Nothing here knows HTTP beyond status codes: :class:`Predictor` turns a body (JSON rows or CSV text)
 into a validated float64 matrix, answers a matrix with the very functions ``matnet predict`` uses
-(:func:`matnet.cli.common.decisions`, :func:`~matnet.cli.common.class_proba`,
-:func:`~matnet.cli.common.predicted_values`), and turns a request's slice of the answer into JSON.
+(:func:`matnet.answers.decisions`, :func:`~matnet.answers.class_proba`,
+:func:`~matnet.answers.predicted_values`), and turns a request's slice of the answer into JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from matnet import datasets
-from matnet.cli.common import (
+from matnet.answers import (
     check_width,
     class_labels,
     class_proba,
@@ -62,7 +62,7 @@ class Predictor:
     Parameters
     ----------
     model : Sequential
-        From :func:`matnet.cli.common.load_model`: it has a loss, so its outputs mean something.
+        From :func:`matnet.answers.load_model`: it has a loss, so its outputs mean something.
 
     Raises
     ------

@@ -22,7 +22,8 @@ import numpy as np
 
 from matnet.layers import Layer, Standardize
 from matnet.losses import Loss, get_loss
-from matnet.model import MLP, Sequential
+from matnet.mlp import MLP
+from matnet.model import Sequential
 from matnet.tabular.inference import ColumnReport, infer_columns, table_columns
 from matnet.tabular.preprocess import output_width, preprocessor
 from matnet.tabular.recipe import TabularRecipe, tabular_fit_options, tabular_loss, tabular_model
@@ -253,16 +254,12 @@ def prepare_tabular(
         chosen = get_loss(loss or ("cross_entropy" if task == "classification" else "mse"))
     y = np.asarray(y)
     classification = task == "classification"
-    if classification:
-        n_classes = len(classes) if classes is not None else int(y.max()) + 1
-        n_outputs = 1 if (n_classes == 2 and not chosen.exclusive) else n_classes
-    else:
-        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+    n_outputs = _n_outputs(y, classification, classes, chosen)
     if is_table(X):
         report = report or infer_columns(X)
         names, cells = table_columns(X)
-        data: Any = dict(zip(names, cells, strict=True))
-        data = {name: data[name] for name in report.names}
+        by_name = dict(zip(names, cells, strict=True))
+        data: Any = {name: by_name[name] for name in report.names}
         n = len(cells[0])
     else:
         data = np.asarray(X)
@@ -283,15 +280,10 @@ def prepare_tabular(
         seed=seed,
         **architecture,
     )
-    y_fit = y
-    if classes is not None:
-        # The model carries the labels and its fit maps them to the outputs, as for any user.
-        model.classes = list(classes)
-        labels = np.empty(len(classes), dtype=object)
-        labels[:] = model.classes
-        y_fit = labels[y]
-    if isinstance(data, dict):
-        model.feature_names = list(report.names) if report else None
+    y_fit = _labelled(model, y, classes)
+    if isinstance(data, dict) and report is not None:
+        model.feature_names = list(report.names)
+        model.metadata["columns"] = report.as_dict()  # matnet info shows it
     elif feature_names is not None:
         model.feature_names = [str(name) for name in feature_names]
     if not classification and not chosen.link_name:
@@ -305,6 +297,25 @@ def prepare_tabular(
     if tabular_recipe is not None:
         fit.options = tabular_fit_options(tabular_recipe, n_rows=train.size)
     return fit
+
+
+def _labelled(model: Sequential, y: np.ndarray, classes: list[Any] | None) -> np.ndarray:
+    """The targets as fit takes them: class indices as the labels they stand for, which the model
+    carries and its fit maps to the outputs, as for any user (values stay as they are)."""
+    if classes is None:
+        return y
+    model.classes = list(classes)
+    labels = np.empty(len(classes), dtype=object)
+    labels[:] = model.classes
+    return labels[y]
+
+
+def _n_outputs(y: np.ndarray, classification: bool, classes: Any, loss: Loss) -> int:
+    """One output per class (one for two classes under a sigmoid loss), or per target column."""
+    if classification:
+        n_classes = len(classes) if classes is not None else int(y.max()) + 1
+        return 1 if (n_classes == 2 and not loss.exclusive) else n_classes
+    return 1 if y.ndim == 1 else y.shape[1]
 
 
 def fit_tabular(X: Any, y: Any, *, task: str, fit_options: dict | None = None,

@@ -10,6 +10,7 @@ and the communicators that make single-process and data-parallel training one co
 - :mod:`matnet.training.comm`: :class:`LocalComm` (one process) and the MPI and thread communicators.
 """
 
+from matnet.model import install_trainer
 from matnet.training.callbacks import (
     Callback,
     Checkpointing,
@@ -25,6 +26,8 @@ from matnet.training.callbacks import (
 )
 from matnet.training.comm import LocalComm
 from matnet.training.loop import fit
+
+install_trainer(fit)  # Sequential.fit trains through this loop; the model never imports it
 
 __all__ = [
     "fit",

@@ -16,7 +16,6 @@ import tempfile
 import time
 import warnings
 import zlib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,6 +35,7 @@ from matnet.losses import Loss, SoftmaxCrossEntropy, get_loss
 from matnet.model import Sequential
 from matnet.optim import Optimizer, get_optimizer
 from matnet.schedules import Schedule, get_schedule
+from matnet.task import OVERRIDABLE, FitConfig, with_fit_signature
 from matnet.training.callbacks import (
     Callback,
     Checkpointing,
@@ -58,40 +58,14 @@ from matnet.validation import (
 __all__ = ["fit"]
 
 
+@with_fit_signature
 def fit(
-    model: Sequential,
-    X: Any,
-    y: Any,
-    *,
-    loss: str | Loss | None = None,
-    optimizer: str | dict | Optimizer = "adam",
-    learning_rate: float | None = None,
-    l2: float = 0.0,
-    epochs: int = 10,
-    batch_size: int = 32,
-    shuffle: bool = True,
-    seed: int | np.random.Generator | None = 0,
-    validation_data: tuple[Any, Any] | None = None,
-    validation_fraction: float = 0.0,
-    early_stopping: bool = False,
-    patience: int = 10,
-    min_delta: float = 0.0,
-    schedule: str | Schedule | None = None,
-    clip_norm: float | None = None,
-    sample_weight: Any = None,
-    callbacks: Any = None,
-    verbose: int = 1,
-    on_divergence: str = "raise",
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int | str = "epoch",
-    resume: bool | str | os.PathLike = False,
-    comm: Any = None,
-    rows: Any = None,
-    resume_overrides: Iterable[str] = (),
-    threads: int | None = None,
+    model: Sequential, X: Any, y: Any, config: FitConfig | None = None, **options: Any
 ) -> History:
-    # Every argument, by name: all are checked before the first parameter changes.
-    t, X, Y, W, drop_rng = _prepare(**locals())
+    # Every option, checked before the first parameter changes (FitConfig, then _prepare).
+    c = FitConfig.of(config, options)
+    shuffle, clip_norm = c.shuffle, c.clip_norm
+    t, X, Y, W, drop_rng = _prepare(model, X, y, c)
     params, grads = t.model.flat_params, t.model.flat_grads
     opt, loss_fn, sched, state, rng = t.optimizer, t.loss, t.schedule, t.state, t.rng
     n, batch_size, epochs = t.n_samples, t.batch_size, t.epochs
@@ -164,6 +138,10 @@ def fit(
 # The parameters' documentation is long; it sits apart so that fit's code reads on one screen.
 _FIT_DOC = """Train ``model`` on ``(X, y)`` with mini-batches reshuffled every epoch.
 
+Every option below is a field of :class:`~matnet.task.FitConfig`: give them as keywords, or a
+``config`` (a FitConfig, reused across runs) whose fields the keywords replace. Each is checked
+before any work starts.
+
 Parameters
 ----------
 model : Sequential
@@ -174,6 +152,8 @@ y : array-like of shape (n_samples,) or (n_samples, n_outputs)
     Class labels, class indices or one-hot rows (cross-entropy), 0/1 labels (binary cross-entropy),
     or values. Non-numeric labels become ``model.classes`` (when the model has none; ``predict``
     then returns them); values are scaled by ``model.target_scaling`` when the model has one.
+config : FitConfig, optional
+    The options as one frozen object; keywords replace its fields.
 loss : str or Loss, optional
     ``"cross_entropy"``, ``"binary_cross_entropy"`` or ``"mse"``; defaults to the model's loss.
     The model keeps it for ``predict``/``predict_proba``.
@@ -280,36 +260,7 @@ fit.__doc__ = _FIT_DOC
 
 
 def _prepare(
-    model: Any,
-    X: Any,
-    y: Any,
-    *,
-    loss: Any,
-    optimizer: Any,
-    learning_rate: Any,
-    l2: Any,
-    epochs: Any,
-    batch_size: Any,
-    shuffle: bool,
-    seed: Any,
-    validation_data: Any,
-    validation_fraction: Any,
-    early_stopping: bool,
-    patience: Any,
-    min_delta: Any,
-    schedule: Any,
-    clip_norm: Any,
-    sample_weight: Any,
-    callbacks: Any,
-    verbose: Any,
-    on_divergence: Any,
-    checkpoint: Any,
-    checkpoint_every: Any,
-    resume: Any,
-    comm: Any,
-    rows: Any,
-    resume_overrides: Any,
-    threads: Any,
+    model: Any, X: Any, y: Any, c: FitConfig
 ) -> tuple[Trainer, Any, Any, Any, np.random.Generator]:
     """Check fit's arguments, read the checkpoint to resume from, split the data, fit the model's
     state, restore or start the run, and agree with the other ranks.
@@ -317,31 +268,41 @@ def _prepare(
     Returns ``(trainer, X, Y, W, dropout_generator)``: the training rows, targets and sample weights
     (or None) that the loop gathers batches from.
     """
-    loss_fn, opt, epochs, batch_size = _check_options(
-        model, loss, optimizer, learning_rate, l2, epochs, batch_size, patience,
-        validation_fraction, min_delta, clip_norm, verbose, on_divergence,
-    )  # fmt: skip
-    threads = _check_threads(threads)
-    resume_from = _check_checkpoint_options(checkpoint, checkpoint_every, resume)
-    overrides = _check_overrides(resume_overrides)
-    comm = LocalComm() if comm is None else comm
+    loss_fn, opt = _check_options(model, c.loss, c.optimizer, c.learning_rate, c.l2)
+    epochs, batch_size, early_stopping, patience = (
+        c.epochs,
+        c.batch_size,
+        c.early_stopping,
+        c.patience,
+    )
+    validation_data, validation_fraction, min_delta = (
+        c.validation_data,
+        c.validation_fraction,
+        c.min_delta,
+    )
+    sample_weight, verbose, on_divergence = c.sample_weight, c.verbose, c.on_divergence
+    checkpoint, checkpoint_every, rows = c.checkpoint, c.checkpoint_every, c.rows
+    threads = _check_threads(c.threads)
+    resume_from = _check_checkpoint_options(checkpoint, c.resume)
+    overrides = c.resume_overrides
+    comm = LocalComm() if c.comm is None else c.comm
     if not comm.is_root:
         checkpoint = None  # only rank 0 writes files (every rank reads the one it resumes from)
     # Named by string, a cosine schedule anneals over this run's epochs.
     sched = (
         get_schedule("cosine", total_epochs=epochs)
-        if schedule == "cosine"
-        else get_schedule(schedule)
+        if c.schedule == "cosine"
+        else get_schedule(c.schedule)
     )
-    extra = as_callbacks(callbacks)
-    rng = comm.shared_generator(seed)
+    extra = as_callbacks(c.callbacks)
+    rng = comm.shared_generator(c.seed)
     ckpt = read_checkpoint(resume_from) if resume_from is not None else None
     # What changes the result besides the model, optimizer and data: saved in the checkpoint and
     # compared on resume (with the sample weights', validation data's and rows' CRC-32, added below).
     settings: dict[str, Any] = {
         "loss": loss_fn.config(),
-        "shuffle": bool(shuffle),
-        "clip_norm": None if clip_norm is None else float(clip_norm),
+        "shuffle": bool(c.shuffle),
+        "clip_norm": None if c.clip_norm is None else float(c.clip_norm),
         "schedule": _schedule_settings(sched),
         "early_stopping": bool(early_stopping),
         "patience": int(patience) if early_stopping else None,
@@ -388,21 +349,10 @@ def _prepare(
 
 
 def _check_options(
-    model: Any,
-    loss: Any,
-    optimizer: Any,
-    learning_rate: Any,
-    l2: Any,
-    epochs: Any,
-    batch_size: Any,
-    patience: Any,
-    validation_fraction: Any,
-    min_delta: Any,
-    clip_norm: Any,
-    verbose: Any,
-    on_divergence: Any,
-) -> tuple[Loss, Optimizer, int, int]:
-    """Check fit's options; return the loss, the optimizer, epochs and batch_size."""
+    model: Any, loss: Any, optimizer: Any, learning_rate: Any, l2: Any
+) -> tuple[Loss, Optimizer]:
+    """Check the options that need the model (FitConfig checked the others); return the loss and
+    the optimizer."""
     if not isinstance(model, Sequential):
         raise TypeError(f"fit() needs a matnet Sequential model, got {type(model).__name__}")
     loss_fn = get_loss(loss) if loss is not None else model.loss
@@ -429,27 +379,7 @@ def _check_options(
             "softmax cross-entropy needs one output per class, at least 2; this model has 1 "
             "output (use 2 outputs, or loss='binary_cross_entropy' for a single 0/1 output)"
         )
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
-        raise ValueError(f"patience={patience!r} must be a non-negative integer")
-    if not (
-        isinstance(validation_fraction, (int, float))
-        and not isinstance(validation_fraction, bool)
-        and 0 <= validation_fraction < 1
-    ):
-        raise ValueError(f"validation_fraction={validation_fraction!r} must be in [0, 1)")
-    if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta) and min_delta >= 0):
-        raise ValueError(f"min_delta={min_delta!r} must be a finite non-negative number")
-    if clip_norm is not None and not (
-        isinstance(clip_norm, (int, float)) and math.isfinite(clip_norm) and clip_norm > 0
-    ):
-        raise ValueError(f"clip_norm={clip_norm!r} must be a positive number or None")
-    if verbose not in (0, 1, 2, False, True):
-        raise ValueError(f"verbose={verbose!r} must be 0, 1 or 2")
-    if on_divergence not in ("raise", "warn"):
-        raise ValueError(f"on_divergence={on_divergence!r} must be 'raise' or 'warn'")
-    return loss_fn, opt, epochs, batch_size
+    return loss_fn, opt
 
 
 def _positive_rate(learning_rate: Any) -> float:
@@ -463,38 +393,6 @@ def _check_threads(threads: Any) -> int | None:
     threads = check_positive_int("threads", threads)
     import_optional("threadpoolctl", "threads", "threads=")
     return threads
-
-
-# Settings a resumed run may change when the caller names them in resume_overrides. The validation
-# split is not among them: the checkpoint's held-out rows and records belong to the saved one.
-OVERRIDABLE = (
-    "shuffle",
-    "clip_norm",
-    "schedule",
-    "early_stopping",
-    "patience",
-    "min_delta",
-    "sample_weight",
-    "loss",
-)
-
-
-def _check_overrides(resume_overrides: Any) -> frozenset[str]:
-    if isinstance(resume_overrides, str):
-        resume_overrides = (resume_overrides,)
-    try:
-        names = frozenset(resume_overrides)
-    except TypeError:
-        raise TypeError(
-            f"resume_overrides must be a list of setting names, got {resume_overrides!r}"
-        ) from None
-    unknown = sorted(str(name) for name in names - set(OVERRIDABLE))
-    if unknown:
-        raise ValueError(
-            f"resume_overrides names {', '.join(map(repr, unknown))}, which a resumed run cannot "
-            f"change; it may name {', '.join(OVERRIDABLE)}"
-        )
-    return names
 
 
 def _schedule_settings(sched: Schedule) -> dict[str, Any]:
@@ -512,10 +410,8 @@ def _schedule_settings(sched: Schedule) -> dict[str, Any]:
     }
 
 
-def _check_checkpoint_options(checkpoint: Any, checkpoint_every: Any, resume: Any) -> Any:
+def _check_checkpoint_options(checkpoint: Any, resume: Any) -> Any:
     """Validate the checkpoint options; return the path to resume from (or None)."""
-    if checkpoint_every != "epoch":
-        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
