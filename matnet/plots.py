@@ -117,22 +117,37 @@ def history_png(history: Any, *, title: str = "") -> bytes:
     return _png(fig)
 
 
+def tick_labels(labels: Sequence[Any]) -> list[str]:
+    """Class labels for a plot's ticks: in full, wrapped at 26 characters (never cut)."""
+    import textwrap
+
+    return [textwrap.fill(str(label), 26, break_long_words=True) for label in labels]
+
+
 def confusion_matrix_png(matrix: np.ndarray, labels: Sequence[str], *, title: str = "") -> bytes:
     """The PNG bytes of :func:`plot_confusion_matrix`."""
     plt = require_matplotlib()
+    import textwrap
+
     matrix = np.asarray(matrix)
     k = matrix.shape[0]
-    size = min(4 + 0.5 * k, 14)
+    # Long labels are wrapped in full (never cut: three "penguin_species_..." would read alike)
+    # and the figure grows with the longest, so ticks do not overlap.
+    wrapped = tick_labels(labels)
+    longest = max((len(line) for w in wrapped for line in w.splitlines()), default=1)
+    size = min(4 + 0.5 * k + 0.08 * longest, 16)
     fig, ax = plt.subplots(figsize=(size, size))
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    rotate = k > 3 or longest > 8
     ax.set_xticks(
         range(k),
-        labels=list(labels),
-        rotation=45 if k > 3 else 0,
-        ha="right" if k > 3 else "center",
+        labels=wrapped,
+        rotation=45 if rotate else 0,
+        ha="right" if rotate else "center",
+        rotation_mode="anchor",
     )
-    ax.set_yticks(range(k), labels=list(labels))
+    ax.set_yticks(range(k), labels=wrapped)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if k <= 30:
@@ -141,7 +156,7 @@ def confusion_matrix_png(matrix: np.ndarray, labels: Sequence[str], *, title: st
             for j in range(k):
                 color = "white" if matrix[i, j] > threshold else "black"
                 ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
-    ax.set_title(title or "confusion matrix")
+    ax.set_title(textwrap.fill(title or "confusion matrix", 60))
     fig.tight_layout()
     return _png(fig)
 

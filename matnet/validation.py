@@ -154,21 +154,41 @@ def _ordered_cells(
             f"{where}: an object, but the model stores no feature names; send each row as a "
             "list of values in the model's column order"
         )
-    missing = [name for name in feature_names if name not in row]
-    if missing:
-        raise DataError(
-            f"{where}: no feature {missing[0]!r}, a feature the model was trained on "
-            f"({len(missing)} of its {len(feature_names)} features are missing)"
-        )
-    if len(row) > len(feature_names):
-        known = set(feature_names) | set(ignored)
-        unknown = [key for key in row if key not in known]
-        if unknown:
-            shown = ", ".join(feature_names[:8]) + (", ..." if len(feature_names) > 8 else "")
-            raise DataError(
-                f"{where}: unknown feature {unknown[0]!r}; the model's features are {shown}"
-            )
+    problem = key_mismatch(list(row), feature_names, ignored)
+    if problem:
+        raise DataError(f"{where}: {problem}")
     return [row[name] for name in feature_names]
+
+
+def key_mismatch(keys: list[str], names: list[str], ignored: tuple[str, ...] = ()) -> str | None:
+    """What is wrong with a row's keys against the model's feature names, every key named (a
+    mis-cased or misspelt key gets a "did you mean"), or None when they match.
+
+    >>> key_mismatch(["Age", "city"], ["age", "city", "income"])
+    "lacks 2 of the model's 3 features: 'age', 'income'; unknown key 'Age' (did you mean 'age'?)"
+    """
+    import difflib
+
+    missing = [name for name in names if name not in keys]
+    unknown = [key for key in keys if key not in names and key not in ignored]
+    if not missing and not unknown:
+        return None
+    parts = []
+    if missing:
+        parts.append(
+            f"lacks {len(missing)} of the model's {len(names)} features: "
+            + ", ".join(map(repr, missing))
+        )
+    if unknown:
+        lowered = {name.lower(): name for name in missing}
+        hints = []
+        for key in unknown:
+            close = lowered.get(str(key).lower()) or next(
+                iter(difflib.get_close_matches(str(key), missing, n=1)), None
+            )
+            hints.append(f"{key!r}" + (f" (did you mean {close!r}?)" if close else ""))
+        parts.append(f"unknown key{'s' if len(unknown) > 1 else ''} " + ", ".join(hints))
+    return "; ".join(parts)
 
 
 def _cell(value: Any, where: str) -> float:

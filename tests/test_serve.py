@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,6 +51,15 @@ class Server:
             self.proc.kill()
             raise AssertionError(f"matnet serve did not start: {line} {self.proc.stderr.read()}")
         self.port = int(line[0].split("http://127.0.0.1:")[1].split()[0])
+        # The access log (one line per request) goes on stdout: read it as it comes, so the
+        # pipe never fills and blocks the service.
+        self.log: list[str] = []
+        self._drain = threading.Thread(target=self._read_log, daemon=True)
+        self._drain.start()
+
+    def _read_log(self) -> None:
+        for text in self.proc.stdout:
+            self.log.append(text)
 
     def request(self, method: str, path: str, body: bytes | None = None, kind: str | None = None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -254,10 +264,21 @@ def test_unknown_and_missing_features_are_named(classifier, files):
     row = {name: 1.0 for name in names}
     status, answer = classifier.post([row, {**row, "petal colour": 3}])
     assert status == 422
-    assert answer["error"].startswith("request body, row 2: unknown feature 'petal colour'")
+    assert answer["error"] == "request body, row 2: unknown key 'petal colour'"
     del row[names[2]]
     status, answer = classifier.post([row])
-    assert status == 422 and f"no feature {names[2]!r}" in answer["error"]
+    assert status == 422 and f"lacks 1 of the model's 4 features: {names[2]!r}" in answer["error"]
+
+
+def test_mis_cased_keys_are_all_named_with_a_did_you_mean(classifier, files):
+    names = files["iris"].feature_names
+    row = {name.upper(): 1.0 for name in names[:2]} | {name: 1.0 for name in names[2:]}
+    status, answer = classifier.post([row])
+    assert status == 422
+    message = answer["error"]
+    assert f"lacks 2 of the model's 4 features: {names[0]!r}, {names[1]!r}" in message
+    for name in names[:2]:
+        assert f"{name.upper()!r} (did you mean {name!r}?)" in message
 
 
 def test_oversized_body_is_413_and_the_service_goes_on(classifier, files):
@@ -420,3 +441,17 @@ def test_a_table_model_serves_raw_cells_as_matnet_predict_reads_them(tmp_path):
         assert status in (200, 422), answer  # a number in a text column: the unknown slot or a 422
     finally:
         server.stop()
+
+
+def test_every_request_gets_one_access_log_line(regressor, files):
+    before = len(regressor.log)
+    rows = files["diabetes"].X[:2].tolist()
+    assert regressor.post(rows)[0] == 200
+    assert regressor.request("GET", "/nowhere")[0] == 404
+    deadline = time.monotonic() + 10
+    while len(regressor.log) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = regressor.log[before:]
+    assert len(lines) == 2, lines
+    assert '"POST /predict HTTP/1.1" 200' in lines[0]
+    assert '"GET /nowhere HTTP/1.1" 404' in lines[1]

@@ -192,11 +192,25 @@ def roc_auc_how(auc: dict[str, Any], n_classes: int) -> str:
 
 
 def confusion_table(matrix: np.ndarray, labels: list[str]) -> str:
-    shown = [label[:12] for label in labels]
-    width = max(max(len(s) for s in shown), len(str(int(matrix.max(initial=0)))), 4)
-    head = " " * (width + 2) + " ".join(s.rjust(width) for s in shown)
+    """The confusion matrix as text. Labels of up to 12 characters head the columns; longer ones
+    (``penguin_species_Adelie``) would be cut into the same text, so then each class gets a key
+    (``[1]``) that heads its column and stands before its full label on its row."""
+    count = len(str(int(matrix.max(initial=0))))
+    if max((len(label) for label in labels), default=0) <= 12:
+        width = max(max((len(s) for s in labels), default=0), count, 4)
+        head = " " * (width + 2) + " ".join(s.rjust(width) for s in labels)
+        rows = [
+            labels[i].rjust(width) + "  " + " ".join(str(int(c)).rjust(width) for c in matrix[i])
+            for i in range(len(labels))
+        ]
+        return "\n".join([head, *rows])
+    keys = [f"[{i + 1}]" for i in range(len(labels))]
+    names = [f"{key} {label}" for key, label in zip(keys, labels, strict=True)]
+    left = max(len(name) for name in names)
+    width = max(max(len(k) for k in keys), count, 4)
+    head = " " * (left + 2) + " ".join(k.rjust(width) for k in keys)
     rows = [
-        shown[i].rjust(width) + "  " + " ".join(str(int(c)).rjust(width) for c in matrix[i])
+        names[i].ljust(left) + "  " + " ".join(str(int(c)).rjust(width) for c in matrix[i])
         for i in range(len(labels))
     ]
     return "\n".join([head, *rows])

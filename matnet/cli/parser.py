@@ -186,7 +186,8 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         type=_hidden,
         default=None,
         metavar="W1,W2,...",
-        help="hidden layer widths (default: 128,128 per member for tabular, 128,64 for mlp; "
+        help="hidden layer widths (default: "
+        f"{','.join(map(str, _RECIPE.hidden))} per member for tabular, 128,64 for mlp; "
         "'none' for a linear model)",
     )
     p.add_argument("--activation", default="relu", choices=activation_names())

@@ -14,6 +14,7 @@ micro-batched into one matrix product (:mod:`matnet.serve.batching`).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import signal
 import socket
 import sys
@@ -122,7 +123,10 @@ def serve(
         "Ctrl-C stops",
         flush=True,
     )
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", access_log=True, lifespan="on")
+    # One access-log line per request on stdout, through uvicorn's own logging ('127.0.0.1:5123
+    # - "POST /predict HTTP/1.1" 200'); its other messages stay at warnings.
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT or SIGTERM and then re-raises the signal to the
     # handler it found; stopping is this command's normal end, so that ends in exit status 0.

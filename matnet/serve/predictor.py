@@ -27,7 +27,7 @@ from matnet.answers import (
 )
 from matnet.errors import RequestError, UsageError
 from matnet.model import Sequential
-from matnet.validation import check_feature_rows
+from matnet.validation import check_feature_rows, key_mismatch
 
 __all__ = ["Predictor", "plain_json", "wants_proba"]
 
@@ -131,11 +131,9 @@ class Predictor:
         cells = []
         for i, row in enumerate(payload):
             if isinstance(row, dict):
-                missing = [name for name in names if name not in row]
-                unknown = sorted(set(row) - set(names) - set(self.ignored))
-                if missing or unknown:
-                    what = f"lacks {missing[0]!r}" if missing else f"has unknown {unknown[0]!r}"
-                    raise RequestError(f"{SOURCE}, row {i}: {what}; the features are {names}", 422)
+                problem = key_mismatch(list(row), names, self.ignored)
+                if problem:
+                    raise RequestError(f"{SOURCE}, row {i}: {problem}", 422)
                 cells.append([row[name] for name in names])
             elif isinstance(row, list) and len(row) == len(names):
                 cells.append(row)
