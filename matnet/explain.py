@@ -533,6 +533,7 @@ def _record(
     seed: int,
     max_side: int,
     max_bytes: int,
+    names: dict[str, str],
 ) -> tuple[Recording, list[Description]]:
     """Train ``model`` (a copy the caller owns) for ``steps`` plain SGD steps on mini-batches of
     ``X``, recording each step: ``W ← W − learning_rate · dW`` with the recorded ``dW`` itself, so
@@ -557,9 +558,8 @@ def _record(
             estimate = _page_size(numbers, steps, max_side, batch, products)
             if estimate > max_bytes:
                 raise ValueError(
-                    f"the page would take about {estimate / 2**20:.1f} MiB for {steps} steps, over "
-                    f"max_bytes={max_bytes} ({max_bytes / 2**20:.1f} MiB): record fewer steps, a "
-                    "smaller batch or max_side, or raise max_bytes"
+                    f"the page would take about {estimate / 2**20:.1f} MiB for {steps} steps, "
+                    + _too_big(max_bytes, names)
                 )
             record.check = _check_weight(products, numbers)
             record.shown = {
@@ -699,6 +699,7 @@ def to_html(
     max_side: int = 64,
     max_bytes: int = DEFAULT_MAX_BYTES,
     source: str = "the given data",
+    option_names: dict[str, str] | None = None,
 ) -> Recording:
     """Record a short real training run of ``model`` and write it as one self-contained HTML page.
 
@@ -736,6 +737,9 @@ def to_html(
         before it starts, with the options that shrink it.
     source : str
         Words for the page saying where ``X`` came from.
+    option_names : dict, optional
+        How the caller's users name ``steps``, ``batch``, ``max_side`` and ``max_bytes`` (the
+        command line: ``--steps``, ...), for the advice of a page that is too large.
 
     Returns
     -------
@@ -759,7 +763,9 @@ def to_html(
         seed=seed,
         max_side=max_side,
         max_bytes=max_bytes,
+        names=_OPTION_NAMES | (option_names or {}),
     )
+    names = _OPTION_NAMES | (option_names or {})
     options = {
         "batch": batch,
         "learning_rate": rate,
@@ -776,11 +782,28 @@ def to_html(
     data = page.encode("utf-8")
     if len(data) > max_bytes:
         raise ValueError(
-            f"the page came to {len(data) / 2**20:.2f} MiB, over max_bytes={max_bytes}: record "
-            "fewer steps, a smaller batch or max_side, or raise max_bytes"
+            f"the page came to {len(data) / 2**20:.2f} MiB, " + _too_big(max_bytes, names)
         )
     atomic_write(path, data)
     return record
+
+
+#: The options a page-size error advises, as the Python API names them.
+_OPTION_NAMES = {
+    "steps": "steps",
+    "batch": "batch",
+    "max_side": "max_side",
+    "max_bytes": "max_bytes=",
+}
+
+
+def _too_big(max_bytes: int, names: dict[str, str]) -> str:
+    """The end of a page-size error: the limit, and the options that shrink the page."""
+    return (
+        f"over {names['max_bytes']}{max_bytes} ({max_bytes / 2**20:.1f} MiB): record fewer "
+        f"{names['steps']}, a smaller {names['batch']} or {names['max_side']}, or raise "
+        f"{names['max_bytes'].rstrip('= ')}"
+    )
 
 
 def _page_inputs(model: Any, X: Any, y: Any, path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -255,3 +255,21 @@ def test_a_table_model_explains_and_records_from_raw_rows(tmp_path, capsys, reci
     # A TypeError at the boundary is one line too, never a traceback.
     assert main(["explain", str(model), "--data", str(tmp_path / "missing.csv")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_cli_size_error_names_the_cli_options(tmp_path, capsys):
+    """`matnet explain --html` offers --max-side and --max-bytes; its size error names them (the
+    Python names max_side/max_bytes are not options of the command line)."""
+    from matnet.cli import main
+
+    page = tmp_path / "p.html"
+    code = main(["explain", "--sizes", "64,32,10", "--html", str(page), "--steps", "50",
+                 "--max-bytes", "100000"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and not page.exists()
+    assert "over --max-bytes 100000" in err
+    assert "fewer --steps, a smaller --batch or --max-side, or raise --max-bytes" in err
+    assert "max_side" not in err and "max_bytes" not in err
+    code = main(["explain", "--sizes", "64,32,10", "--html", str(page), "--steps", "2",
+                 "--max-side", "8"])  # fmt: skip
+    assert code == 0 and page.exists()

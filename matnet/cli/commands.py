@@ -933,7 +933,9 @@ def _explain_html(args: argparse.Namespace) -> int:
         source = f"random data (standard normal X and random targets, seed {args.seed})"
     to_html(
         model, X, y, args.html, steps=args.steps, batch=batch, learning_rate=args.lr,
-        seed=args.seed, source=source,
+        seed=args.seed, source=source, max_side=args.max_side, max_bytes=args.max_bytes,
+        option_names={"steps": "--steps", "batch": "--batch", "max_side": "--max-side",
+                      "max_bytes": "--max-bytes "},
     )  # fmt: skip
     say(f"wrote {args.html}: {args.steps} training steps of {source}; open it in a browser")
     return 0

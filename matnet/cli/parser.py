@@ -478,4 +478,17 @@ def _add_gradcheck_and_explain(sub: argparse._SubParsersAction) -> None:
                 default=0.1,
                 help="with --html: the SGD learning rate (default 0.1)",
             )
+            p.add_argument(
+                "--max-side",
+                type=_positive_int,
+                default=64,
+                help="with --html: show larger matrices as an even sample of this many rows and "
+                "columns (default 64)",
+            )
+            p.add_argument(
+                "--max-bytes",
+                type=_positive_int,
+                default=5 * 2**20,
+                help="with --html: the page's size limit in bytes (default 5 MiB)",
+            )
             p.set_defaults(func=cmd_explain)
