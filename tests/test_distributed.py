@@ -177,27 +177,64 @@ def test_unseeded_ranks_agree_on_rank0s_generator():
     np.testing.assert_array_equal(params[0], params[1])
 
 
-def test_dropout_streams_differ_per_rank_but_weights_stay_identical():
+@pytest.mark.parametrize("k", [2, 3])
+def test_dropout_draws_for_the_global_batch_so_ranks_equal_one_process(k):
+    """Every rank draws the global batch's dropout masks from the shared stream and keeps its own
+    rows: k ranks train the model one process trains (float64, to 1e-12), and each rank's mask is
+    its rows of the one process's mask."""
     X, y = make_data()
+    options = dict(epochs=3, batch_size=16, seed=7)
 
-    def rank_main(comm):
-        model = make_model(seed=1, dropout=0.3)
-        masks = []
+    def masks_of(model, into):
         layer = model.layers[2]
         original = layer.forward
 
         def spy(A_prev, training=False, rng=None, rows=None):
             A, backward = original(A_prev, training, rng, rows)
-            masks.append(layer._buffers["mask"][:1].copy())
+            into.append(layer._buffers["mask"][: A_prev.shape[0]].copy())
             return A, backward
 
         layer.forward = spy
-        matnet.fit(model, X, y, epochs=2, batch_size=16, verbose=0, comm=comm)
-        return model.flat_params, masks[0]
 
-    (p0, mask0), (p1, mask1) = simulate(2, rank_main)
-    np.testing.assert_array_equal(p0, p1)
-    assert not np.array_equal(mask0, mask1), "ranks must draw independent dropout masks"
+    single_masks: list = []
+    single = make_model(seed=1, dropout=0.3)
+    masks_of(single, single_masks)
+    matnet.fit(single, X, y, verbose=0, **options)
+
+    def rank_main(comm):
+        model = make_model(seed=1, dropout=0.3)
+        masks: list = []
+        masks_of(model, masks)
+        matnet.fit(model, X, y, verbose=0, comm=comm, **options)
+        return model.flat_params, masks
+
+    results = simulate(k, rank_main)
+    for params, _ in results:
+        np.testing.assert_allclose(params, single.flat_params, rtol=0, atol=1e-12)
+    first = single_masks[0]  # the first global batch: 16 rows, split in order over the ranks
+    for rank, (_, masks) in enumerate(results):
+        lo, hi = 16 * rank // k, 16 * (rank + 1) // k
+        np.testing.assert_array_equal(masks[0], first[lo:hi])
+
+
+def test_the_tabular_recipe_trains_the_same_model_on_simulated_ranks():
+    """The default recipe (dropout after BatchEnsemble blocks, AdamW, cos-log schedule) under data
+    parallelism equals one process (float64, to 1e-12)."""
+    from matnet.tabular import fit_tabular
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(120, 5))
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    run = fit_tabular(X, y, task="classification", dtype="float64", seed=2,
+                      fit_options=dict(epochs=3, verbose=0))  # fmt: skip
+
+    def rank_main(comm):
+        ranked = fit_tabular(X, y, task="classification", dtype="float64", seed=2,
+                             fit_options=dict(epochs=3, verbose=0, comm=comm))  # fmt: skip
+        return ranked.model.flat_params
+
+    for params in simulate(2, rank_main):
+        np.testing.assert_allclose(params, run.model.flat_params, rtol=0, atol=1e-12)
 
 
 def test_one_allreduce_per_step():

@@ -137,7 +137,10 @@ def cli_has_distributed_flag() -> bool:
 
 
 @pytest.mark.slow
-def test_mpiexec_cli_train_distributed_matches_single_process(mpiexec, tmp_path):
+@pytest.mark.parametrize("recipe", ["mlp", "tabular"])
+def test_mpiexec_cli_train_distributed_matches_single_process(mpiexec, tmp_path, recipe):
+    """The plain MLP and the default recipe (dropout after BatchEnsemble blocks: every rank draws
+    the global batch's masks and keeps its rows) train the single process's model."""
     if not cli_has_distributed_flag():
         pytest.skip("this branch has no `matnet train --distributed` (matnet/cli lacks the flag)")
     common = [
@@ -145,10 +148,8 @@ def test_mpiexec_cli_train_distributed_matches_single_process(mpiexec, tmp_path)
         "matnet",
         "train",
         "iris",
-        # The plain MLP, without dropout: the tabular recipe's dropout masks are drawn per rank
-        # for its share of the batch, so its runs match a single process in distribution only.
         "--recipe",
-        "mlp",
+        recipe,
         "--epochs",
         "5",
         "--batch-size",

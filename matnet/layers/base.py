@@ -23,6 +23,8 @@ from matnet.backend import array_namespace
 from matnet.equations import Equation, shape_text
 
 __all__ = [
+    "BatchShare",
+    "draw_rows",
     "Layer",
     "Equation",
     "Description",
@@ -91,6 +93,48 @@ class Description:
     state: list[tuple[str, str]] = field(default_factory=list)
 
 
+class BatchShare:
+    """The ``rng`` a random layer gets under data parallelism: this rank's rows of the global batch,
+    and the stream every rank shares (the one that shuffles).
+
+    A random layer draws through :func:`draw_rows`: every rank then draws the numbers of the whole
+    global batch, in the order one process would, and keeps its own rows, so ``mpiexec -n k``
+    trains the same model as one process (dropout masks included). The cost is that each rank
+    draws k times the numbers it uses.
+    """
+
+    def __init__(self, generator: np.random.Generator, rank: int, size: int) -> None:
+        self.generator, self.rank, self.size = generator, rank, size
+        self.n_global = 0
+
+    def for_batch(self, n_global: int) -> BatchShare:
+        """Set the global batch's row count (the training loop calls this every step)."""
+        self.n_global = n_global
+        return self
+
+    def rows(self) -> slice:
+        """This rank's rows of the global batch (the same split as the rank's data, see
+        ``Communicator.shard``); the first row for a rank without a share, which the gradient
+        weighs zero."""
+        n, r, k = self.n_global, self.rank, self.size
+        lo, hi = n * r // k, n * (r + 1) // k
+        return slice(lo, hi) if hi > lo else slice(0, 1)
+
+
+def draw_rows(
+    rng: np.random.Generator | BatchShare, n: int, draw: Callable[[np.random.Generator, int], Array]
+) -> Array:
+    """``draw(generator, n_rows)`` for a batch of ``n`` rows (its result has ``n_rows`` rows).
+
+    With a :class:`BatchShare` (data-parallel training) it draws for the global batch from the
+    shared stream and returns this rank's rows, so every rank's numbers are the ones one process
+    would draw for those rows; with a plain generator it is ``draw(rng, n)``.
+    """
+    if isinstance(rng, BatchShare):
+        return draw(rng.generator, rng.n_global)[rng.rows()]
+    return draw(rng, n)
+
+
 class Layer:
     """Base class of every layer: no parameters, no state, the identity.
 
@@ -113,7 +157,9 @@ class Layer:
 
     owns_output = False
     row_blocks = False
-    #: True when training mode draws from ``rng`` (dropout): such a batch is never split into blocks.
+    #: True when training mode draws from ``rng`` (dropout): such a batch is never split into
+    #: blocks. Such a layer draws per row through :func:`draw_rows`, so that data-parallel
+    #: training draws what one process would.
     random = False
     #: The input width when the layer fixes it (a model's first layer must), else None.
     n_in: int | None = None

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from matnet.backend import array_namespace
-from matnet.layers.base import Description, Equation, Layer, Symbols, shape_text
+from matnet.layers.base import Description, Equation, Layer, Symbols, draw_rows, shape_text
 
 __all__ = ["Dropout"]
 
@@ -58,7 +58,9 @@ class Dropout(Layer):
         if rng is None:
             raise ValueError("Dropout needs a numpy.random.Generator in training mode (rng=...)")
         n, width = A_prev.shape
-        keep = _keep_mask(rng, n, width, self.rate)  # on the host, so a GPU run draws the same
+        # On the host, so a GPU run draws the same; per row of the global batch (draw_rows), so
+        # data-parallel ranks draw what one process would.
+        keep = draw_rows(rng, n, lambda g, m: _keep_mask(g, m, width, self.rate))
         mask = self._buffer("mask", n, width, A_prev)
         scale = 1.0 / (1.0 - self.rate)
         if isinstance(mask, np.ndarray):

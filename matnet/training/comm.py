@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from matnet.backend import array_namespace, import_optional, to_host
+from matnet.layers.base import BatchShare
 from matnet.validation import as_generator
 
 __all__ = ["Communicator", "LocalComm", "MPICommunicator", "ThreadCommunicator"]
@@ -113,8 +114,9 @@ class Communicator(ABC):
 
         Returns
         -------
-        numpy.random.Generator
-            This rank's own stream for dropout, independent of the other ranks' and of ``rng``.
+        BatchShare
+            The stream random layers draw from: ``rng`` itself, shared by every rank, with this
+            rank's rows of each global batch (the loop sets the batch with ``for_batch``).
         """
         n_state = 0 if state is None else int(state.shape[0])
         mine = (int(n_samples), int(params.shape[0]), n_state, np.dtype(params.dtype).name)
@@ -147,13 +149,9 @@ class Communicator(ABC):
                 setattr(optimizer, key, value)
         # Again after a resume, which restores the generator from the checkpoint on each rank.
         rng.bit_generator.state = self.broadcast_object(rng.bit_generator.state)
-        jumped = getattr(rng.bit_generator, "jumped", None)
-        if jumped is None:
-            raise ValueError(
-                f"distributed training needs a jumpable bit generator (PCG64, the default, or "
-                f"Philox) for per-rank dropout streams; got {type(rng.bit_generator).__name__}"
-            )
-        return np.random.Generator(jumped(self.rank + 1))
+        # Dropout (any random layer) draws the global batch's numbers from this shared stream and
+        # keeps this rank's rows: the same masks as one process (layers.base.draw_rows).
+        return BatchShare(rng, self.rank, self.size)
 
     def local_rows(self, n_global: int) -> int:
         """How many rows of a global batch of ``n_global`` rows belong to this rank."""
@@ -364,9 +362,10 @@ class ThreadCommunicator(Communicator):
 class LocalComm(Communicator):
     """A group of one process: every collective is the identity and nothing is copied.
 
-    :func:`matnet.fit` uses it when given no communicator. Unlike a one-rank MPI group it keeps one
-    generator for shuffling and dropout (no jumped stream) and acts on a request to stop right after
-    the step that made it, which is what single-process training has always done.
+    :func:`matnet.fit` uses it when given no communicator. Dropout draws from the shuffling generator
+    itself (every rank of a group does too, keeping its rows of the global batch), and a request to
+    stop acts right after the step that made it, which is what single-process training has always
+    done.
     """
 
     rank, size = 0, 1

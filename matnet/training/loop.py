@@ -31,6 +31,7 @@ from matnet.checkpoint import (
     restore_generator,
 )
 from matnet.errors import ModelFileError
+from matnet.layers.base import BatchShare
 from matnet.losses import Loss, SoftmaxCrossEntropy, get_loss
 from matnet.model import Sequential
 from matnet.optim import Optimizer, get_optimizer
@@ -83,6 +84,7 @@ def fit(
     forward, step, take_rows = t.model.forward, opt.step, _accel.take_rows
     shard, reduce, stops = t.comm.shard, t.comm.allreduce_mean, t.comm.stops
     batch_callbacks, interrupt, lock = t.batch_callbacks, t.interrupt, t.model._lock
+    share = drop_rng if isinstance(drop_rng, BatchShare) else None
     with t:
         t.begin()
         while state.epoch <= epochs and not state.stopped:
@@ -95,6 +97,8 @@ def fit(
             for start in range(state.batch * batch_size, n, batch_size):
                 idx = perm[start : start + batch_size]
                 m_global, idx = idx.shape[0], shard(idx)  # this rank's share of the global batch
+                if share is not None:  # random layers draw the global batch's numbers
+                    share.for_batch(m_global)
                 m = idx.shape[0]
                 xb = take_rows(X, idx if row_of is None else row_of[idx], X_buf)
                 yb = np.take(Y, idx, axis=0, out=Y_buf[:m], mode="clip")
@@ -327,7 +331,7 @@ def _prepare(
     else:
         _check_permutation(ckpt, resume_from, n, batch_size)
         rng, state = _restore(ckpt, resume_from, model, opt, sched, rng), ckpt.state
-    # Rank 0's parameters, state and optimizer state everywhere; per-rank dropout streams.
+    # Rank 0's parameters, state and optimizer state everywhere; the stream random layers draw.
     drop_rng = comm.start(
         params, opt, rng, n, state=model.flat_state, position=_position(state, ckpt, resume_from)
     )
