@@ -85,7 +85,7 @@ class Communicator(ABC):
         n_samples: int,
         state: Array | None = None,
         position: tuple[Any, ...] = (),
-    ) -> np.random.Generator:
+    ) -> np.random.Generator | BatchShare:
         """Check that the ranks agree, broadcast rank 0's parameters, state and optimizer state.
 
         Parameters
