@@ -234,16 +234,46 @@ class Layer:
         return A_prev, lambda dA: dA
 
     def describe(self, symbols: Symbols) -> Description:
-        """The layer's equations, costs and memory for a batch (see :class:`Description`)."""
-        name = f"{symbols.input}'"
-        shape = shape_text(symbols.n, symbols.n_in)
+        """The layer's equations, costs and memory for a batch (see :class:`Description`).
+
+        A layer that does not override this is shown as opaque, by name (``LayerNorm: no
+        equations given``), never as an identity it may not be; its parameters are still listed,
+        so explain's parameter total is the model's.
+        """
+        A, ell, n = symbols.input, symbols.index, symbols.n
+        name = type(self).__name__
+        out = f"{A}'"
+        width = self.output_width(symbols.n_in) if symbols.n_in else symbols.n_in
+        shape_in, shape_out = shape_text(n, symbols.n_in), shape_text(n, width)
+        parameters = [
+            (f"{p}{ell}", p, f"{p}{ell} {'×'.join(map(str, shape))} = {int(np.prod(shape)):,}")
+            for p, shape, _ in self.param_specs()
+        ]
         return Description(
-            output=name,
+            output=out,
             forward=[
-                Equation(f"{name} = {self!r}({symbols.input})", f"{shape} → {shape}", "", name)
+                Equation(
+                    f"{out} = {name}({A})",
+                    f"{shape_in} → {shape_out}",
+                    f"{name}: no equations given (opaque)",
+                    out,
+                )
             ],
-            backward=[Equation(f"d{symbols.input} = d{name}", shape, "", f"d{symbols.input}")],
+            backward=[
+                Equation(
+                    f"d{A} = {name}′(d{out})",
+                    shape_in,
+                    f"{name}: no equations given (opaque)",
+                    f"d{A}",
+                )
+            ],
+            parameters=parameters,
         )
+
+    @property
+    def describes_itself(self) -> bool:
+        """False when the layer gives no equations (``describe`` is the base's opaque one)."""
+        return type(self).describe is not Layer.describe
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments as plain JSON values, with ``type`` (used by model files)."""
