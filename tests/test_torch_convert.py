@@ -8,7 +8,7 @@ import pytest
 
 import matnet
 from matnet.errors import ConversionError
-from matnet.layers import Activation, Dense, Dropout, Standardize
+from matnet.layers import Activation, Dense, Dropout, Periodic, Standardize
 
 torch = pytest.importorskip(
     "torch", reason="the PyTorch round trips need torch (in matnet's dev extra; not a runtime need)"
@@ -147,6 +147,11 @@ def test_bad_state_dicts_and_layers_without_modules():
         matnet.from_torch({"0.weight": torch.ones(3, 5, dtype=torch.float16)})
     with pytest.raises(ValueError, match="follows a layer of width"):
         matnet.from_torch({"0.weight": torch.ones(3, 5), "1.weight": torch.ones(2, 4)})
-    model = matnet.Sequential([Standardize(5), Dense(5, 2)])
-    with pytest.raises(ConversionError, match=r"layer 0, Standardize\(5\), has no PyTorch module"):
+    model = matnet.Sequential([Standardize(5), Dense(5, 2)])  # a Standardize never fitted
+    with pytest.raises(ConversionError, match=r"Standardize\(5\) has no statistics yet"):
+        matnet.to_torch_state_dict(model)
+    model = matnet.Sequential([Periodic(5, 2, 0.1), Dense(25, 2)])  # no PyTorch form declared
+    with pytest.raises(
+        ConversionError, match=r"layer 0, Periodic\(.*\) \(Periodic\), has no PyTorch"
+    ):
         matnet.to_torch_state_dict(model)

@@ -6,7 +6,21 @@ An exporter sits beside :mod:`matnet.io` in matnet's import order; the libraries
 (``onnx``, ``torch``) are imported inside the functions that need them.
 """
 
-from matnet.export.onnx import DEFAULT_OPSET, to_onnx
-from matnet.export.pytorch import from_torch, to_torch, to_torch_state_dict
+from matnet.export.onnx import DEFAULT_OPSET, OnnxGraph, register_onnx, to_onnx
+from matnet.export.pytorch import (
+    from_torch,
+    register_torch,
+    to_torch,
+    to_torch_state_dict,
+)
 
-__all__ = ["DEFAULT_OPSET", "from_torch", "to_onnx", "to_torch", "to_torch_state_dict"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "OnnxGraph",
+    "from_torch",
+    "register_onnx",
+    "register_torch",
+    "to_onnx",
+    "to_torch",
+    "to_torch_state_dict",
+]

@@ -87,7 +87,7 @@ from matnet.layers.tabular import (
 from matnet.model import Sequential
 from matnet.validation import check_int_range
 
-__all__ = ["to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["to_onnx", "register_onnx", "OnnxGraph", "DEFAULT_OPSET", "MIN_OPSET"]
 
 #: The opset written by default (see the module's notes for why).
 DEFAULT_OPSET = 17
@@ -96,7 +96,13 @@ MIN_OPSET = 13
 
 
 class _Graph:
-    """The nodes and initializers of one graph, with fresh names for every value."""
+    """The nodes and initializers of one graph, with fresh names for every value.
+
+    A layer's export rule (:func:`register_onnx`) builds its part of the graph through three
+    calls: ``g.const(stem, array)`` adds an initializer in the graph's float dtype (``float32`` or
+    ``float64``) and returns its name, ``g.op(op_type, inputs, stem, **attributes)`` adds a node
+    and returns its output's name, and ``g.name(stem)`` makes a fresh value name.
+    """
 
     def __init__(self, onnx: Any, dtype: type[np.floating]) -> None:
         self.onnx, self.dtype = onnx, dtype
@@ -371,6 +377,9 @@ def _table_input(g: _Graph, layer: Any, x: str, index: int) -> str:
     return g.op("Concat", columns, f"C{index}", axis=1) if len(columns) > 1 else columns[0]
 
 
+#: The public name of the graph builder a layer's rule receives.
+OnnxGraph = _Graph
+
 _LAYER_RULES: dict[type, Callable[[_Graph, Any, str, int], str]] = {
     Dense: _dense,
     Standardize: _standardize,
@@ -386,6 +395,40 @@ _LAYER_RULES: dict[type, Callable[[_Graph, Any, str, int], str]] = {
     Embedding: _embedding,
     TableInput: _table_input,
 }
+
+
+def register_onnx(
+    layer_type: type,
+) -> Callable[[Callable[[_Graph, Any, str, int], str]], Callable[[_Graph, Any, str, int], str]]:
+    """Declare how a layer type is written in ONNX: ``rule(g, layer, x, index) -> output name``,
+    where ``x`` names the layer's input (n, n_in) and ``g`` is an :class:`OnnxGraph`.
+
+    Use it beside the layer (``@register_onnx(LayerNorm)`` in the file that defines it), so a
+    layer registered from a user's own file exports like a built-in one. A layer class may instead
+    define a method ``to_onnx(self, g, x, index) -> str``.
+
+    Examples
+    --------
+    >>> @register_onnx(LayerNorm)                       # doctest: +SKIP
+    ... def _(g, layer, x, index):
+    ...     mean = g.op("ReduceMean", [x], axes=[1], keepdims=1)
+    ...     ...
+    """
+
+    def decorate(rule: Callable[[_Graph, Any, str, int], str]) -> Callable:
+        _LAYER_RULES[layer_type] = rule
+        return rule
+
+    return decorate
+
+
+def _layer_rule(layer: Any) -> Callable[[_Graph, Any, str, int], str] | None:
+    """The layer's own ``to_onnx`` method, else the rule registered for its type, else None."""
+    method = getattr(type(layer), "to_onnx", None)
+    if method is not None:
+        return lambda g, layer, x, index: method(layer, g, x, index)
+    return _LAYER_RULES.get(type(layer))
+
 
 _ACTIVATION_RULES: dict[type[acts.Activation], Callable[[_Graph, Any, str], str]] = {
     acts.Identity: lambda g, fn, x: x,
@@ -472,10 +515,11 @@ def _check_convertible(model: Sequential) -> Callable[[_Graph, Sequential, str],
     for index, layer in enumerate(model.layers):
         if isinstance(layer, TableInput):
             _check_table_input(layer, index)
-        if type(layer) not in _LAYER_RULES:
+        if _layer_rule(layer) is None:
             raise ConversionError(
                 f"layer {index}, {layer!r} ({type(layer).__name__}), has no ONNX export rule; "
-                f"matnet exports {', '.join(cls.__name__ for cls in _LAYER_RULES)} layers"
+                f"matnet exports {', '.join(cls.__name__ for cls in _LAYER_RULES)} layers (a "
+                "layer of your own declares its rule with matnet.export.register_onnx)"
             )
         if isinstance(layer, Activation) and type(layer.fn) not in _ACTIVATION_RULES:
             raise ConversionError(
@@ -569,7 +613,9 @@ def to_onnx(
     g = _Graph(onnx, graph_dtype)
     x = "X"
     for index, layer in enumerate(model.layers):
-        x = _LAYER_RULES[type(layer)](g, layer, x, index)
+        rule = _layer_rule(layer)
+        assert rule is not None  # checked by _check_convertible
+        x = rule(g, layer, x, index)
     if not g.inputs:  # no TableInput: the feature matrix
         g.inputs.append(
             onnx.helper.make_tensor_value_info("X", g.float_type, ["N", model.n_features])

@@ -18,16 +18,23 @@ matnet                     PyTorch
 ``Dropout(rate)``          ``nn.Dropout(p=rate)``
 =========================  ===========================================
 
+``Standardize``, ``Scale``, ``PeriodicLinear``, ``BatchEnsemble``, ``EnsembleMean`` and
+``RobustScale`` become small modules that compute what the layer computes (their parameters and
+state under ``"<index>.<name>"``); a layer of a user's own declares its form with
+:func:`register_torch` (or a ``to_torch`` method). A ``TableInput`` (raw text cells) has none: a
+table model leaves by ONNX. ``to_torch`` goes one way for those; ``from_torch`` reads the stacks of
+the table above.
+
 matnet's GELU is the tanh form, so ``nn.GELU()`` (the erf form, up to 1e-3 apart) is refused rather
-than converted to something that answers differently. ``Standardize`` has no PyTorch module and the
-loss is not a module; both are refused or left to the caller (``from_torch(..., loss=...)``).
+than converted to something that answers differently. The loss is not a module; it is left to the
+caller (``from_torch(..., loss=...)``).
 
 PyTorch stays a test and benchmark dependency: it is imported inside these functions only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,10 +42,21 @@ import numpy as np
 from matnet.activations import get_activation
 from matnet.backend import import_optional, resolve_dtype, to_host
 from matnet.errors import ConversionError
-from matnet.layers import Activation, Dense, Dropout, Layer
+from matnet.layers import (
+    Activation,
+    BatchEnsemble,
+    Dense,
+    Dropout,
+    EnsembleMean,
+    Layer,
+    PeriodicLinear,
+    RobustScale,
+    Scale,
+    Standardize,
+)
 from matnet.model import Sequential
 
-__all__ = ["to_torch_state_dict", "to_torch", "from_torch"]
+__all__ = ["to_torch_state_dict", "to_torch", "from_torch", "register_torch", "torch_module"]
 
 _SUPPORTED = (
     "Linear, Identity, ReLU, LeakyReLU, Sigmoid, Tanh, GELU(approximate='tanh'), Softmax(dim=1), "
@@ -54,77 +72,237 @@ def _check_exportable(model: Sequential) -> None:
     if not isinstance(model, Sequential):
         raise TypeError(f"expected a matnet Sequential model, got {type(model).__name__}")
     for index, layer in enumerate(model.layers):
-        if type(layer) in (Dense, Dropout):
-            continue
-        if type(layer) is Activation and layer.fn.name in _TORCH_ACTIVATIONS:
-            continue
-        raise ConversionError(
-            f"layer {index}, {layer!r}, has no PyTorch module to become; matnet converts Dense, "
-            "Dropout and the activations "
-            + ", ".join(_TORCH_ACTIVATIONS)
-            + " (export a model with preprocessing to ONNX, which carries it)"
-        )
+        if _torch_form(layer) is None:
+            raise ConversionError(
+                f"layer {index}, {layer!r} ({type(layer).__name__}), has no PyTorch module to "
+                f"become; matnet converts {', '.join(t.__name__ for t in _TORCH_FORMS)} and the "
+                "activations " + ", ".join(_TORCH_ACTIVATIONS) + " (a layer of your own declares "
+                "its module with matnet.export.register_torch; ONNX carries a table model's raw "
+                "columns)"
+            )
 
 
 _TORCH_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax")
 
+#: A layer type's PyTorch form: ``form(layer, torch) -> nn.Module`` holding the layer's parameters
+#: (as ``nn.Parameter``) and state (as buffers), computing what its forward computes.
+TorchForm = Callable[[Any, Any], Any]
+_TORCH_FORMS: dict[type, TorchForm] = {}
+
+
+def register_torch(layer_type: type) -> Callable[[TorchForm], TorchForm]:
+    """Declare a layer type's PyTorch form: ``form(layer, torch) -> nn.Module``.
+
+    Use it beside the layer (``@register_torch(LayerNorm)`` in the file that defines it), so a
+    layer registered from a user's own file converts like a built-in one; :func:`torch_module`
+    wraps a function of the input and named tensors as a module. A layer class may instead define
+    a method ``to_torch(self, torch) -> nn.Module``.
+    """
+
+    def decorate(form: TorchForm) -> TorchForm:
+        _TORCH_FORMS[layer_type] = form
+        return form
+
+    return decorate
+
+
+def _torch_form(layer: Layer) -> TorchForm | None:
+    """The layer's own ``to_torch`` method, else the form registered for its type, else None
+    (an activation PyTorch has no module for has none)."""
+    method = getattr(type(layer), "to_torch", None)
+    if method is not None:
+        return lambda layer, torch: method(layer, torch)
+    if type(layer) is Activation and layer.fn.name not in _TORCH_ACTIVATIONS:
+        return None
+    return _TORCH_FORMS.get(type(layer))
+
+
+def torch_module(
+    torch: Any,
+    name: str,
+    forward: Callable[[Any, Any], Any],
+    parameters: Mapping[str, np.ndarray] | None = None,
+    buffers: Mapping[str, np.ndarray] | None = None,
+) -> Any:
+    """An ``nn.Module`` named ``name`` computing ``forward(module, x)``, with ``parameters``
+    (trainable, as ``nn.Parameter``) and ``buffers`` (state) copied from NumPy arrays; inside
+    ``forward`` they are attributes of the module."""
+    module = _module_class(torch)(name, forward)
+    for key, value in (parameters or {}).items():
+        module.register_parameter(key, torch.nn.Parameter(torch.from_numpy(np.array(value))))
+    for key, value in (buffers or {}).items():
+        module.register_buffer(key, torch.from_numpy(np.array(value)))
+    return module
+
+
+_MODULE_CLASS: dict[int, Any] = {}
+
+
+def _module_class(torch: Any) -> Any:
+    """One nn.Module subclass for every wrapped layer (made once: torch is imported lazily)."""
+    if id(torch) not in _MODULE_CLASS:
+
+        class MatnetLayer(torch.nn.Module):
+            def __init__(self, name: str, forward: Callable[[Any, Any], Any]) -> None:
+                super().__init__()
+                self.layer_name, self._forward = name, forward
+
+            def forward(self, x: Any) -> Any:
+                return self._forward(self, x)
+
+            def extra_repr(self) -> str:
+                return self.layer_name
+
+        _MODULE_CLASS[id(torch)] = MatnetLayer
+    return _MODULE_CLASS[id(torch)]
+
 
 def to_torch_state_dict(model: Sequential) -> dict[str, Any]:
-    """The model's weights as the state dict of the equivalent ``nn.Sequential`` (see :func:`to_torch`).
+    """The model's weights (and state) as the state dict of its ``nn.Sequential`` (:func:`to_torch`).
 
     Parameters
     ----------
     model : Sequential
-        Dense, Dropout and activation layers only.
+        Layers with a PyTorch form (see the module's table; :func:`register_torch` adds more).
 
     Returns
     -------
     dict of str to torch.Tensor
-        ``"<i>.weight"`` of shape (n_out, n_in) (``W.T``) and ``"<i>.bias"`` of shape (n_out,) for each
-        Dense layer ``i``, in the model's dtype.
+        For each Dense layer ``i``: ``"<i>.weight"`` of shape (n_out, n_in) (``W.T``) and
+        ``"<i>.bias"`` of shape (n_out,); other layers' parameters and state under ``"<i>.<name>"``;
+        in the model's dtype.
 
     Raises
     ------
     ConversionError
-        For a layer without a PyTorch module (naming it), before any work.
+        For a layer without a PyTorch form (naming it), before any work.
     """
-    _check_exportable(model)
-    torch = _torch()
-    state = {}
-    for index, layer in enumerate(model.layers):
-        if isinstance(layer, Dense):
-            W, b = to_host(layer.W), to_host(layer.b)
-            state[f"{index}.weight"] = torch.from_numpy(np.ascontiguousarray(W.T))
-            state[f"{index}.bias"] = torch.from_numpy(b.reshape(-1).copy())
-    return state
+    return dict(to_torch(model).state_dict())
 
 
 def to_torch(model: Sequential) -> Any:
-    """The model as an ``nn.Sequential`` (in eval mode) holding its weights.
+    """The model as an ``nn.Sequential`` (in eval mode) holding its weights and state.
 
     Returns
     -------
     torch.nn.Sequential
-        Modules at the matnet layers' indices (see the module's table), in the model's dtype.
+        Modules at the matnet layers' indices (see the module's table), in the model's dtype:
+        ``module(torch.from_numpy(X))`` gives ``model.logits(X)``.
 
     Raises
     ------
     ConversionError
-        For a layer without a PyTorch module (naming it), before any work.
+        For a layer without a PyTorch form (naming it), before any work.
     """
     _check_exportable(model)
-    nn = _torch().nn
-    modules: list[Any] = []
+    torch = _torch()
+    modules = []
     for layer in model.layers:
-        if isinstance(layer, Dense):
-            modules.append(nn.Linear(layer.n_in, layer.n_out))
-        elif isinstance(layer, Dropout):
-            modules.append(nn.Dropout(p=layer.rate))
-        else:
-            modules.append(_torch_activation(nn, layer.fn))  # type: ignore[attr-defined]
-    module = nn.Sequential(*modules).to(_torch_dtype(model.dtype))
-    module.load_state_dict(to_torch_state_dict(model))
-    return module.eval()
+        form = _torch_form(layer)
+        assert form is not None  # checked above
+        modules.append(form(layer, torch))
+    return torch.nn.Sequential(*modules).to(_torch_dtype(model.dtype)).eval()
+
+
+# --- the built-in layers' forms ---------------------------------------------------------------
+
+
+@register_torch(Dense)
+def _dense(layer: Dense, torch: Any) -> Any:
+    W = to_host(layer.W)
+    linear = torch.nn.Linear(layer.n_in, layer.n_out, dtype=_torch_dtype(W.dtype))
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
+        linear.bias.copy_(torch.from_numpy(to_host(layer.b).reshape(-1).copy()))
+    return linear
+
+
+@register_torch(Dropout)
+def _dropout(layer: Dropout, torch: Any) -> Any:
+    return torch.nn.Dropout(p=layer.rate)
+
+
+@register_torch(Activation)
+def _activation(layer: Activation, torch: Any) -> Any:
+    return _torch_activation(torch.nn, layer.fn)
+
+
+@register_torch(Standardize)
+def _standardize(layer: Standardize, torch: Any) -> Any:
+    _check_fitted(layer)
+    return torch_module(
+        torch, "Standardize", lambda m, x: (x - m.mean) / m.scale,
+        buffers={"mean": to_host(layer.mean), "scale": to_host(layer.scale)},
+    )  # fmt: skip
+
+
+@register_torch(Scale)
+def _scale(layer: Scale, torch: Any) -> Any:
+    gain = layer.gain
+    return torch_module(torch, "Scale", lambda m, x: x * (m.s * gain), {"s": to_host(layer.s)})
+
+
+@register_torch(BatchEnsemble)
+def _batch_ensemble(layer: BatchEnsemble, torch: Any) -> Any:
+    k, i, o, shared = layer.k, layer.n_units, layer.n_out, layer.shared_input
+
+    def forward(m: Any, x: Any) -> Any:
+        n = x.shape[0]
+        A = x[:, None, :] if shared else x.reshape(n, k, i)
+        Z = torch.matmul(A * m.r, m.W) * m.s + m.b  # (n, k, o): one product for all members
+        return Z.reshape(n, k * o)
+
+    params = {"W": layer.W, "r": layer.R, "s": layer.S, "b": layer.b}
+    host = {name: to_host(value) for name, value in params.items()}
+    return torch_module(torch, f"BatchEnsemble(k={k})", forward, host)
+
+
+@register_torch(EnsembleMean)
+def _ensemble_mean(layer: EnsembleMean, torch: Any) -> Any:
+    k = layer.k
+    return torch_module(
+        torch, f"EnsembleMean(k={k})", lambda m, x: x.reshape(x.shape[0], k, -1).mean(dim=1)
+    )
+
+
+@register_torch(PeriodicLinear)
+def _periodic_linear(layer: PeriodicLinear, torch: Any) -> Any:
+    d = layer.d
+
+    def forward(m: Any, x: Any) -> Any:
+        n = x.shape[0]
+        V = x[:, :d, None] * (2 * np.pi * m.f) + m.phi  # (n, d, m)
+        H = torch.einsum("ndm,dmo->ndo", torch.cos(V), m.L) + m.c  # (n, d, o)
+        blocks = torch.cat([x[:, :d, None], H], dim=2).reshape(n, -1)
+        return torch.cat([blocks, x[:, d:]], dim=1)
+
+    params = {name: to_host(getattr(layer, name)) for name in ("f", "phi", "L", "c")}
+    return torch_module(torch, "PeriodicLinear", forward, params)
+
+
+@register_torch(RobustScale)
+def _robust_scale(layer: RobustScale, torch: Any) -> Any:
+    _check_fitted(layer)
+    own, ind, rest = list(layer.owned), list(layer.indicators), list(layer.passthrough)
+
+    def forward(m: Any, x: Any) -> Any:
+        X = x[:, own]
+        median, inv = m.median[:, own], m.inv_scale[:, own]
+        U = (torch.where(torch.isnan(X), median, X) - median) * inv
+        parts = [x[:, rest], U / torch.sqrt(1 + (U / 3) ** 2)]
+        if ind:
+            parts.append(torch.isnan(x[:, ind]).to(x.dtype))
+        return torch.cat(parts, dim=1)
+
+    buffers = {"median": to_host(layer.median), "inv_scale": to_host(layer.inv_scale)}
+    return torch_module(torch, "RobustScale", forward, buffers=buffers)
+
+
+def _check_fitted(layer: Layer) -> None:
+    if layer.needs_adapt():
+        raise ConversionError(
+            f"{layer!r} has no statistics yet: train the model (or call its adapt) first"
+        )
 
 
 def _torch_activation(nn: Any, fn: Any) -> Any:
