@@ -196,6 +196,9 @@ def explain(
             raise ValueError(f"batch size {X} must be a positive integer")
         n = int(X)
         batch = None
+    elif model.takes_table:  # raw rows in any table form: the model's first layer reads them
+        batch = model.input_matrix(X, finite=False)
+        n = batch.shape[0]
     else:
         batch = np.asarray(X)
         if batch.ndim != 2:
@@ -215,7 +218,11 @@ def explain(
             source = f"the given batch, with random targets (seed {seed})"
         else:
             source = "the given batch and targets"
-        numbers, loss_value = _run(model, descriptions, model.input_matrix(batch), y, seed)
+        # A table model's given rows are codes already (read above); encoding them again would
+        # read every category as unknown.
+        given_codes = model.takes_table and not isinstance(X, (int, np.integer))
+        matrix = batch if given_codes else model.input_matrix(batch)
+        numbers, loss_value = _run(model, descriptions, matrix, y, seed)
 
     forward, backward, out, kept = _plan(model, descriptions, n)
     lines = []

@@ -87,22 +87,4 @@ def test_gradcheck_float32_model_is_checked_in_float64(rng):
     assert model.flat_params.dtype == np.float32
 
 
-@pytest.mark.parametrize("batch", [1, 6])
-def test_every_registered_layer_passes_gradcheck_in_the_middle_of_a_model(batch):
-    """The contract over the layer registry: each built-in layer type between two Dense layers."""
-    from matnet.layers import layer_types
-
-    middle = {
-        "Dense": lambda: Dense(4, 4),
-        "Activation": lambda: Activation("tanh"),
-        "Dropout": lambda: Dropout(0.25),
-        "Standardize": lambda: matnet.Standardize(4),
-    }
-    assert set(middle) <= set(layer_types())
-    rng = np.random.default_rng(batch)
-    for name, make in middle.items():
-        model = Sequential([Dense(3, 4), make(), Dense(4, 2)], dtype="float64", seed=2)
-        X = rng.normal(size=(batch, 3))
-        model.adapt(np.vstack([X, rng.normal(size=(4, 3))]))  # statistics for Standardize
-        error = matnet.gradcheck(model, X, rng.integers(0, 2, batch), "cross_entropy")
-        assert error <= 1e-6, f"{name} at batch {batch}: relative error {error:.2e}"
+# Every registered layer, activation and loss through every path: tests/test_layer_contract.py.

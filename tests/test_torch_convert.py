@@ -8,7 +8,7 @@ import pytest
 
 import matnet
 from matnet.errors import ConversionError
-from matnet.layers import Activation, Dense, Dropout, Periodic, Standardize
+from matnet.layers import Activation, Dense, Dropout, Layer, Standardize
 
 torch = pytest.importorskip(
     "torch", reason="the PyTorch round trips need torch (in matnet's dev extra; not a runtime need)"
@@ -140,6 +140,10 @@ def test_modules_matnet_lacks_are_named(module, words):
         matnet.from_torch(module)
 
 
+class Opaque(Layer):
+    """A layer of a user's own that declares no PyTorch form."""
+
+
 def test_bad_state_dicts_and_layers_without_modules():
     with pytest.raises(ConversionError, match="'0.running_mean' is not"):
         matnet.from_torch({"0.weight": torch.ones(3, 5), "0.running_mean": torch.ones(3)})
@@ -150,8 +154,8 @@ def test_bad_state_dicts_and_layers_without_modules():
     model = matnet.Sequential([Standardize(5), Dense(5, 2)])  # a Standardize never fitted
     with pytest.raises(ConversionError, match=r"Standardize\(5\) has no statistics yet"):
         matnet.to_torch_state_dict(model)
-    model = matnet.Sequential([Periodic(5, 2, 0.1), Dense(25, 2)])  # no PyTorch form declared
+    model = matnet.Sequential([Dense(5, 3), Opaque(), Dense(3, 2)])  # no PyTorch form declared
     with pytest.raises(
-        ConversionError, match=r"layer 0, Periodic\(.*\) \(Periodic\), has no PyTorch"
+        ConversionError, match=r"layer 1, Opaque\(\) \(Opaque\), has no PyTorch module.*register_torch"
     ):
         matnet.to_torch_state_dict(model)

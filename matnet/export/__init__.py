@@ -12,6 +12,7 @@ from matnet.export.pytorch import (
     register_torch,
     to_torch,
     to_torch_state_dict,
+    torch_module,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "to_onnx",
     "to_torch",
     "to_torch_state_dict",
+    "torch_module",
 ]

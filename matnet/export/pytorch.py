@@ -18,8 +18,8 @@ matnet                     PyTorch
 ``Dropout(rate)``          ``nn.Dropout(p=rate)``
 =========================  ===========================================
 
-``Standardize``, ``Scale``, ``PeriodicLinear``, ``BatchEnsemble``, ``EnsembleMean`` and
-``RobustScale`` become small modules that compute what the layer computes (their parameters and
+``Standardize``, ``Scale``, ``Periodic``, ``PeriodicLinear``, ``BatchEnsemble``, ``EnsembleMean``,
+``RobustScale``, ``OneHot`` and ``Embedding`` (on a table model's codes) become small modules that compute what the layer computes (their parameters and
 state under ``"<index>.<name>"``); a layer of a user's own declares its form with
 :func:`register_torch` (or a ``to_torch`` method). A ``TableInput`` (raw text cells) has none: a
 table model leaves by ONNX. ``to_torch`` goes one way for those; ``from_torch`` reads the stacks of
@@ -47,8 +47,11 @@ from matnet.layers import (
     BatchEnsemble,
     Dense,
     Dropout,
+    Embedding,
     EnsembleMean,
     Layer,
+    OneHot,
+    Periodic,
     PeriodicLinear,
     RobustScale,
     Scale,
@@ -296,6 +299,46 @@ def _robust_scale(layer: RobustScale, torch: Any) -> Any:
 
     buffers = {"median": to_host(layer.median), "inv_scale": to_host(layer.inv_scale)}
     return torch_module(torch, "RobustScale", forward, buffers=buffers)
+
+
+@register_torch(Periodic)
+def _periodic(layer: Periodic, torch: Any) -> Any:
+    keep = layer.include_input
+
+    def forward(m: Any, x: Any) -> Any:
+        V = x[:, :, None] * (2 * np.pi * m.F)  # (n, d, m)
+        parts = (
+            [x[:, :, None], torch.cos(V), torch.sin(V)] if keep else [torch.cos(V), torch.sin(V)]
+        )
+        return torch.cat(parts, dim=2).reshape(x.shape[0], -1)
+
+    return torch_module(torch, "Periodic", forward, {"F": to_host(layer.F)})
+
+
+@register_torch(OneHot)
+def _one_hot(layer: OneHot, torch: Any) -> Any:
+    own, sizes, rest = list(layer.owned), list(layer.sizes), list(layer.passthrough)
+
+    def forward(m: Any, x: Any) -> Any:
+        blocks = [
+            torch.nn.functional.one_hot(x[:, j].long(), size).to(x.dtype)
+            for j, size in zip(own, sizes, strict=True)
+        ]
+        return torch.cat([x[:, rest], *blocks], dim=1)
+
+    return torch_module(torch, "OneHot", forward)
+
+
+@register_torch(Embedding)
+def _embedding(layer: Embedding, torch: Any) -> Any:
+    own, rest = list(layer.owned), list(layer.passthrough)
+
+    def forward(m: Any, x: Any) -> Any:
+        rows = [getattr(m, f"E{k}")[x[:, j].long()] for k, j in enumerate(own)]  # onehot(c) · E
+        return torch.cat([x[:, rest], *rows], dim=1)
+
+    tables = {f"E{k}": to_host(E) for k, E in enumerate(layer.E)}
+    return torch_module(torch, "Embedding", forward, tables)
 
 
 def _check_fitted(layer: Layer) -> None:
