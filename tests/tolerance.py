@@ -30,7 +30,9 @@ def assert_close(actual: Any, expected: Any, rtol: float, err_msg: str = "") -> 
     """``np.testing.assert_allclose`` with ``atol = rtol * max|expected|``; NaN and ±inf must match
     exactly, as assert_allclose has them."""
     if not rtol > 0:
-        raise ValueError("rtol must be positive: compare identical computations with assert_array_equal")
+        raise ValueError(
+            "rtol must be positive: compare identical computations with assert_array_equal"
+        )
     np.testing.assert_allclose(
         actual, expected, rtol=rtol, atol=rtol * scale_of(expected), err_msg=err_msg
     )
