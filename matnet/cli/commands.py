@@ -544,7 +544,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"resumed from {args.checkpoint} at epoch {epoch}, batch {batch}")
 
     # 4. Metrics in the target's own units, then everything in memory before anything is written.
-    results = _split_metrics(model, table, target, rows)
+    # SIGTERM comes with a deadline: mpiexec sends SIGKILL 0.25 s after it, which the metrics (a
+    # pass over the whole table) can outlast. Then the model is written at once, without them.
+    hurry = getattr(history, "signal", None) == "SIGTERM"
+    results = {} if hurry else _split_metrics(model, table, target, rows)
     model.metadata = {
         "target": table.target_name,
         "metrics": results,
@@ -552,7 +555,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     blob = model_bytes(model)
     png = None
-    if args.plot is not None and len(history):
+    if args.plot is not None and len(history) and not hurry:
         from matnet.plots import history_png
 
         png = history_png(history, title=f"matnet on {table.source}")
