@@ -3,6 +3,7 @@ numbers (to the last bit or two: BLAS fuses the product and the sum)."""
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 import matnet
 from matnet import _blas
@@ -75,8 +76,7 @@ def test_sgd_blas_and_numpy_paths_agree(dtype, momentum, nesterov, monkeypatch):
     monkeypatch.setattr(_blas, "_FUNCS", {})
     slow = _train(dtype, momentum, nesterov)
     assert not np.array_equal(slow, _train_start(dtype))  # it trained
-    rtol = 1e-4 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(fast, slow, rtol=rtol, atol=rtol)
+    assert_close(fast, slow, rtol=1e-4 if dtype == np.float32 else 1e-12)
 
 
 def test_sgd_step_equals_the_article_update(numpy_only):

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 import matnet
 from matnet.cli import main
@@ -107,7 +108,7 @@ def test_predict_probabilities_to_stdout(iris_model, capsys):
     assert rows[0] == ["species", "proba_setosa", "proba_versicolor", "proba_virginica"]
     P = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
     assert P.shape == (150, 3)
-    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-5)
+    assert_close(P.sum(axis=1), 1.0, rtol=1e-5)
     labels = np.array(["setosa", "versicolor", "virginica"])
     assert [r[0] for r in rows[1:]] == labels[P.argmax(axis=1)].tolist()
 

@@ -41,3 +41,23 @@ def test_the_defaults_the_help_names_are_the_ones_a_run_uses(train_help):
     mlp = _settings(build_parser().parse_args(["train", "iris", "--recipe", "mlp"]))
     assert (mlp.epochs, mlp.dropout, mlp.hidden) == (50, 0.0, (128, 64))
     assert mlp.fit_options["optimizer"] == "adam"
+
+
+def test_train_says_which_epoch_it_kept(tmp_path, capsys):
+    import matnet
+    from matnet.cli import main
+
+    data = tmp_path.parent / "shapes.csv"
+    rows = ["a,b,y"] + [f"{i % 7},{(i * 3) % 5},{(i % 7) * 2 + (i * 3) % 5}" for i in range(60)]
+    data.write_text("\n".join(rows) + "\n")
+    code = main(["train", str(data), "--target", "y", "--epochs", "6", "--quiet",
+                 "--out", str(tmp_path / "m.st")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    best = matnet.load(tmp_path / "m.st").metadata["training"]["best_epoch"]
+    if best == 6:
+        assert "trained 6 epochs; kept the weights of the last one" in out
+    else:
+        assert (
+            f"trained 6 epochs; kept the weights of epoch {best}, the best on the validation" in out
+        )

@@ -296,6 +296,7 @@ def _check_interrupted_files(tmp_path):
     ckpt = read_checkpoint(tmp_path / "run.ckpt")
     model = matnet.load(tmp_path / "model.safetensors")
     assert model.metadata["training"]["interrupted"] == "SIGTERM"
+    assert model.metadata["metrics"] == {}  # skipped: they could outlast mpiexec's 0.25 s
     assert model.metadata["training"]["epochs_run"] == len(ckpt.state.records)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "data.csv",
@@ -307,10 +308,12 @@ def _check_interrupted_files(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_to_mpiexec_leaves_a_loadable_checkpoint_and_model(mpiexec, tmp_path):
-    """Ctrl-C at mpiexec: Open MPI sends SIGTERM to every rank and SIGKILL about 0.25 s later,
-    and stops forwarding their output at once. The ranks stop after the current step, agree,
-    write the checkpoint and the model; the model file records the interruption (the one line
-    the ranks print cannot get through mpiexec any more; see the next test for it)."""
+    """Ctrl-C at mpiexec: Open MPI sends SIGTERM to every rank and SIGKILL 0.25 s later, and
+    stops forwarding their output at once. The ranks stop after the current step, agree, write
+    the checkpoint and, at once, the model (without the metrics, whose pass over the table could
+    outlast the 0.25 s: then rank 0 died before the model was written, now and then); the model
+    file records the interruption (the one line the ranks print cannot get through mpiexec any
+    more; see the next test for it)."""
     import signal
 
     proc = _start_cli_training(mpiexec, tmp_path)

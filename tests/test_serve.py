@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 from matnet.datasets import load_dataset
 
@@ -157,7 +158,7 @@ def _assert_like_predict(
             assert got == [r[1:] for r in body]
         else:
             want = np.array([r[1:] for r in body], dtype=np.float64)
-            np.testing.assert_allclose(answer["probabilities"], want, rtol=1e-5, atol=1e-7)
+            assert_close(answer["probabilities"], want, rtol=1e-5)
 
 
 # --- answers -----------------------------------------------------------------------------------

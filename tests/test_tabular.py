@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 import matnet
 from matnet.cli import main
@@ -195,9 +196,7 @@ def test_cli_trains_on_raw_penguins_and_python_gives_its_answers(penguin_model, 
     assert model.feature_names == [h for h in header if h != "species"]
     answers = model.predict(features)
     assert [r[0] for r in cli] == list(answers)
-    np.testing.assert_allclose(
-        np.array([r[1:] for r in cli], float), model.predict_proba(features), rtol=1e-5
-    )
+    assert_close(np.array([r[1:] for r in cli], float), model.predict_proba(features), rtol=1e-5)
     frame, y = penguins()
     assert list(model.predict(frame)) == list(answers)  # a DataFrame, matched by name
     assert np.mean(answers == y) > 0.9
@@ -229,7 +228,7 @@ def test_a_model_file_loads_in_a_process_that_never_saw_the_data(penguin_model):
         [sys.executable, "-c", code], input=json.dumps(features.tolist()), capture_output=True,
         text=True, timeout=120, check=True,
     )  # fmt: skip
-    np.testing.assert_allclose(np.array(json.loads(result.stdout)), expected, rtol=1e-6)
+    assert_close(np.array(json.loads(result.stdout)), expected, rtol=1e-6)
 
 
 # --- bad values in categorical columns (docs/errors.md) ---------------------------------------

@@ -485,7 +485,12 @@ def _write(path: str, blob: bytes, what: str) -> None:
 
 
 def _report_and_write(
-    args: argparse.Namespace, history: Any, results: dict, blob: bytes, png: bytes | None
+    args: argparse.Namespace,
+    history: Any,
+    results: dict,
+    blob: bytes,
+    png: bytes | None,
+    kept_best: bool,
 ) -> None:
     # The files first: a write that fails (a full disk) is the one line printed, never the results
     # of a run whose model was not saved.
@@ -502,8 +507,13 @@ def _report_and_write(
             f"stopped early after {len(history)} epochs; restored the weights of epoch "
             f"{history.best_epoch}"
         )
+    elif history.best_epoch is not None and kept_best and history.best_epoch != len(history):
+        say(
+            f"trained {len(history)} epochs; kept the weights of epoch {history.best_epoch}, the "
+            "best on the validation rows"
+        )
     else:
-        say(f"trained {len(history)} epochs")
+        say(f"trained {len(history)} epochs; kept the weights of the last one")
     for split, m in results.items():
         say(f"{split:<11} {format_metrics(m)}")
     say(f"wrote {args.out} ({size_text(len(blob))})")
@@ -556,7 +566,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # 4. Metrics in the target's own units, then everything in memory before anything is written.
     model = run.model
-    results = _split_metrics(run, target)
+    # SIGTERM comes with a deadline: mpiexec sends SIGKILL 0.25 s after it, which the metrics (a
+    # pass over the whole table) can outlast. Then the model is written at once, without them.
+    hurry = getattr(history, "signal", None) == "SIGTERM"
+    results = {} if hurry else _split_metrics(run, target)
     model.metadata.update(  # the builder's column report is there already
         target=table.target_name,
         metrics=results,
@@ -564,13 +577,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     blob = model_bytes(model)
     png = None
-    if args.plot is not None and len(history):
+    if args.plot is not None and len(history) and not hurry:
         from matnet.plots import history_png
 
         png = history_png(history, title=f"matnet on {table.source}")
 
     # 5. Report and write.
-    _report_and_write(args, history, results, blob, png)
+    # The best epoch's weights are restored when fit selected one (the recipe always does).
+    kept_best = bool({**run.options, **settings.fit_options}.get("early_stopping"))
+    _report_and_write(args, history, results, blob, png, kept_best)
     if getattr(history, "interrupted", False):
         return 143 if history.signal == "SIGTERM" else 130  # 128 + the signal's number
     return 0
