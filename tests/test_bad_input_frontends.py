@@ -154,11 +154,11 @@ ESTIMATOR_ERRORS = [
         None,
         {"learning_rate_init": -0.1},
         ValueError,
-        "'learning_rate_init' .* range \\(0, inf\\); got -0.1",
+        "'learning_rate_init' parameter of MLP\\w+ must be .* range \\(0.0, inf\\). Got -0.1",
     ),  # fmt: skip
-    ("zero-max-iter", "both", X, None, {"max_iter": 0}, ValueError, "'max_iter' .*got 0"),
-    ("negative-alpha", "both", X, None, {"alpha": -1.0}, ValueError, "'alpha' .*got -1.0"),
-    ("zero-batch-size", "both", X, None, {"batch_size": 0}, ValueError, "'batch_size' .*got 0"),
+    ("zero-max-iter", "both", X, None, {"max_iter": 0}, ValueError, "'max_iter' .*Got 0 instead"),
+    ("negative-alpha", "both", X, None, {"alpha": -1.0}, ValueError, "'alpha' .*Got -1.0 instead"),
+    ("zero-batch-size", "both", X, None, {"batch_size": 0}, ValueError, "'batch_size' .*Got 0 instead"),
     (
         "warm-start-wrong-width",
         "both",

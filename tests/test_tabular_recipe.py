@@ -274,8 +274,10 @@ def test_matnet_train_defaults_to_the_tabular_recipe(tmp_path, monkeypatch, caps
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"dtype": "float16"}, "dtype='float16'"),
-        ({"validation_fraction": 1.0}, "validation_fraction=1.0"),
+        ({"dtype": "float16"}, "The 'dtype' parameter of TabularClassifier must be a str among"),
+        ({"validation_fraction": 1.0}, r"'validation_fraction' parameter .* range \[0.0, 1.0\)"),
+        ({"n_ensemble": 0}, "'n_ensemble' parameter"),
+        ({"decimal": ";"}, "'decimal' parameter"),
     ],
 )
 def test_tabular_estimator_parameters_are_checked_before_any_work(params, match):

@@ -10,6 +10,7 @@ from matnet import _accel
 from matnet.backend import all_finite, array_namespace
 from matnet.errors import NonFiniteProductError
 from matnet.layers.base import Backward, Description, Equation, Layer, Symbols, shape_text
+from matnet.validation import check_positive_int
 
 __all__ = ["Dense", "INITIALIZERS"]
 
@@ -35,8 +36,7 @@ class Dense(Layer):
     def __init__(self, n_in: int, n_out: int, init: str = "he_normal") -> None:
         super().__init__()
         for name, value in (("n_in", n_in), ("n_out", n_out)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"Dense {name}={value!r} must be a positive integer")
+            check_positive_int(f"Dense {name}", value)
         if init not in INITIALIZERS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITIALIZERS)}")
         self.n_in: int = int(n_in)

@@ -10,6 +10,7 @@ import numpy as np
 
 from matnet.backend import array_namespace
 from matnet.layers.base import Description, Equation, Layer, Symbols, shape_text
+from matnet.validation import check_positive_int
 
 __all__ = ["Scale", "Periodic", "PeriodicLinear"]
 
@@ -19,9 +20,7 @@ TWO_PI = 2.0 * math.pi
 
 
 def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{owner} {name}={value!r} must be a positive integer")
-    return int(value)
+    return check_positive_int(f"{owner} {name}", value)
 
 
 def _check_input(layer: Layer, A_prev: Array, width: int) -> None:

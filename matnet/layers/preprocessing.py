@@ -11,7 +11,7 @@ import numpy as np
 from matnet.backend import array_namespace, to_host
 from matnet.errors import NotFittedError
 from matnet.layers.base import Description, Equation, Layer, Symbols, shape_text
-from matnet.validation import standardization_overflows
+from matnet.validation import check_positive_int, standardization_overflows
 
 __all__ = ["Standardize"]
 
@@ -36,12 +36,7 @@ class Standardize(Layer):
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
-        if (
-            isinstance(n_features, bool)
-            or not isinstance(n_features, (int, np.integer))
-            or n_features < 1
-        ):
-            raise ValueError(f"Standardize n_features={n_features!r} must be a positive integer")
+        check_positive_int("Standardize n_features", n_features)
         self.n_in: int = int(n_features)
         self.mean: Array = None
         self.scale: Array = None

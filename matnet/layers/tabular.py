@@ -38,6 +38,7 @@ import numpy as np
 
 from matnet.errors import CellError, NotFittedError
 from matnet.layers.base import Description, Equation, Layer, Symbols, shape_text
+from matnet.validation import check_positive_int
 
 __all__ = [
     "TableInput",
@@ -246,11 +247,7 @@ def _check_indices(name: str, columns: Sequence[int], n_features: int) -> list[i
 
 
 def _check_width(name: str, n_features: int) -> int:
-    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)):
-        raise ValueError(f"{name} n_features={n_features!r} must be a positive integer")
-    if n_features < 1:
-        raise ValueError(f"{name} n_features={n_features!r} must be a positive integer")
-    return int(n_features)
+    return check_positive_int(f"{name} n_features", n_features)
 
 
 # --- the raw table's entry ---------------------------------------------------------------------

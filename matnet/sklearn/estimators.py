@@ -21,6 +21,7 @@ try:
     from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import _safe_indexing
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
@@ -91,21 +92,6 @@ def _check_real(
     if not ok:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise _bad(name, value, f"a float in the range {interval}")
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not (_is_int(value) and value >= low):
-        raise _bad(name, value, f"an int in the range [{low}, inf)")
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise _bad(name, value, "an instance of 'bool'")
-
-
-def _check_options(name: str, value: Any, options: tuple) -> None:
-    if not (isinstance(value, str) and value in options):
-        raise _bad(name, value, f"a str among {set(options)}")
 
 
 def _is_view_of(array: Any, view: np.ndarray) -> bool:
@@ -258,37 +244,52 @@ class _BaseMLP(BaseEstimator):
             _check_real("dropout", rate, 0.0, 1.0, low_open=False, high_open=True)
         return [float(r) for r in rates]
 
-    def _check_params(self) -> None:
-        self._hidden_sizes()
-        _check_options("solver", self.solver, ("lbfgs", "sgd", "adam"))
-        _check_real("alpha", self.alpha, 0, np.inf, low_open=False, high_open=True)
-        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
-            raise _bad("batch_size", self.batch_size, "'auto' or an int in the range [1, inf)")
-        _check_options("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
-        _check_real(
-            "learning_rate_init", self.learning_rate_init, 0, np.inf, low_open=True, high_open=True
-        )
-        _check_real("power_t", self.power_t, 0, np.inf, low_open=False, high_open=True)
-        _check_int("max_iter", self.max_iter, 1)
-        _check_bool("shuffle", self.shuffle)
-        _check_real("tol", self.tol, 0, np.inf, low_open=False, high_open=True)
-        if not (_is_int(self.verbose) or isinstance(self.verbose, (bool, np.bool_))):
-            raise _bad("verbose", self.verbose, "an int or bool")
-        _check_bool("warm_start", self.warm_start)
+    # Declared the way scikit-learn declares its own (its MLP's list, plus matnet's parameters),
+    # and checked by scikit-learn's _validate_params at fit; the checks no declaration expresses
+    # (every hidden width, activation and dropout rate, and pairs of parameters) follow it.
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [str, "array-like"],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state", np.random.Generator],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
         # matnet's SGD keeps momentum < 1; a momentum of 1 never forgets a gradient.
-        _check_real("momentum", self.momentum, 0, 1, low_open=False, high_open=True)
-        _check_bool("nesterovs_momentum", self.nesterovs_momentum)
-        _check_bool("early_stopping", self.early_stopping)
-        _check_real(
-            "validation_fraction", self.validation_fraction, 0, 1, low_open=False, high_open=True
-        )
-        _check_real("beta_1", self.beta_1, 0, 1, low_open=False, high_open=True)
-        _check_real("beta_2", self.beta_2, 0, 1, low_open=False, high_open=True)
-        _check_real("epsilon", self.epsilon, 0, np.inf, low_open=True, high_open=True)
-        n_change = self.n_iter_no_change
-        if not (n_change == np.inf or (_is_int(n_change) and n_change >= 1)):
-            raise _bad("n_iter_no_change", self.n_iter_no_change, "an int >= 1 or numpy.inf")
-        _check_int("max_fun", self.max_fun, 1)
+        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            Options(numbers.Real, {np.inf}),
+        ],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
+        "optimizer": [None, StrOptions({"adamw"})],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "dtype": [
+            None,
+            StrOptions({"float32", "float64"}),
+            Options(type, {np.float32, np.float64}),
+        ],
+        "callbacks": [None, "array-like", Callback, callable],
+        "early_stopping_on": [StrOptions({"score", "loss"})],
+        "threads": [None, Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def _check_params(self) -> None:
+        self._validate_params()
         n_hidden = len(self._hidden_sizes())
         self._hidden_activations(n_hidden)
         rates = self._dropout_rates(n_hidden)
@@ -297,24 +298,11 @@ class _BaseMLP(BaseEstimator):
                 "dropout needs a stochastic solver ('sgd' or 'adam'); 'lbfgs' minimizes a "
                 "deterministic loss"
             )
-        if self.optimizer not in (None, "adamw"):
-            raise _bad("optimizer", self.optimizer, "None or 'adamw'")
         if self.optimizer == "adamw" and self.solver != "adam":
             raise ValueError(
                 f"optimizer='adamw' replaces Adam's update and needs solver='adam', got "
                 f"solver={self.solver!r}"
             )
-        _check_options("early_stopping_on", self.early_stopping_on, ("score", "loss"))
-        if self.threads is not None:
-            _check_int("threads", self.threads, 1)
-        _check_real("weight_decay", self.weight_decay, 0, np.inf, low_open=False, high_open=True)
-        if self.dtype is not None:
-            try:
-                ok = np.dtype(self.dtype) in (np.float32, np.float64)
-            except TypeError:
-                ok = False
-            if not ok:
-                raise _bad("dtype", self.dtype, "None, 'float32' or 'float64'")
         self._callbacks()
 
     def _callbacks(self) -> list[Callback]:
@@ -955,6 +943,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     #: As scikit-learn's attribute (not a parameter): the classifier always minimizes log-loss.
     loss = "log_loss"
 
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [None, StrOptions({"balanced"}), dict],
+    }
+
     def __init__(
         self,
         hidden_layer_sizes=(100,),
@@ -1283,9 +1276,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.early_stopping_on = early_stopping_on
         self.threads = threads
 
-    def _check_params(self) -> None:
-        _check_options("loss", self.loss, ("squared_error", "poisson"))
-        super()._check_params()
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
 
     def _out_activation(self) -> str:
         return "exp" if self.loss == "poisson" else "identity"

@@ -8,12 +8,14 @@ label smoothing, best-epoch selection on held-out rows, and (regression) standar
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.utils._param_validation import Interval, StrOptions
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -31,6 +33,27 @@ class _TabularBase(BaseEstimator):
     """The parameters and the fit shared by both estimators."""
 
     _task = ""
+    # Declared as scikit-learn declares its own, and checked by its _validate_params at fit.
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like"],
+        "n_ensemble": [Interval(Integral, 1, None, closed="left")],
+        "n_frequencies": [Interval(Integral, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "categorical": [None, str, list],
+        "numeric": [None, str, list],
+        "drop": [None, str, list],
+        "keep": [None, str, list],
+        "decimal": [None, StrOptions({".", ","})],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "random_state": [None, Interval(Integral, 0, None, closed="left")],
+        "verbose": ["verbose"],
+    }
 
     def __init__(
         self,
@@ -74,13 +97,8 @@ class _TabularBase(BaseEstimator):
         self.verbose = verbose
 
     def _recipe(self) -> TabularRecipe:
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype={self.dtype!r} must be 'float32' or 'float64'")
+        self._validate_params()
         fraction = self.validation_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
-            raise ValueError(f"validation_fraction={fraction!r} must be a number in [0, 1)")
-        if not 0 <= fraction < 1:
-            raise ValueError(f"validation_fraction={fraction!r} must be a number in [0, 1)")
         return TabularRecipe(
             hidden=tuple(int(h) for h in self.hidden_layer_sizes),
             k=self.n_ensemble,
