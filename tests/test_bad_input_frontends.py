@@ -158,7 +158,15 @@ ESTIMATOR_ERRORS = [
     ),  # fmt: skip
     ("zero-max-iter", "both", X, None, {"max_iter": 0}, ValueError, "'max_iter' .*Got 0 instead"),
     ("negative-alpha", "both", X, None, {"alpha": -1.0}, ValueError, "'alpha' .*Got -1.0 instead"),
-    ("zero-batch-size", "both", X, None, {"batch_size": 0}, ValueError, "'batch_size' .*Got 0 instead"),
+    (
+        "zero-batch-size",
+        "both",
+        X,
+        None,
+        {"batch_size": 0},
+        ValueError,
+        "'batch_size' .*Got 0 instead",
+    ),
     (
         "warm-start-wrong-width",
         "both",
