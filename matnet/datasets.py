@@ -105,6 +105,11 @@ def _number_or_none(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def number_or_none(text: str) -> float | None:
+    """``text`` as a finite float, or None when it reads as no finite number."""
+    return _number_or_none(text)
+
+
 def is_number(text: str) -> bool:
     """True when ``text`` reads as a finite number."""
     return _number_or_none(str(text)) is not None

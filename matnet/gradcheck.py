@@ -8,17 +8,17 @@ import numpy as np
 
 from matnet.losses import Loss, get_loss
 from matnet.model import Sequential
-from matnet.validation import check_targets
+from matnet.validation import check_sample_weight, check_targets
 
 __all__ = ["gradcheck", "numerical_gradient"]
 
 
 def _loss_and_grad(
-    model: Sequential, X: np.ndarray, Y: np.ndarray, loss: Loss, seed: int
+    model: Sequential, X: np.ndarray, Y: np.ndarray, loss: Loss, seed: int, W: Any = None
 ) -> tuple[float, np.ndarray]:
     # A fresh generator per evaluation: dropout draws the same mask every time.
     Z, backward = model.forward(X, training=True, rng=np.random.default_rng(seed))
-    value, dZ = loss(Z, Y)
+    value, dZ = loss(Z, Y, W)
     backward(dZ)
     return value, model.flat_grads.copy()
 
@@ -30,22 +30,31 @@ def _as_float64(model: Sequential) -> Sequential:
 
 
 def numerical_gradient(
-    model: Sequential, X: Any, y: Any, loss: str | Loss, *, eps: float = 1e-6, seed: int = 0
+    model: Sequential,
+    X: Any,
+    y: Any,
+    loss: str | Loss,
+    *,
+    eps: float = 1e-6,
+    seed: int = 0,
+    sample_weight: Any = None,
 ) -> np.ndarray:
     """Central differences ``(L(p + eps) - L(p - eps)) / (2 eps)`` for every entry of the model's flat
-    parameter vector (same order as ``model.flat_params``), on a float64 copy of the model."""
+    parameter vector (same order as ``model.flat_params``), on a float64 copy of the model; ``L`` is
+    the weighted mean loss when ``sample_weight`` (n,) is given."""
     model64 = _as_float64(model)
     loss = get_loss(loss)
     X = model64.input_matrix(X)
     Y = check_targets(loss, y, X.shape[0], model64.n_outputs, np.float64)
+    W = _weights(sample_weight, X.shape[0])
     p = model64.flat_params
     numeric = np.empty_like(p)
     for i in range(p.size):
         saved = p[i]
         p[i] = saved + eps
-        plus, _ = _loss_and_grad(model64, X, Y, loss, seed)
+        plus, _ = _loss_and_grad(model64, X, Y, loss, seed, W)
         p[i] = saved - eps
-        minus, _ = _loss_and_grad(model64, X, Y, loss, seed)
+        minus, _ = _loss_and_grad(model64, X, Y, loss, seed, W)
         p[i] = saved
         numeric[i] = (plus - minus) / (2 * eps)
     return numeric
@@ -59,6 +68,7 @@ def gradcheck(
     *,
     eps: float = 1e-6,
     seed: int = 0,
+    sample_weight: Any = None,
 ) -> float:
     """Compare backpropagation with central differences over every parameter, in float64.
 
@@ -77,6 +87,8 @@ def gradcheck(
         The finite-difference step.
     seed : int
         Seeds the dropout masks, identical in every evaluation.
+    sample_weight : array-like of shape (n,), optional
+        Check the gradient of the weighted mean loss (what ``fit(sample_weight=...)`` trains on).
 
     Returns
     -------
@@ -92,11 +104,18 @@ def gradcheck(
     model64 = _as_float64(model)
     X64 = model64.input_matrix(X)
     Y64 = check_targets(loss, y, X64.shape[0], model64.n_outputs, np.float64)
-    _, analytic = _loss_and_grad(model64, X64, Y64, loss, seed)
-    numeric = numerical_gradient(model64, X, y, loss, eps=eps, seed=seed)
+    W = _weights(sample_weight, X64.shape[0])
+    _, analytic = _loss_and_grad(model64, X64, Y64, loss, seed, W)
+    numeric = numerical_gradient(
+        model64, X, y, loss, eps=eps, seed=seed, sample_weight=sample_weight
+    )
     worst = 0.0
     for where in model64.slices.values():
         a, b = analytic[where], numeric[where]
         denom = max(float(np.linalg.norm(a) + np.linalg.norm(b)), 1e-12)
         worst = max(worst, float(np.linalg.norm(a - b)) / denom)
     return worst
+
+
+def _weights(sample_weight: Any, n: int) -> np.ndarray | None:
+    return None if sample_weight is None else check_sample_weight(sample_weight, n, np.float64)

@@ -270,6 +270,34 @@ def _settings(args: argparse.Namespace) -> _Settings:
     )
 
 
+def _weight_column(args: argparse.Namespace, table: datasets.Table) -> np.ndarray | None:
+    """--sample-weight COLUMN: the column's numbers as each row's weight, taken out of the
+    features; a cell that is no non-negative number names its line."""
+    name = args.sample_weight
+    if name is None:
+        return None
+    if name not in table.feature_names:
+        raise UsageError(
+            f"--sample-weight {name}: {table.source} has no column of that name besides the "
+            f"target; its columns are {', '.join(table.feature_names)}"
+        )
+    j = table.feature_names.index(name)
+    cells = table.X[:, j]
+    values = np.empty(len(cells))
+    for i, cell in enumerate(cells):
+        number = datasets.number_or_none(str(cell))
+        if number is None or number < 0:
+            raise DataError(
+                f"{table.where(i)}, column {name!r}: {str(cell)!r} is not a non-negative number "
+                "(--sample-weight)"
+            )
+        values[i] = number
+    keep = [k for k in range(len(table.feature_names)) if k != j]
+    table.X = table.X[:, keep]
+    table.feature_names = [table.feature_names[k] for k in keep]
+    return values
+
+
 def _select_columns(args: argparse.Namespace, table: datasets.Table) -> None:
     """Apply --features and --drop to the table's feature columns (in place)."""
     names = list(table.feature_names)
@@ -339,6 +367,7 @@ def _prepare(
     table: datasets.Table,
     target: _Target,
     report: ColumnReport | None,
+    weights: np.ndarray | None,
 ) -> TabularFit:
     """The model with everything that turns raw rows into answers, from the one tabular builder
     that the estimators call too (same table, seed and settings: the same weights)."""
@@ -355,6 +384,8 @@ def _prepare(
             dtype=args.dtype,
             seed=args.seed,
             feature_names=list(table.feature_names),
+            sample_weight=weights,
+            class_weight=args.class_weight,
             **(
                 {}
                 if settings.tabular
@@ -526,6 +557,7 @@ def _report_and_write(
 def cmd_train(args: argparse.Namespace) -> int:
     # 1. Everything that can be checked without training: options, data, output paths, extras.
     table = datasets.load_data(args.data, args.target, raw=True, encoding=args.encoding)
+    weights = _weight_column(args, table)
     _select_columns(args, table)
     report = _column_report(args, table)
     # The target's numbers in the file's format (decimal commas: as its feature columns).
@@ -539,7 +571,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # 2. The model with its preprocessing fitted on the training rows, and the targets checked
     # against it, so that a bad target is one line before anything else.
-    run = _prepare(args, settings, table, target, report)
+    if args.class_weight is not None and task != "classification":
+        raise UsageError(f"--class-weight weighs classes; {table.source} is a {task} task")
+    run = _prepare(args, settings, table, target, report, weights)
     try:
         run.model.encode_targets(run.targets, len(table))
     except ValueError as exc:

@@ -289,6 +289,16 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         "file always is",
     )
     p.add_argument(
+        "--sample-weight",
+        metavar="COLUMN",
+        help="a column of non-negative numbers weighing each row's loss (not a feature)",
+    )
+    p.add_argument(
+        "--class-weight",
+        choices=("balanced",),
+        help="balanced: weigh each class n / (k * n_class) over the training rows",
+    )
+    p.add_argument(
         "--decimal",
         choices=(".", ","),
         help="the decimal separator of numbers in the file (default: inferred per column)",

@@ -50,6 +50,7 @@ class _TabularBase(BaseEstimator):
         "drop": [None, str, list],
         "keep": [None, str, list],
         "decimal": [None, StrOptions({".", ","})],
+        "class_weight": [None, StrOptions({"balanced"}), dict],
         "dtype": [StrOptions({"float32", "float64"})],
         "random_state": [None, Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
@@ -73,6 +74,7 @@ class _TabularBase(BaseEstimator):
         drop: list[str] | None = None,
         keep: list[str] | None = None,
         decimal: str | None = None,
+        class_weight: str | dict | None = None,
         dtype: str = "float32",
         random_state: int | None = None,
         verbose: int = 0,
@@ -92,6 +94,7 @@ class _TabularBase(BaseEstimator):
         self.drop = drop
         self.keep = keep
         self.decimal = decimal
+        self.class_weight = class_weight
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
@@ -140,7 +143,14 @@ class _TabularBase(BaseEstimator):
             )
         return X, None
 
-    def _fit_model(self, X: Any, y: np.ndarray, classes: list[Any] | None) -> None:
+    def _fit_model(
+        self,
+        X: Any,
+        y: np.ndarray,
+        classes: list[Any] | None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+    ) -> None:
         recipe = self._recipe()  # every parameter checked before any work
         columns = self._columns()
         report = None
@@ -157,6 +167,8 @@ class _TabularBase(BaseEstimator):
             dtype=self.dtype,
             seed=0 if self.random_state is None else int(self.random_state),
             feature_names=getattr(self, "feature_names_in_", None),
+            sample_weight=sample_weight,
+            class_weight=class_weight,
         )
         self.history_ = run.fit(verbose=self.verbose)
         self.model_ = run.model
@@ -204,6 +216,9 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         ids or constants (see :func:`matnet.tabular.infer_columns`).
     decimal : {".", ","}, optional
         The decimal separator of numbers given as text (default: inferred per column).
+    class_weight : "balanced", dict or None
+        Each class's weight in the loss: ``"balanced"`` gives class c the weight
+        ``n / (k · n_c)`` over the training rows; a dict maps labels to weights (1 for the rest).
     dtype : {"float32", "float64"}
     random_state : int or None
         Weights, shuffling, dropout and the validation split (the same seed scheme as
@@ -224,10 +239,11 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
 
     _task = "classification"
 
-    def fit(self, X: Any, y: Any) -> TabularClassifier:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TabularClassifier:
         """Fit on X (n, n_features) and labels y (n,). X is numeric, or a raw table (a DataFrame
         with text columns or gaps, an object array) that the model's own preprocessing layers
-        (:func:`matnet.tabular.preprocessor`) encode, so ``model_`` takes raw rows too."""
+        (:func:`matnet.tabular.preprocessor`) encode, so ``model_`` takes raw rows too.
+        ``sample_weight`` (n,) weighs each row's loss, times its class's ``class_weight``."""
         X, y = self._features(X, y)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
@@ -236,7 +252,7 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
                 f"TabularClassifier needs at least 2 classes in y, got {len(self.classes_)}"
             )
         labels = [c.item() if hasattr(c, "item") else c for c in self.classes_]
-        self._fit_model(X, codes, labels)
+        self._fit_model(X, codes, labels, sample_weight, self.class_weight)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -253,7 +269,8 @@ class TabularRegressor(RegressorMixin, _TabularBase):
     """matnet's tabular recipe as a scikit-learn regressor; targets are standardized for training
     (the network learns ``(y − mean) / std``) and predictions returned in y's units.
 
-    Parameters are those of :class:`TabularClassifier` (``label_smoothing`` is unused).
+    Parameters are those of :class:`TabularClassifier` (``label_smoothing`` is unused, and a
+    ``class_weight`` is refused: it weighs classes).
 
     Attributes
     ----------
@@ -265,13 +282,13 @@ class TabularRegressor(RegressorMixin, _TabularBase):
 
     _task = "regression"
 
-    def fit(self, X: Any, y: Any) -> TabularRegressor:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TabularRegressor:
         """Fit on X (n, n_features) and y (n,) or (n, n_targets); X numeric or a raw table, as
-        for :meth:`TabularClassifier.fit`."""
+        for :meth:`TabularClassifier.fit`; ``sample_weight`` (n,) weighs each row's loss."""
         X, y = self._features(X, y)
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
-        self._fit_model(X, y, None)
+        self._fit_model(X, y, None, sample_weight, self.class_weight)
         return self
 
     def predict(self, X: Any) -> np.ndarray:

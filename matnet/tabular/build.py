@@ -27,7 +27,7 @@ from matnet.model import Sequential
 from matnet.tabular.inference import ColumnReport, infer_columns, table_columns
 from matnet.tabular.preprocess import output_width, preprocessor
 from matnet.tabular.recipe import TabularRecipe, tabular_fit_options, tabular_loss, tabular_model
-from matnet.validation import holdout_rows
+from matnet.validation import check_sample_weight, holdout_rows
 
 __all__ = [
     "TabularFit",
@@ -35,6 +35,7 @@ __all__ = [
     "fit_tabular",
     "is_table",
     "prepare_tabular",
+    "row_weights",
     "split_rows",
     "target_scaling",
     "training_stream",
@@ -170,6 +171,8 @@ class TabularFit:
     seed: int
     _X: Any = field(repr=False)
     _y: np.ndarray = field(repr=False)
+    #: Each row's weight in the training loss, or None.
+    weights: np.ndarray | None = field(default=None, repr=False)
     history: Any = None
 
     @property
@@ -195,6 +198,8 @@ class TabularFit:
                 options["early_stopping"] = False
         else:
             options["validation_data"] = (self.rows(val), self._y[val])
+        if self.weights is not None:
+            options["sample_weight"] = self.weights[train]
         self.history = self.model.fit(
             self.rows(train), self._y[train], seed=training_stream(self.seed), **options
         )
@@ -214,6 +219,8 @@ def prepare_tabular(
     dtype: Any = "float32",
     seed: int = 0,
     feature_names: list[str] | None = None,
+    sample_weight: Any = None,
+    class_weight: str | dict | None = None,
     **architecture: Any,
 ) -> TabularFit:
     """Build a table model for ``(X, y)`` and fit its preprocessing on the training rows.
@@ -239,6 +246,12 @@ def prepare_tabular(
     feature_names : list of str, optional
         A numeric array's column names (a table's come from its columns), kept by the model so
         that a DataFrame given to predict is matched by name.
+    sample_weight : array-like of shape (n,), optional
+        Each row's weight in the training loss (non-negative, finite, not all zero).
+    class_weight : "balanced", dict or None
+        Classification: each class's weight, multiplying ``sample_weight``. ``"balanced"`` gives
+        class c the weight ``n / (k · n_c)`` over the training rows (scikit-learn's rule); a dict
+        maps class labels (as in ``classes``) to weights, 1 for a class it does not name.
     **architecture
         For ``recipe="mlp"``: ``hidden``, ``activation``, ``dropout``.
 
@@ -290,13 +303,69 @@ def prepare_tabular(
         # With the identity link the network learns (y - mean) / scale; a link such as Poisson's
         # exp needs the targets' own non-negative scale.
         model.target_scaling = target_scaling(y[train])
+    weights = row_weights(n, y if classification else None, classes, train, sample_weight,
+                          class_weight)  # fmt: skip
     fit = TabularFit(model, report if isinstance(data, dict) else None, train, val, {}, seed,
-                     data, y_fit)  # fmt: skip
+                     data, y_fit, weights)  # fmt: skip
     # The preprocessing's statistics from the training rows alone.
     model.adapt(model.input_matrix(fit.rows(train), finite=False))
     if tabular_recipe is not None:
         fit.options = tabular_fit_options(tabular_recipe, n_rows=train.size)
     return fit
+
+
+def row_weights(
+    n: int,
+    y: np.ndarray | None,
+    classes: list[Any] | None,
+    train: np.ndarray,
+    sample_weight: Any = None,
+    class_weight: str | dict | None = None,
+) -> np.ndarray | None:
+    """Each row's weight in the training loss: ``sample_weight`` times its class's weight, or None
+    when neither is given.
+
+    Parameters
+    ----------
+    n : int
+    y : ndarray of shape (n,) of class indices, or None (regression)
+    classes : list, optional
+        The labels the indices stand for (a ``class_weight`` dict's keys).
+    train : ndarray of int
+        The training rows, over which ``"balanced"`` counts the classes.
+
+    Raises
+    ------
+    ValueError
+        For weights that are negative, not finite or all zero, a ``class_weight`` on a regression,
+        or a dict naming a label that is no class.
+    """
+    weights = None if sample_weight is None else check_sample_weight(sample_weight, n, np.float64)
+    if class_weight is None:
+        return weights
+    if y is None:
+        raise ValueError("class_weight applies to classification; this is a regression")
+    k = len(classes) if classes is not None else int(y.max()) + 1
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        counts = np.bincount(y[train], minlength=k).astype(np.float64)
+        per_class = np.where(counts > 0, train.size / (k * np.maximum(counts, 1)), 0.0)
+    elif isinstance(class_weight, dict):
+        labels = list(classes) if classes is not None else list(range(k))
+        unknown = [key for key in class_weight if key not in labels]
+        if unknown:
+            raise ValueError(
+                f"class_weight names {unknown[0]!r}, which is no class; the classes are "
+                + ", ".join(map(repr, labels[:12]))
+            )
+        per_class = np.asarray([float(class_weight.get(c, 1.0)) for c in labels])
+        if not np.all(np.isfinite(per_class)) or np.any(per_class < 0):
+            raise ValueError("class_weight values must be finite and non-negative")
+    else:
+        raise ValueError(
+            f"class_weight={class_weight!r} must be 'balanced', a dict {{class: weight}} or None"
+        )
+    by_row = per_class[y]
+    return by_row if weights is None else weights * by_row
 
 
 def _labelled(model: Sequential, y: np.ndarray, classes: list[Any] | None) -> np.ndarray:
