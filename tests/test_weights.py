@@ -36,7 +36,7 @@ def test_a_wrong_weighted_gradient_is_caught():
     """The check can fail: a loss whose gradient ignores the weights is reported."""
     from matnet.losses import MeanSquaredError
 
-    class Unweighted(MeanSquaredError):
+    class UnweightedSquaredError(MeanSquaredError):
         def __call__(self, Z, Y, sample_weight=None):
             value, _ = super().__call__(Z, Y, sample_weight)
             _, dZ = super().__call__(Z, Y, None)
@@ -45,7 +45,7 @@ def test_a_wrong_weighted_gradient_is_caught():
     model = matnet.Sequential([Dense(3, 2)], dtype="float64", seed=0)
     rng = np.random.default_rng(0)
     X, y, w = rng.normal(size=(6, 3)), rng.normal(size=(6, 2)), rng.uniform(0.1, 3, 6)
-    assert matnet.gradcheck(model, X, y, Unweighted(), sample_weight=w) > 1e-3
+    assert matnet.gradcheck(model, X, y, UnweightedSquaredError(), sample_weight=w) > 1e-3
 
 
 def _imbalanced(n=200, seed=0):
@@ -128,7 +128,7 @@ def test_cli_weight_errors_name_the_line_and_the_option(tmp_path, capsys):
     code = main(["train", str(tmp_path / "t.csv"), "--target", "y", "--sample-weight", "v",
                  "--out", str(tmp_path / "m.st")])  # fmt: skip
     assert code == 2 and "--sample-weight v" in capsys.readouterr().err
-    (tmp_path / "r.csv").write_text("a,y\n" + "".join(f"{i},{i * 1.5}\n" for i in range(30)))
+    (tmp_path / "r.csv").write_text("a,y\n" + "".join(f"{i % 7},{i * 1.5}\n" for i in range(30)))
     code = main(["train", str(tmp_path / "r.csv"), "--target", "y", "--class-weight", "balanced",
                  "--out", str(tmp_path / "m.st")])  # fmt: skip
     assert code == 2 and "--class-weight weighs classes" in capsys.readouterr().err
