@@ -374,3 +374,16 @@ def test_scale_gain_multiplies_the_step_under_adam():
         model.fit(X, y, optimizer="adam", learning_rate=1e-3, epochs=1, batch_size=32)
         moved.append(np.abs(layer.s * gain - before))
     np.testing.assert_allclose(moved[1], 6 * moved[0], rtol=1e-4)  # Adam's ε
+
+
+def test_the_recipe_trains_on_one_blas_thread_unless_told():
+    """Its products are too small to share (benchmarks/RESULTS-threads.md)."""
+    pytest.importorskip("threadpoolctl")
+    from matnet.cli import build_parser
+    from matnet.cli.commands import _settings
+    from matnet.tabular import tabular_fit_options
+
+    assert tabular_fit_options()["threads"] == 1
+    assert "threads" not in _settings(build_parser().parse_args(["train", "iris"])).fit_options
+    told = _settings(build_parser().parse_args(["train", "iris", "--threads", "2"]))
+    assert told.fit_options["threads"] == 2

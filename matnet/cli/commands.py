@@ -232,7 +232,9 @@ class _Settings:
 def _settings(args: argparse.Namespace) -> _Settings:
     """The options left to the recipe (``--hidden``, ``--dropout``, ``--epochs``, ``--batch-size``,
     ``--lr``, ``--optimizer``, ``--patience``) filled in; nothing is written back into ``args``."""
-    common = {"l2": args.l2, "threads": args.threads}
+    common: dict[str, Any] = {"l2": args.l2}
+    if args.threads is not None:  # else the recipe's (one thread for its small products)
+        common["threads"] = args.threads
     if args.recipe == "mlp":
         hidden = (128, 64) if args.hidden is None else tuple(args.hidden)
         epochs = 50 if args.epochs is None else args.epochs

@@ -307,8 +307,8 @@ def _add_train(sub: argparse._SubParsersAction, data_help: str) -> None:
         "--threads",
         type=_positive_int,
         metavar="N",
-        help="BLAS threads while training (needs threadpoolctl: matnet[threads]; default: "
-        "as the BLAS library chooses)",
+        help="BLAS threads while training (needs threadpoolctl: matnet[threads]; default: 1 for "
+        "the tabular recipe, whose products are too small to share; as BLAS chooses for mlp)",
     )
     p.add_argument(
         "--distributed",

@@ -9,7 +9,14 @@
   ``TabularRegressor`` and Python users call (:func:`fit_tabular`).
 """
 
-from matnet.tabular.build import TabularFit, build_tabular_model, fit_tabular, split_rows
+from matnet.tabular.build import (
+    TabularFit,
+    build_tabular_model,
+    fit_tabular,
+    prepare_tabular,
+    row_weights,
+    split_rows,
+)
 from matnet.tabular.inference import ColumnInfo, ColumnReport, infer_columns, table_columns
 from matnet.tabular.preprocess import numeric_width, output_width, preprocessor
 from matnet.tabular.recipe import (
@@ -30,7 +37,9 @@ __all__ = [
     "infer_columns",
     "numeric_width",
     "output_width",
+    "prepare_tabular",
     "preprocessor",
+    "row_weights",
     "split_rows",
     "table_columns",
     "tabular_fit_options",

@@ -250,7 +250,18 @@ def tabular_fit_options(recipe: TabularRecipe | None = None, n_rows: int | None 
         "early_stopping": True,
         "patience": recipe.epochs,
         "callbacks": _schedule_callbacks(recipe),
+        "threads": _one_thread(),
     }
+
+
+def _one_thread() -> int | None:
+    """One BLAS thread: the recipe's products ((256·k) × 128 at most) are too small to share.
+    Measured (benchmarks/RESULTS-threads.md): a second thread saves 0-13% of the wall time per
+    epoch at 1.7-1.9x the CPU time; on a busy machine it loses. Setting it needs threadpoolctl
+    (scikit-learn brings it); without it, BLAS chooses."""
+    import importlib.util
+
+    return 1 if importlib.util.find_spec("threadpoolctl") is not None else None
 
 
 def _schedule_callbacks(recipe: TabularRecipe) -> list:
