@@ -38,6 +38,7 @@ from matnet.validation import (
 __all__ = [
     "LOG_LOSS_EPS",
     "accuracy",
+    "calibration",
     "classification_report",
     "classification_scores",
     "confusion_matrix",
@@ -306,6 +307,51 @@ def _log_loss(t: np.ndarray, P: np.ndarray) -> float:
     return float(np.mean(-np.log(chosen)))
 
 
+def calibration(y_true: Any, proba: Any, labels: Any = None, n_bins: int = 10) -> dict[str, Any]:
+    """How well the top probability of each row says how often it is right (a reliability diagram).
+
+    The rows are binned by their top probability ``c_i = max_j P[i, j]`` into ``n_bins`` equal
+    intervals of [0, 1]; in each bin, the mean confidence ``conf_b`` and the accuracy ``acc_b``
+    (the share of rows whose most probable class is the true one). The expected calibration error
+    is ``ECE = Σ_b (n_b / n) · |acc_b − conf_b|``: 0 for probabilities that mean what they say.
+
+    Parameters
+    ----------
+    y_true : array of shape (n,), class labels
+    proba : array of shape (n, k) (or (n,) for two classes)
+    labels : sequence of k labels, optional
+    n_bins : int
+
+    Returns
+    -------
+    dict
+        ``"ece"``, ``"n_bins"`` and ``"bins"``: per non-empty bin ``{"low", "high", "count",
+        "confidence", "accuracy"}``.
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
+    t, _, labels = check_class_targets(y_true, None, labels)
+    return _calibration(t, check_probabilities(proba, t.size, len(labels)), int(n_bins))
+
+
+def _calibration(t: np.ndarray, P: np.ndarray, n_bins: int) -> dict[str, Any]:
+    confidence = P.max(axis=1)
+    correct = (np.argmax(P, axis=1) == t).astype(np.float64)
+    # Bin b holds (b/n_bins, (b+1)/n_bins]; a confidence of exactly 0 falls in the first.
+    which = np.clip(np.ceil(confidence * n_bins).astype(np.intp) - 1, 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        rows = which == b
+        count = int(rows.sum())
+        if not count:
+            continue
+        conf, acc = float(confidence[rows].mean()), float(correct[rows].mean())
+        ece += count / t.size * abs(acc - conf)
+        bins.append({"low": b / n_bins, "high": (b + 1) / n_bins, "count": count,
+                     "confidence": conf, "accuracy": acc})  # fmt: skip
+    return {"ece": ece, "n_bins": n_bins, "bins": bins}
+
+
 def classification_scores(
     y_true: Any,
     proba: Any,
@@ -330,7 +376,8 @@ def classification_scores(
     -------
     dict
         The keys of :func:`classification_report` plus ``"log_loss"``, ``"log_loss_eps"``,
-        ``"roc_auc"`` (the dict of :func:`roc_auc`), ``"labels"`` and ``"confusion_matrix"`` (a list of
+        ``"roc_auc"`` (the dict of :func:`roc_auc`), ``"calibration"`` (:func:`calibration`, 10
+        bins), ``"labels"`` and ``"confusion_matrix"`` (a list of
         k lists of counts). Every value is JSON-serializable except that undefined averages are nan.
     """
     zero_division = _check_zero_division(zero_division)
@@ -343,6 +390,7 @@ def classification_scores(
         "log_loss": _log_loss(t, P),
         "log_loss_eps": LOG_LOSS_EPS,
         "roc_auc": _roc_auc(t, P, labels),
+        "calibration": _calibration(t, P, 10),
         **report,
         "labels": labels,
         "confusion_matrix": matrix.tolist(),

@@ -124,8 +124,17 @@ def tick_labels(labels: Sequence[Any]) -> list[str]:
     return [textwrap.fill(str(label), 26, break_long_words=True) for label in labels]
 
 
-def confusion_matrix_png(matrix: np.ndarray, labels: Sequence[str], *, title: str = "") -> bytes:
-    """The PNG bytes of :func:`plot_confusion_matrix`."""
+def confusion_matrix_png(
+    matrix: np.ndarray,
+    labels: Sequence[str],
+    *,
+    title: str = "",
+    calibration: dict[str, Any] | None = None,
+) -> bytes:
+    """The PNG bytes of :func:`plot_confusion_matrix`; with ``calibration`` (the dict of
+    :func:`matnet.metrics.calibration`) a reliability diagram beside it."""
+    if calibration is not None:
+        return _with_reliability(matrix, labels, title, calibration)
     plt = require_matplotlib()
     import textwrap
 
@@ -157,6 +166,55 @@ def confusion_matrix_png(matrix: np.ndarray, labels: Sequence[str], *, title: st
                 color = "white" if matrix[i, j] > threshold else "black"
                 ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
     ax.set_title(textwrap.fill(title or "confusion matrix", 60))
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _with_reliability(
+    matrix: np.ndarray, labels: Sequence[str], title: str, calibration: dict[str, Any]
+) -> bytes:
+    """The confusion matrix and, beside it, the reliability diagram: each bin's accuracy against
+    its mean top probability (the diagonal is perfect calibration), bars sized by its rows."""
+    import textwrap
+
+    plt = require_matplotlib()
+    matrix = np.asarray(matrix)
+    k = matrix.shape[0]
+    wrapped = tick_labels(labels)
+    longest = max((len(line) for w in wrapped for line in w.splitlines()), default=1)
+    size = min(4 + 0.5 * k + 0.08 * longest, 12)
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(size + 5.5, size))
+    ax.imshow(matrix, cmap="Blues")
+    rotate = k > 3 or longest > 8
+    ax.set_xticks(range(k), labels=wrapped, rotation=45 if rotate else 0,
+                  ha="right" if rotate else "center", rotation_mode="anchor")  # fmt: skip
+    ax.set_yticks(range(k), labels=wrapped)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(k):
+            for j in range(k):
+                color = "white" if matrix[i, j] > threshold else "black"
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
+    ax.set_title("confusion matrix")
+    bins = calibration["bins"]
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    width = 1.0 / calibration["n_bins"]
+    rel.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, color="#4c72b0",
+            alpha=0.8, label="accuracy in the bin")  # fmt: skip
+    rel.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black",
+             label="(mean confidence, accuracy)")  # fmt: skip
+    rel.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    for b, x in zip(bins, centres, strict=True):
+        rel.text(x, 0.02, str(b["count"]), ha="center", va="bottom", fontsize=7, rotation=90)
+    rel.set_xlim(0, 1)
+    rel.set_ylim(0, 1.02)
+    rel.set_xlabel("top probability (confidence)")
+    rel.set_ylabel("accuracy")
+    rel.set_title(f"reliability: ECE {calibration['ece']:.3f}")
+    rel.legend(loc="upper left", fontsize=8)
+    fig.suptitle(textwrap.fill(title or "evaluation", 90))
     fig.tight_layout()
     return _png(fig)
 

@@ -93,6 +93,15 @@ def test_json_report_matches_scikit_learn_on_the_models_outputs(models, capsys, 
         assert abs(report[ours]["f1"] - sk[theirs]["f1-score"]) <= TOL
     assert abs(report["accuracy"] - skm.accuracy_score(y, pred)) <= TOL
     assert abs(report["log_loss"] - _sk_log_loss(y, P, labels)) <= TOL
+    # The reliability diagram's numbers, against the definition on the same probabilities.
+    top, right = P.max(axis=1), (np.argmax(P, axis=1) == y)
+    which = np.clip(np.ceil(top * 10).astype(int) - 1, 0, 9)
+    ece = sum(
+        (which == b).mean() * abs(right[which == b].mean() - top[which == b].mean())
+        for b in range(10)
+        if (which == b).any()
+    )
+    assert abs(report["calibration"]["ece"] - ece) <= TOL
     if len(labels) == 2:
         expected_auc = skm.roc_auc_score(y, P[:, 1])
         assert report["roc_auc"]["average"] == "binary"

@@ -225,3 +225,27 @@ def test_bad_input_names_the_value(call, needle):
     with pytest.raises(ValueError) as info:
         call()
     assert needle in str(info.value)
+
+
+def test_calibration_bins_and_expected_calibration_error():
+    """Top probabilities binned into tenths; ECE = Σ (n_b / n) |acc_b − conf_b|, by hand."""
+    from matnet.metrics import calibration
+
+    # Rows 0-3 have top probability 0.95 (bin 9) and rows 4-5 0.55 (bin 5); 3 of the first four
+    # and 1 of the last two are right.
+    P = np.array([[0.95, 0.05]] * 4 + [[0.55, 0.45]] * 2)
+    y = np.array([0, 0, 0, 1, 0, 1])
+    result = calibration(y, P)
+    assert [(b["low"], b["count"]) for b in result["bins"]] == [(0.5, 2), (0.9, 4)]
+    assert result["bins"][1]["accuracy"] == 0.75 and result["bins"][1]["confidence"] == 0.95
+    expected = 4 / 6 * abs(0.75 - 0.95) + 2 / 6 * abs(0.5 - 0.55)
+    assert result["ece"] == pytest.approx(expected, rel=1e-12)
+    # Probabilities that mean what they say: every row of confidence 0.8, 80% of them right.
+    P = np.tile([0.8, 0.2], (10, 1))
+    y = np.array([0] * 8 + [1] * 2)
+    assert calibration(y, P)["ece"] == pytest.approx(0.0, abs=1e-12)
+    # A bin's edge: 0.9 belongs to (0.8, 0.9], 1.0 to the last bin, 0 to the first.
+    edges = calibration([0, 0, 0], np.array([[0.9, 0.1], [1.0, 0.0], [0.5, 0.5]]), labels=[0, 1])
+    assert [b["low"] for b in edges["bins"]] == [0.4, 0.8, 0.9]
+    with pytest.raises(ValueError, match="n_bins=0 must be a positive integer"):
+        calibration(y, P, n_bins=0)

@@ -690,6 +690,10 @@ def _evaluate_classifier(
         "as scikit-learn does"
     )
     lines += [f"  ({text})" for text in how if text]
+    lines.append(
+        f"calibration: expected calibration error {report['calibration']['ece']:.4f} (10 bins of "
+        "the top probability; 0 when probabilities mean what they say)"
+    )
     lines += ["per-class report", per_class_table(report)]
     lines += [f"note: {text}" for text in report["undefined"]]
     lines.append("confusion matrix (rows: true class, columns: predicted class)")
@@ -704,6 +708,7 @@ def _evaluate_classifier(
             np.asarray(report["confusion_matrix"]),
             labels,
             title=f"{Path(args.model).name} on {table.source}: accuracy {report['accuracy']:.3f}",
+            calibration=report["calibration"],
         )
     return report, lines, png
 
