@@ -559,7 +559,7 @@ def _record(
             order, position = rng.permutation(X.shape[0]), 0
         rows = order[position : position + batch]
         position += batch
-        scores = model.evaluate(X[evaluate], y[evaluate])
+        scores = _scores(model, X[evaluate], y[evaluate])
         numbers, value = _run(model, descriptions, X[rows], y[rows], seed + t)
         if t == 0:
             estimate = _page_size(numbers, steps, max_side, batch, products)
@@ -811,6 +811,18 @@ def _too_big(max_bytes: int, names: dict[str, str]) -> str:
         f"{names['steps']}, a smaller {names['batch']} or {names['max_side']}, or raise "
         f"{names['max_bytes'].rstrip('= ')}"
     )
+
+
+def _scores(model: Sequential, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The mean loss and the loss's metric of rows already in the layers' form (``X`` is
+    ``input_matrix``'s output: a table model's codes, which ``model.evaluate`` would encode again
+    and read every category as unknown)."""
+    loss = model.loss
+    assert loss is not None
+    Z = model.logits_from_matrix(X)
+    Y = model.encode_targets(y, Z.shape[0], loss)
+    value, _ = loss(Z, Y)
+    return {"loss": float(value), loss.metric_name: float(loss.metric(Z, Y))}
 
 
 def _page_inputs(model: Any, X: Any, y: Any, path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -274,3 +274,22 @@ def test_the_cli_size_error_names_the_cli_options(tmp_path, capsys):
     code = main(["explain", "--sizes", "64,32,10", "--html", str(page), "--steps", "2",
                  "--max-side", "8"])  # fmt: skip
     assert code == 0 and page.exists()
+
+
+def test_a_table_models_page_scores_its_rows_read_once(tmp_path):
+    """The page's curves score the rows the layers run on; a table model's codes read again as
+    raw cells would send every category to "unknown" (the bug fit's validation once had)."""
+    from matnet.explain import to_html
+    from matnet.tabular import fit_tabular
+
+    rng = np.random.default_rng(0)
+    colour = np.asarray(rng.choice(["red", "green", "blue"], 120), dtype=object)
+    table = {"size": rng.normal(size=120), "colour": colour}
+    y = (colour == "red").astype(int)  # the category alone decides
+    run = fit_tabular(table, y, task="classification", dtype="float64", seed=0,
+                      fit_options={"epochs": 20, "verbose": 0})  # fmt: skip
+    model = run.model
+    record = to_html(model, table, y, tmp_path / "p.html", steps=1, batch=16, learning_rate=1e-9)
+    expected = model.evaluate(table, y)  # on the raw rows: read once
+    assert record.data_loss[0] == pytest.approx(expected["loss"], rel=1e-6)
+    assert record.metric[0] == pytest.approx(expected["accuracy"], rel=1e-9)
