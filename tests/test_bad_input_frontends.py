@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -494,6 +495,31 @@ CLI_ERRORS = [
 ]  # fmt: skip
 
 
+def _options_of(command: str) -> set[str]:
+    from matnet.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return {o for action in sub.choices[command]._actions for o in action.option_strings}
+
+
+def assert_options_exist(command: str, err: str) -> None:
+    """Every option an error names is one the command has (no Python keyword in its place)."""
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", err))
+    assert named <= _options_of(command), (named - _options_of(command), err)
+    keywords = {o[2:].replace("-", "_") + "=" for o in _options_of(command) if "-" in o[2:]}
+    assert not any(k in err for k in keywords), err
+
+
+def test_the_error_tables_name_only_options_that_exist():
+    """Every option the command-line part of docs/errors.md quotes is one a matnet command has."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
+    section = text[text.index("## The command line") : text.index("## Requests to the prediction")]
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", section))
+    commands = ("train", "predict", "evaluate", "explain", "export", "info", "serve")
+    every = set().union(*(_options_of(c) for c in commands))
+    assert len(named) >= 10 and named <= every, named - every
+
+
 @pytest.mark.parametrize(
     ("command", "model", "text", "extra", "needles"),
     [row[1:] for row in CLI_ERRORS],
@@ -521,6 +547,7 @@ def test_cli_rejects_bad_input_with_status_2_and_writes_nothing(
     code, stdout, err = run(capsys, *argv, *extra)
     assert_user_error(code, stdout, err, needles)
     assert stdout == ""
+    assert_options_exist(command, err)
     if output == "existing":
         assert out.read_bytes() == b"previous contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
