@@ -31,6 +31,9 @@ Run: ``make bench-tabular`` or
 ``python benchmarks/bench_tabular.py --out benchmarks/RESULTS-tabular.md [--datasets a,b]
 [--seeds 0,1,2] [--methods ...] [--max-train N] [--time-limit SECONDS]``.
 Results are rewritten after every (seed, dataset), so a run cut short still reports what finished.
+
+``--suite`` runs the 36 real tables of ``benchmarks/tabular-suite.tsv`` instead, dev and test halves
+apart, against six peers with cached results (``benchmarks/bench_suite.py``, whose options follow).
 """
 
 from __future__ import annotations
@@ -475,6 +478,12 @@ def targets(means, times, avg_rank, methods) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--suite" in argv:  # the 36 real tables (benchmarks/bench_suite.py), dev and test apart
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_suite
+
+        return bench_suite.main([a for a in argv if a != "--suite"])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="benchmarks/RESULTS-tabular.md")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated names")
