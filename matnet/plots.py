@@ -50,7 +50,7 @@ def _png(fig: Any) -> bytes:
     plt = require_matplotlib()
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=100)
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")  # nothing cut off
     finally:
         plt.close(fig)
     return buffer.getvalue()
@@ -135,56 +135,31 @@ def confusion_matrix_png(
     :func:`matnet.metrics.calibration`) a reliability diagram beside it."""
     if calibration is not None:
         return _with_reliability(matrix, labels, title, calibration)
-    plt = require_matplotlib()
     import textwrap
 
+    plt = require_matplotlib()
     matrix = np.asarray(matrix)
-    k = matrix.shape[0]
-    # Long labels are wrapped in full (never cut: three "penguin_species_..." would read alike)
-    # and the figure grows with the longest, so ticks do not overlap.
-    wrapped = tick_labels(labels)
-    longest = max((len(line) for w in wrapped for line in w.splitlines()), default=1)
-    size = min(4 + 0.5 * k + 0.08 * longest, 16)
+    size = _confusion_size(matrix, labels)
     fig, ax = plt.subplots(figsize=(size, size))
-    image = ax.imshow(matrix, cmap="Blues")
+    image = _draw_confusion(ax, matrix, labels)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    rotate = k > 3 or longest > 8
-    ax.set_xticks(
-        range(k),
-        labels=wrapped,
-        rotation=45 if rotate else 0,
-        ha="right" if rotate else "center",
-        rotation_mode="anchor",
-    )
-    ax.set_yticks(range(k), labels=wrapped)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if k <= 30:
-        threshold = matrix.max() / 2 if matrix.size else 0
-        for i in range(k):
-            for j in range(k):
-                color = "white" if matrix[i, j] > threshold else "black"
-                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
     ax.set_title(textwrap.fill(title or "confusion matrix", 60))
     fig.tight_layout()
     return _png(fig)
 
 
-def _with_reliability(
-    matrix: np.ndarray, labels: Sequence[str], title: str, calibration: dict[str, Any]
-) -> bytes:
-    """The confusion matrix and, beside it, the reliability diagram: each bin's accuracy against
-    its mean top probability (the diagonal is perfect calibration), bars sized by its rows."""
-    import textwrap
+def _confusion_size(matrix: np.ndarray, labels: Sequence[str]) -> float:
+    """The side of a confusion matrix's figure: grows with the classes and the longest label."""
+    longest = max((len(line) for w in tick_labels(labels) for line in w.splitlines()), default=1)
+    return min(4 + 0.5 * matrix.shape[0] + 0.08 * longest, 16)
 
-    plt = require_matplotlib()
-    matrix = np.asarray(matrix)
+
+def _draw_confusion(ax: Any, matrix: np.ndarray, labels: Sequence[str]) -> Any:
+    """The counts as a heatmap on ``ax``, every label in full (wrapped), each cell numbered."""
     k = matrix.shape[0]
     wrapped = tick_labels(labels)
     longest = max((len(line) for w in wrapped for line in w.splitlines()), default=1)
-    size = min(4 + 0.5 * k + 0.08 * longest, 12)
-    fig, (ax, rel) = plt.subplots(1, 2, figsize=(size + 5.5, size))
-    ax.imshow(matrix, cmap="Blues")
+    image = ax.imshow(matrix, cmap="Blues")
     rotate = k > 3 or longest > 8
     ax.set_xticks(range(k), labels=wrapped, rotation=45 if rotate else 0,
                   ha="right" if rotate else "center", rotation_mode="anchor")  # fmt: skip
@@ -197,6 +172,21 @@ def _with_reliability(
             for j in range(k):
                 color = "white" if matrix[i, j] > threshold else "black"
                 ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
+    return image
+
+
+def _with_reliability(
+    matrix: np.ndarray, labels: Sequence[str], title: str, calibration: dict[str, Any]
+) -> bytes:
+    """The confusion matrix and, beside it, the reliability diagram: each bin's accuracy against
+    its mean top probability (the diagonal is perfect calibration), bars sized by its rows."""
+    import textwrap
+
+    plt = require_matplotlib()
+    matrix = np.asarray(matrix)
+    size = min(_confusion_size(matrix, labels), 12)
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(size + 5.5, size))
+    _draw_confusion(ax, matrix, labels)
     ax.set_title("confusion matrix")
     bins = calibration["bins"]
     centres = [(b["low"] + b["high"]) / 2 for b in bins]

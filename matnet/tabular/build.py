@@ -27,7 +27,7 @@ from matnet.model import Sequential
 from matnet.tabular.inference import ColumnReport, infer_columns, table_columns
 from matnet.tabular.preprocess import output_width, preprocessor
 from matnet.tabular.recipe import TabularRecipe, tabular_fit_options, tabular_loss, tabular_model
-from matnet.validation import check_sample_weight, holdout_rows
+from matnet.validation import check_sample_weight, split_validation
 
 __all__ = [
     "TabularFit",
@@ -66,15 +66,7 @@ def split_rows(
     if not fraction:
         return np.arange(n), np.arange(0)
     labels = np.zeros(n) if y is None else np.asarray(y)
-    val = holdout_rows(n, fraction, labels, np.random.default_rng(seed), stratify)
-    if val.size == 0 or val.size == n:
-        raise ValueError(
-            f"validation_fraction={fraction} of {n} rows leaves an empty training or validation "
-            "set; use more rows or validation_fraction=0 (--validation-fraction 0)"
-        )
-    mask = np.ones(n, dtype=bool)
-    mask[val] = False
-    return np.flatnonzero(mask), val
+    return split_validation(n, fraction, labels, np.random.default_rng(seed), stratify)
 
 
 def target_scaling(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
