@@ -46,11 +46,12 @@ def require_matplotlib() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, tight: bool = False) -> bytes:
     plt = require_matplotlib()
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")  # nothing cut off
+        # tight: the box grows to what the figure drew (nothing cut off), so the size varies
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight" if tight else None)
     finally:
         plt.close(fig)
     return buffer.getvalue()
@@ -206,7 +207,7 @@ def _with_reliability(
     rel.legend(loc="upper left", fontsize=8)
     fig.suptitle(textwrap.fill(title or "evaluation", 90))
     fig.tight_layout()
-    return _png(fig)
+    return _png(fig, tight=True)
 
 
 def plot_regression(
