@@ -265,7 +265,13 @@ def _catboost(Xtr, ytr, Xte, task, seed):
         for df in (Xtr, Xte):
             df[c] = df[c].astype(object).where(df[c].notna(), "missing").astype(str)
     cls = catboost.CatBoostClassifier if task == "classification" else catboost.CatBoostRegressor
-    est = cls(random_seed=seed, thread_count=1, verbose=0, cat_features=text or None)
+    est = cls(
+        random_seed=seed,
+        thread_count=1,
+        verbose=0,
+        cat_features=text or None,
+        allow_writing_files=False,
+    )  # no catboost_info/ folder in the working tree
     _, seconds = _timed(lambda: est.fit(Xtr, ytr))
     if task == "classification":
         return est.predict(Xte).ravel(), est.predict_proba(Xte), list(est.classes_), seconds
