@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # bench_tabular, beside this file
 SUITE = HERE / "tabular-suite.tsv"
 METHODS = (
     "matnet-est",
@@ -138,20 +139,11 @@ def _categorical(column: Any, categories: Any) -> Any:
 
 
 def _no_gaps(train: Any, test: Any) -> tuple[Any, Any]:
-    """Numeric gaps filled with the training median plus an indicator; missing text as a category
-    of its own (pytabkit refuses NaN in numeric columns)."""
-    train, test = train.copy(), test.copy()
-    for c in list(train.columns):
-        if train[c].dtype.kind in "biuf":
-            if train[c].isna().any() or test[c].isna().any():
-                median = train[c].median()
-                for df in (train, test):
-                    df[f"{c}__missing"] = df[c].isna().astype(float)
-                    df[c] = df[c].fillna(median)
-        else:
-            for df in (train, test):
-                df[c] = df[c].astype(object).where(df[c].notna(), "missing").astype(str)
-    return _categories(train, test)
+    """bench_tabular's gap filling (pytabkit refuses NaN in numeric columns), then the text columns
+    as categories over the training values."""
+    from bench_tabular import fill_gaps
+
+    return _categories(*fill_gaps(train, test))
 
 
 # --- the methods: each returns (predict, predict_proba or None) functions and fit CPU seconds -----

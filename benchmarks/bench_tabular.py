@@ -161,9 +161,9 @@ def _native(df: Any) -> Any:
     return df
 
 
-def _no_gaps(train: Any, test: Any) -> tuple[Any, Any]:
+def fill_gaps(train: Any, test: Any) -> tuple[Any, Any]:
     """For pytabkit, which refuses NaN in numeric columns: numeric gaps filled with the training
-    median plus a missing-indicator column, missing categories as their own category."""
+    median plus a missing-indicator column, missing categories as their own category (text)."""
     train, test = train.copy(), test.copy()
     for c in list(train.columns):
         if train[c].dtype.kind in "biuf":
@@ -175,6 +175,12 @@ def _no_gaps(train: Any, test: Any) -> tuple[Any, Any]:
         else:
             for df in (train, test):
                 df[c] = df[c].astype(object).where(df[c].notna(), "missing").astype(str)
+    return train, test
+
+
+def _no_gaps(train: Any, test: Any) -> tuple[Any, Any]:
+    """:func:`fill_gaps`, text columns then as pandas categories."""
+    train, test = fill_gaps(train, test)
     return _native(train), _native(test)
 
 
